@@ -104,7 +104,10 @@ class ConnectorContext:
     ``log`` is there for reading (a source filling unchanged TOASTed values from a key's
     previous image, a sink rebuilding an index); writes go through the hub. ``data_dir`` is a
     private directory for connector state that is not part of the log's guarantees.
-    ``progress`` reports long work (snapshot, export): ``progress(done, total_or_None)``.
+    ``progress`` reports long work (snapshot, export): ``progress(what, done, total_or_None)``.
+    ``dead_letter`` is how a sink with ``errors.tolerance: all`` hands over a record it
+    cannot write, with the reason; the hub appends it to the sink's dead-letter topic
+    (before the sink's next offsets are committed) and counts it.
     """
 
     name: str
@@ -113,6 +116,7 @@ class ConnectorContext:
     logger: logging.Logger
     progress: Callable[[str, int, int | None], None] = field(default=lambda *_: None)
     topic_partitions: Callable[[str], int] = field(default=lambda _: 1)
+    dead_letter: Callable[[LogRecord, str], None] = field(default=lambda _r, _why: None)
 
 
 SourceConfigT = TypeVar("SourceConfigT", bound=SourceConfig)
