@@ -1,0 +1,321 @@
+"""The ``changehub`` command line.
+
+Exit codes scripts can rely on: 0 success, 1 the work failed (a server unreachable, a
+corrupt log, a connector FAILED), 2 bad usage or bad configuration. Commands other than
+``run`` and ``validate`` find the pipeline with ``-c FILE`` (default ``./changehub.yaml``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from hub.config import PipelineConfig, load_pipeline
+from hub.errors import ChangehubError, LogLockedError, UsageError
+from hub.logs import setup_logging
+from hub.secrets import mask
+from log.api import Log, LogRecord, OffsetSpec, TopicPartition
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_CONFIG = "changehub.yaml"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def config_option(f: F) -> F:
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The pipeline file.",
+    )(f)
+
+
+def _load(path: Path) -> PipelineConfig:
+    if not path.exists():
+        raise UsageError(
+            f"{path}: no such pipeline file (pass one with -c FILE; see configs/ for examples)"
+        )
+    return load_pipeline(path)
+
+
+@contextmanager
+def _open_log(config: PipelineConfig) -> Iterator[Log]:
+    """Open the pipeline's log for inspection, also while a hub is running on it."""
+    from hub.runtime import open_pipeline_log
+
+    log_ = open_pipeline_log(config, read_only=True)
+    try:
+        yield log_
+    finally:
+        log_.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of log lines on stderr.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def cli(log_format: str, log_level: str) -> None:
+    """changehub: database changes into a durable ordered log, and out to search indexes,
+    warehouses and files. Declared in YAML; see README.md."""
+    setup_logging(log_format, log_level.upper())
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def run(file: Path) -> None:
+    """Run the pipeline in FILE until SIGINT/SIGTERM (then flush, commit and exit 0)."""
+    from hub.runtime import Hub
+
+    config = _load(file)
+    hub = Hub(config)
+    names = ", ".join([s.name for s in config.sources] + [s.name for s in config.sinks])
+    hub.run_until_signalled(ready=lambda: err.print(f"changehub running {file}: {names}"))
+    failed = [s for s in hub.statuses() if s.state.value == "FAILED"]
+    for s in failed:
+        err.print(f"[red]{s.kind} {s.name} FAILED: {s.error}[/red]")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def validate(file: Path) -> None:
+    """Check FILE (YAML, types, connector settings, env vars) without starting anything."""
+    config = _load(file)
+    out.print(
+        f"{file}: valid — {len(config.sources)} source(s), {len(config.sinks)} sink(s), "
+        f"log {config.log.backend} at {config.log.path}"
+    )
+
+
+@cli.command()
+@config_option
+def topics(config_path: Path) -> None:
+    """List topics with partitions, offsets and sizes."""
+    config = _load(config_path)
+    with _open_log(config) as log_:
+        table = Table("topic", "partitions", "start", "end", "records", "size", "cleanup")
+        for name in log_.list_topics():
+            info = log_.describe_topic(name)
+            start = sum(p.start_offset for p in info.partitions)
+            end = sum(p.end_offset for p in info.partitions)
+            table.add_row(name, str(len(info.partitions)), str(start), str(end),
+                          str(end - start), _size(info.size_bytes), info.config.cleanup)
+        out.print(table)
+
+
+@cli.command()
+@config_option
+@click.argument("topic")
+@click.option("--from", "from_", default="latest", show_default=True,
+              help="earliest, latest, an offset, or an ISO-8601 time.")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Keep waiting for new records.")
+@click.option("-n", "--max", "max_records", type=int, default=None, help="Stop after N records.")
+@click.option("--raw", is_flag=True, help="One JSON line per record, for scripts.")
+def tail(config_path: Path, topic: str, from_: str, follow: bool, max_records: int | None,
+         raw: bool) -> None:
+    """Print records of TOPIC as they arrive."""
+    spec = _offset_spec(from_)
+    config = _load(config_path)
+    shown = 0
+    with _open_log(config) as log_:
+        n = log_.topic_config(topic).partitions
+        positions: dict[TopicPartition, int] = {}
+        for p in range(n):
+            tp = TopicPartition(topic, p)
+            positions[tp] = _resolve(log_, tp, spec)
+        while max_records is None or shown < max_records:
+            batch = log_.fetch(positions, max_records=500, timeout=1.0 if follow else 0.0)
+            if not batch:
+                if not follow:
+                    break
+                continue
+            for r in batch:
+                positions[r.tp] = r.offset + 1
+                _print_record(r, raw)
+                shown += 1
+                if max_records is not None and shown >= max_records:
+                    break
+
+
+@cli.command()
+@config_option
+@click.argument("sink", required=False)
+def offsets(config_path: Path, sink: str | None) -> None:
+    """Committed offsets and lag of every sink (or of SINK), and each source's checkpoint."""
+    config = _load(config_path)
+    with _open_log(config) as log_:
+        table = Table("sink", "partition", "committed", "end", "lag")
+        for s in config.sinks:
+            if sink and s.name != sink:
+                continue
+            committed = log_.committed_offsets(s.name)
+            for tp in _sink_partitions(log_, s.topics):
+                end = log_.end_offset(tp)
+                at = committed.get(tp)
+                lag = end - (at if at is not None else log_.start_offset(tp))
+                table.add_row(s.name, str(tp), "-" if at is None else str(at), str(end), str(lag))
+        out.print(table)
+        if sink is None:
+            for src in config.sources:
+                cp = log_.last_checkpoint(src.name)
+                out.print(f"source {src.name}: checkpoint {mask(str(cp)) if cp else 'none yet'}")
+
+
+@cli.command()
+@config_option
+@click.argument("sink")
+@click.option("--to", "to", required=True,
+              help="earliest, latest, an offset, or an ISO-8601 time (2026-01-31T02:00:00Z).")
+@click.option("--topic", "topic_glob", default=None, help="Only partitions of topics matching.")
+def reset(config_path: Path, sink: str, to: str, topic_glob: str | None) -> None:
+    """Move SINK's committed offsets (the hub must not be running)."""
+    from hub.runtime import open_pipeline_log
+
+    spec = _offset_spec(to)
+    config = _load(config_path)
+    matches = [s for s in config.sinks if s.name == sink]
+    if not matches:
+        raise UsageError(f"no sink named {sink!r} in {config_path}; sinks: "
+                         f"{', '.join(s.name for s in config.sinks) or 'none'}")
+    try:
+        log_ = open_pipeline_log(config)
+    except LogLockedError as exc:
+        raise UsageError(f"{exc}; stop the running hub before resetting offsets") from exc
+    with log_:
+        patterns = [topic_glob] if topic_glob else matches[0].topics
+        tps = _sink_partitions(log_, patterns)
+        new = log_.reset_offsets(sink, tps, spec)
+        for tp, off in sorted(new.items()):
+            out.print(f"{sink} {tp} -> {off}")
+
+
+@cli.command()
+@config_option
+@click.option("--watch", is_flag=True, help="Refresh every second until interrupted.")
+def status(config_path: Path, watch: bool) -> None:
+    """Sources (checkpoints) and sinks (lag) of the pipeline."""
+    config = _load(config_path)
+    while True:
+        with _open_log(config) as log_:
+            table = Table("connector", "kind", "type", "position / lag")
+            for src in config.sources:
+                cp = log_.last_checkpoint(src.name)
+                table.add_row(src.name, "source", src.type, mask(str(cp)) if cp else "not started")
+            for s in config.sinks:
+                committed = log_.committed_offsets(s.name)
+                lag = 0
+                for tp in _sink_partitions(log_, s.topics):
+                    lag += log_.end_offset(tp) - committed.get(tp, log_.start_offset(tp))
+                table.add_row(s.name, "sink", s.type, f"{lag} records behind")
+        out.print(table)
+        if not watch:
+            return
+        time.sleep(1.0)
+
+
+def _sink_partitions(log_: Log, patterns: list[str]) -> list[TopicPartition]:
+    from hub.sink_worker import match_topics
+
+    return [
+        TopicPartition(t, p)
+        for t in match_topics(patterns, log_.list_topics())
+        for p in range(log_.topic_config(t).partitions)
+    ]
+
+
+def _offset_spec(text: str) -> OffsetSpec:
+    try:
+        return OffsetSpec.parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _resolve(log_: Log, tp: TopicPartition, spec: OffsetSpec) -> int:
+    if spec.kind == "earliest":
+        return log_.start_offset(tp)
+    if spec.kind == "latest":
+        return log_.end_offset(tp)
+    if spec.kind == "offset":
+        return min(max(spec.value, log_.start_offset(tp)), log_.end_offset(tp))
+    return log_.offset_for_time(tp, spec.value)
+
+
+def _print_record(r: LogRecord, raw: bool) -> None:
+    key = r.key.decode("utf-8", "replace") if r.key is not None else None
+    value: Any = None
+    if r.value is not None:
+        try:
+            value = orjson.loads(r.value)
+        except orjson.JSONDecodeError:
+            value = r.value.decode("utf-8", "replace")
+    if raw:
+        sys.stdout.write(orjson.dumps({"topic": r.topic, "partition": r.partition,
+                                       "offset": r.offset, "timestamp_ms": r.timestamp_ms,
+                                       "key": key, "value": value}).decode() + "\n")
+        sys.stdout.flush()
+        return
+    when = time.strftime("%H:%M:%S", time.localtime(r.timestamp_ms / 1000))
+    if isinstance(value, dict) and "op" in value:
+        op = value.get("op")
+        row = value.get("after") if op != "d" else value.get("before")
+        out.print(f"[dim]{when} {r.topic}[{r.partition}]@{r.offset}[/dim] [bold]{op}[/bold] "
+                  f"{key} {orjson.dumps(row).decode()}", markup=True)
+    else:
+        shown = "[tombstone]" if value is None else orjson.dumps(value).decode()
+        out.print(f"[dim]{when} {r.topic}[{r.partition}]@{r.offset}[/dim] {key} {shown}")
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _error(exc: Exception) -> None:
+    err.print(Text("error: ", style="bold red") + Text(mask(str(exc))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="changehub", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except UsageError as exc:
+        _error(exc)
+        sys.exit(2)
+    except ChangehubError as exc:
+        _error(exc)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
