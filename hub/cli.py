@@ -81,14 +81,19 @@ def cli(log_format: str, log_level: str) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def run(file: Path) -> None:
+@click.option("--until-caught-up", is_flag=True,
+              help="Stop (cleanly) once every source is idle and every sink has caught up.")
+def run(file: Path, until_caught_up: bool) -> None:
     """Run the pipeline in FILE until SIGINT/SIGTERM (then flush, commit and exit 0)."""
     from hub.runtime import Hub
 
     config = _load(file)
     hub = Hub(config)
     names = ", ".join([s.name for s in config.sources] + [s.name for s in config.sinks])
-    hub.run_until_signalled(ready=lambda: err.print(f"changehub running {file}: {names}"))
+    hub.run_until_signalled(
+        ready=lambda: err.print(f"changehub running {file}: {names}"),
+        until_caught_up=until_caught_up,
+    )
     failed = [s for s in hub.statuses() if s.state.value == "FAILED"]
     for s in failed:
         err.print(f"[red]{s.kind} {s.name} FAILED: {s.error}[/red]")

@@ -166,6 +166,22 @@ class Hub:
         self._workers[name] = new
         new.start()
 
+    def caught_up(self) -> bool:
+        """Every source found nothing new on its last poll and every sink committed up to
+        the end of every partition it reads: a one-shot run can stop here."""
+        for w in self.workers():
+            state = w.status.state.value
+            if state == "FAILED":
+                return True
+            if state != "RUNNING":
+                return False
+            if isinstance(w, SourceWorker):
+                if not w.idle:
+                    return False
+            elif isinstance(w, SinkWorker) and not w.caught_up():
+                return False
+        return True
+
     # -- stopping -------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -185,8 +201,12 @@ class Hub:
         if self._owns_log:
             self.log.close()
 
-    def run_until_signalled(self, ready: Callable[[], None] | None = None) -> None:
-        """Start, then block until SIGINT/SIGTERM (or :meth:`stop`), then stop cleanly."""
+    def run_until_signalled(
+        self, ready: Callable[[], None] | None = None, until_caught_up: bool = False
+    ) -> None:
+        """Start, then block until SIGINT/SIGTERM (or :meth:`stop`, or — with
+        ``until_caught_up`` — until everything available has reached every sink), then stop
+        cleanly."""
         wake = threading.Event()
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -198,8 +218,10 @@ class Hub:
             self.start()
             if ready is not None:
                 ready()
-            while not wake.wait(0.5) and not self._stopped.is_set():
-                pass
+            while not wake.wait(0.2) and not self._stopped.is_set():
+                if until_caught_up and self.caught_up():
+                    log.info("caught up: every source idle, every sink at the end of its topics")
+                    break
         finally:
             self.stop()
             for s, handler in previous.items():

@@ -190,6 +190,16 @@ class SinkWorker(Worker):
                 log.info("sink %s: new partition %s from offset %d",
                          self.status.name, tp, self._positions[tp])
 
+    def caught_up(self) -> bool:
+        """Nothing pending and the committed offsets reach the end of every partition."""
+        if self._pending_records or self._sink is None:
+            return False
+        subscribed = self._subscribed()
+        return all(
+            self._committed.get(tp, self._log.start_offset(tp)) >= self._log.end_offset(tp)
+            for tp in subscribed
+        ) and all(tp in self._positions for tp in subscribed)
+
     @property
     def committed(self) -> Offsets:
         return dict(self._committed)

@@ -60,8 +60,10 @@ class SourceWorker(Worker):
         self._log = log_
         self._ensure_topic = ensure_topic
         self._source: Source[Any] | None = None
+        self.idle = False  # the last poll found nothing new (for `run --until-caught-up`)
 
     def open(self) -> None:
+        self.idle = False
         checkpoint = self._log.last_checkpoint(self.status.name)
         source = self._make()
         self._source = source
@@ -79,7 +81,9 @@ class SourceWorker(Worker):
         assert self._source is not None
         batch = self._source.poll(POLL_TIMEOUT_S)
         if batch is None:
+            self.idle = True
             return
+        self.idle = False
         self._append(batch)
         self._source.committed(batch.checkpoint)
         self.backoff.reset()
