@@ -1,0 +1,231 @@
+"""Detached server processes: start, recognise after a restart of the caller, wait on, stop.
+
+A server outlives the ``services/run up`` that started it, so it is remembered by pid plus
+its start time in clock ticks (field 22 of ``/proc/<pid>/stat``): a pid alone may have been
+reused by an unrelated process by the time ``down`` runs, and we must never signal that.
+Each server runs in its own session, so its process group id is its pid and a last-resort
+SIGKILL reaches every child it forked (postgres backends, for instance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.errors import ServiceError
+
+__all__ = [
+    "ProcessRef",
+    "ReadyCheck",
+    "RunAs",
+    "free_port",
+    "port_is_free",
+    "spawn",
+    "stop",
+    "tail",
+    "tcp_answers",
+    "wait_until",
+]
+
+POLL_INTERVAL = 0.2
+
+#: A health check: True once the server answers.
+ReadyCheck = Callable[[], bool]
+
+# Popen objects of children started by this process, kept so that they are reaped (and not
+# reported as zombies by ProcessRef.alive) while the starter still runs.
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Start time of a live process in clock ticks since boot; None if gone or a zombie."""
+    for child in _children:
+        child.poll()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    state, ticks = fields[0], fields[19]
+    if state in ("Z", "X"):
+        return None
+    return int(ticks)
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """A process started by ``services``: pid, start time, and the signal that stops it cleanly."""
+
+    pid: int
+    start_ticks: int
+    stop_signal: int = signal.SIGTERM
+
+    def alive(self) -> bool:
+        return _start_ticks(self.pid) == self.start_ticks
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill_group(self) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+    def to_json(self) -> dict[str, int]:
+        return {"pid": self.pid, "start_ticks": self.start_ticks, "stop_signal": self.stop_signal}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProcessRef:
+        return cls(int(data["pid"]), int(data["start_ticks"]), int(data["stop_signal"]))
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged account a server must run as when ``services`` runs as root."""
+
+    user: str
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        # Same effect as `runuser -u USER --`, without a runuser process between us and the
+        # server: the pid we record is the server's own, so signals reach it directly.
+        if os.geteuid() != 0:
+            return {}
+        return {"user": self.user, "group": self.user, "extra_groups": []}
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv), text=True, capture_output=True, check=False, **self.popen_kwargs(), **kwargs
+        )
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    run_as: RunAs | None = None,
+    stop_signal: int = signal.SIGTERM,
+) -> ProcessRef:
+    """Start ``argv`` detached (own session, no terminal), output appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        try:
+            child = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **(run_as.popen_kwargs() if run_as else {}),
+            )
+        except OSError as exc:
+            raise ServiceError(f"cannot start {argv[0]}: {exc}") from exc
+    _children.append(child)
+    ticks = _start_ticks(child.pid)
+    if ticks is None:
+        child.wait()
+        raise ServiceError(
+            f"{argv[0]} exited at once with status {child.returncode}; "
+            f"its output is in {log_path}:\n{tail(log_path)}"
+        )
+    return ProcessRef(child.pid, ticks, stop_signal)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until(
+    what: str,
+    ready: ReadyCheck,
+    *,
+    timeout: float,
+    processes: Sequence[ProcessRef],
+    log_path: Path,
+) -> None:
+    """Poll ``ready`` until it is true; fail fast if a server process dies, or at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if ready():
+            return
+        dead = [p.pid for p in processes if not p.alive()]
+        if dead:
+            raise ServiceError(
+                f"{what}: the server process (pid {dead[0]}) exited before it was ready. "
+                f"Last lines of {log_path}:\n{tail(log_path)}"
+            )
+        if time.monotonic() >= deadline:
+            raise ServiceError(
+                f"{what}: not ready after {timeout:.0f} s. Last lines of {log_path}:\n"
+                f"{tail(log_path)}"
+            )
+        time.sleep(POLL_INTERVAL)
+
+
+def stop(processes: Sequence[ProcessRef], *, timeout: float = 30.0) -> None:
+    """Ask each process to stop with its own signal; SIGKILL its group after ``timeout``."""
+    for p in processes:
+        p.signal(p.stop_signal)
+    deadline = time.monotonic() + timeout
+    while any(p.alive() for p in processes) and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+    for p in processes:
+        p.kill_group()
+    deadline = time.monotonic() + 10.0
+    while any(p.alive() for p in processes):
+        if time.monotonic() >= deadline:
+            pids = ", ".join(str(p.pid) for p in processes if p.alive())
+            raise ServiceError(f"processes {pids} survived SIGKILL for 10 s; check them with ps")
+        time.sleep(POLL_INTERVAL)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a server could listen on the port now. SO_REUSEADDR as servers use it: the
+    TIME_WAIT connections a stopped server leaves behind do not make its port busy."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1", avoid: Sequence[int] = ()) -> int:
+    """A port nobody listens on right now (the kernel's pick), not one of ``avoid``."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
+
+
+def tcp_answers(port: int, host: str = "127.0.0.1") -> bool:
+    """True once something accepts TCP connections on the port."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
