@@ -92,7 +92,7 @@ class Postgres(Server):
         socket_dir = home.path / "run"
         if not (data / "PG_VERSION").exists():
             self._init(home, bindir, data, socket_dir)
-        port = home.port(self.name)
+        port = home.port(self.main_port)
         home.spawn(
             [str(bindir / "postgres"), "-D", str(data), "-p", str(port)],
             run_as=RUN_AS,

@@ -1,0 +1,30 @@
+"""services/run's command line: usage errors, repeatable down, status of nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.services.helpers import run
+
+
+def test_unknown_server_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("up", "nosuchdb", "--dir", tmp_path)
+    assert result.returncode == 2
+    assert "nosuchdb" in result.stderr
+
+
+def test_brokers_option_is_rejected_for_a_single_node_server(tmp_path: Path) -> None:
+    result = run("up", "postgres", "--dir", tmp_path, "--brokers", "3")
+    assert result.returncode == 2
+    assert "--brokers is for kafka only" in result.stderr
+
+
+def test_down_where_nothing_ever_ran_succeeds(tmp_path: Path) -> None:
+    result = run("down", "postgres", "--dir", tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == ""
+
+
+def test_status_where_nothing_ever_ran_says_stopped_with_exit_3(tmp_path: Path) -> None:
+    result = run("status", "mariadb", "--dir", tmp_path)
+    assert (result.returncode, result.stdout) == (3, "STATUS=stopped\n")
