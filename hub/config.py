@@ -539,8 +539,8 @@ class _Loader:
             ))
             return None
         top = self._model(_PipelineFile, data, ())
-        sources = self._connectors("source", data.get("sources"), top is not None)
-        sinks = self._connectors("sink", data.get("sinks"), top is not None)
+        sources = self._connectors("source", data.get("sources", []))
+        sinks = self._connectors("sink", data.get("sinks", []))
         self._unique_names()
         if top is None or sources is None or sinks is None or self.problems:
             return None
@@ -555,11 +555,11 @@ class _Loader:
             self.problems.extend(_translate(self.doc, e, at, model))
             return None
 
-    def _connectors(self, kind: Kind, entries: Any, shape_ok: bool) -> list[Any] | None:
+    def _connectors(self, kind: Kind, entries: Any) -> list[Any] | None:
         """Validate each entry by its type's model; None if any entry is wrong."""
         section = f"{kind}s"
         if not isinstance(entries, list):
-            return [] if entries is None and shape_ok else None
+            return None  # reported by _PipelineFile: "expected a list"
         out: list[Any] = []
         for i, entry in enumerate(entries):
             at: KeyPath = (section, i)

@@ -125,7 +125,8 @@ _CoreSchemaLoader.yaml_implicit_resolvers = {
 _CoreSchemaLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
-# int before float: a resolver list is tried in order and "12" matches both patterns.
+# A leading zero ("0755") matches neither int nor float and stays a string: YAML 1.1 read it
+# as octal, 1.2 as decimal; a string lets the model decide (a file mode, a zip code, a number).
 _CoreSchemaLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o[0-7_]+)$"),
@@ -134,7 +135,8 @@ _CoreSchemaLoader.add_implicit_resolver(
 _CoreSchemaLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*\.[0-9_]*)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
     ),
     list("-+.0123456789"),

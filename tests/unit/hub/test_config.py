@@ -375,7 +375,7 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
 def test_pipeline_config_is_immutable(tmp_path: Path) -> None:
     config = load_pipeline(write(tmp_path, "log: {}\n"), env={}, resolver=stand_ins)
     with pytest.raises(ValueError, match="frozen"):
-        config.log.partitions = 9  # type: ignore[misc]
+        config.log.partitions = 9
 
 
 def test_pipeline_config_built_in_code_wires_topic_overrides(tmp_path: Path) -> None:
