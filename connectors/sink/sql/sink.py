@@ -1,0 +1,201 @@
+"""The ``sql`` sink: change events into tables of any SQL database, through SQLAlchemy.
+
+``write`` decodes each record (:mod:`.changes`), picks its table (:mod:`.naming`), fits its
+values to the table's columns (:mod:`.evolution`) and collapses the batch to the last state
+per key. ``flush`` then applies the batch in ONE transaction: per table, create it or add
+columns, empty it on a truncate, delete keys, upsert rows (:mod:`.upsert`, one batched
+statement per kind), and store the sink's offsets in ``_changehub_offsets``
+(:mod:`.offsets`). ``start`` returns the stored offsets, so a replay after a crash starts
+exactly where the target is, and records below them are skipped if they come anyway.
+
+A record that is not a change event, or whose values cannot fit the table, goes to
+``context.dead_letter`` (which fails the sink unless ``errors.tolerance: all``).
+Tombstones are ignored; deletes come from the ``d`` events before them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
+from connectors.sink.sql.changes import BadRecordError, Change, TableBatch, decode
+from connectors.sink.sql.config import SqlSinkConfig
+from connectors.sink.sql.evolution import (
+    TableShape,
+    UnfitValueError,
+    add_columns,
+    create_table,
+    table_object,
+)
+from connectors.sink.sql.naming import TableName
+from connectors.sink.sql.offsets import ensure_offsets_table, load_offsets, store_offsets
+from connectors.sink.sql.upsert import delete_keys, upsert_rows
+from connectors.sqldb import describe_table, engine_for, translate
+from hub.errors import FatalError, SchemaError
+from log.api import LogRecord
+
+__all__ = ["SqlSink"]
+
+
+class SqlSink(Sink[SqlSinkConfig]):
+    """See the module doc. ``stop`` may come from any thread; the rest from one."""
+
+    config_model: ClassVar[type[SinkConfig]] = SqlSinkConfig
+
+    def __init__(self, config: SqlSinkConfig, context: ConnectorContext) -> None:
+        super().__init__(config, context)
+        self._engine: Engine | None = None
+        self._stopped = threading.Event()
+        self._durable: Offsets = {}  # stored in the target
+        self._next: Offsets = {}  # after the records written so far
+        self._batches: dict[TableName, TableBatch] = {}
+        self._shapes: dict[TableName, TableShape] = {}
+
+    def start(self, resume: Offsets) -> Offsets:
+        self._engine = engine_for(self.config.url)
+        with self._transaction("preparing the offsets table") as conn:
+            ensure_offsets_table(conn)
+            self._durable = load_offsets(conn, self.config.name)
+        self._next = dict(self._durable)
+        self.context.logger.info(
+            "sql sink %s: target %s holds offsets %s",
+            self.config.name,
+            self._engine.url.render_as_string(hide_password=True),
+            {str(tp): o for tp, o in sorted(self._durable.items())} or "none yet",
+        )
+        return {**resume, **self._durable}
+
+    def write(self, records: Sequence[LogRecord]) -> None:
+        self._check_running()
+        for record in records:
+            tp = record.tp
+            if record.offset < self._next.get(tp, 0):
+                continue  # already in the target: a replay from an older hub commit
+            self._next[tp] = record.offset + 1
+            try:
+                self._add(record)
+            except (BadRecordError, UnfitValueError) as exc:
+                self.context.dead_letter(record, str(exc))
+
+    def flush(self) -> Offsets:
+        self._check_running()
+        moved = {tp: o for tp, o in self._next.items() if o != self._durable.get(tp)}
+        if not moved and not self._batches:
+            return dict(self._durable)
+        try:
+            with self._transaction("writing a batch") as conn:
+                for table, batch in self._batches.items():
+                    self._apply(conn, table, batch)
+                store_offsets(conn, self.config.name, moved)
+        except BaseException:
+            # The database may have rolled back DDL too: re-read the tables next time.
+            self._shapes.clear()
+            raise
+        self._batches.clear()
+        self._durable.update(moved)
+        return dict(self._durable)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
+    # -- write: records into per-table batches ----------------------------------------------
+
+    def _add(self, record: LogRecord) -> None:
+        change = decode(record, self.config.table)
+        if change is None:
+            return
+        batch = self._batches.setdefault(change.table, TableBatch())
+        if change.kind == "truncate":
+            batch.add(change)
+            return
+        shape = self._shape(change)
+        row = shape.fit(change.row) if change.row is not None else None
+        key = shape.fit(change.key or {})
+        batch.add(Change(change.table, change.kind, key, row), row)
+
+    def _shape(self, change: Change) -> TableShape:
+        assert change.key is not None
+        key = tuple(change.key)
+        shape = self._shapes.get(change.table)
+        if shape is None:
+            schema, name = change.table
+            with self._transaction(f"reading table {name}") as conn:
+                described = describe_table(conn, schema, name)
+            try:
+                shape = TableShape.of(name, key, described)
+            except UnfitValueError as exc:
+                raise SchemaError(str(exc)) from None
+            self._shapes[change.table] = shape
+        elif shape.key != key:
+            raise UnfitValueError(
+                f"table {shape.name!r} is keyed by ({', '.join(shape.key)}) but this event's "
+                f"key is ({', '.join(key)})"
+            )
+        return shape
+
+    # -- flush: batches into tables ---------------------------------------------------------
+
+    def _apply(self, conn: Connection, name: TableName, batch: TableBatch) -> None:
+        schema, table_name = name
+        shape = self._shapes.get(name)
+        if shape is None:
+            # Only truncates were seen for this table: nothing to create.
+            if batch.truncate and describe_table(conn, schema, table_name) is not None:
+                conn.execute(sa.table(table_name, schema=schema).delete())
+            return
+        try:
+            shape.refresh(describe_table(conn, schema, table_name))
+        except UnfitValueError as exc:
+            raise SchemaError(str(exc)) from None
+        if not shape.exists:
+            create_table(conn, schema, shape)
+            self.context.logger.info(
+                "sql sink %s: created table %s (%s)", self.config.name, table_name,
+                ", ".join(shape.types),
+            )
+        else:
+            added = add_columns(conn, schema, shape)
+            if added:
+                self.context.logger.info(
+                    "sql sink %s: added column(s) %s to %s", self.config.name, ", ".join(added),
+                    table_name,
+                )
+        table = table_object(schema, shape)
+        if batch.truncate:
+            conn.execute(table.delete())
+        delete_keys(conn, table, shape.key, list(batch.deletes.values()))
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in batch.upserts.values():
+            groups.setdefault(tuple(row), []).append(row)
+        for rows in groups.values():
+            upsert_rows(conn, table, shape.key, rows, has_primary_key=shape.upsertable)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._stopped.is_set() or self._engine is None:
+            raise FatalError(f"sql sink {self.config.name!r} is not started (or was stopped)")
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[Connection]:
+        engine = self._engine
+        if engine is None:
+            raise FatalError(f"sql sink {self.config.name!r} is not started (or was stopped)")
+        try:
+            with engine.begin() as conn:
+                yield conn
+        except sa_exc.SQLAlchemyError as exc:
+            raise translate(
+                exc, doing=f"{doing} for sink {self.config.name!r}", url=self.config.url
+            ) from exc
+

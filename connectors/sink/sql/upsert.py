@@ -1,0 +1,94 @@
+"""Writing rows by key, in the statement each database does best, a batch per statement.
+
+=================  ====================================================================
+database           upsert
+=================  ====================================================================
+SQLite, PostgreSQL ``INSERT … ON CONFLICT (key) DO UPDATE SET c = excluded.c``, executemany
+DuckDB             the same statement with many ``VALUES`` rows: DuckDB runs an
+                   executemany row by row (~1 ms a row), a multi-row VALUES in one go
+MySQL, MariaDB     ``INSERT … ON DUPLICATE KEY UPDATE c = VALUES(c)``, executemany
+any other, and a   ``DELETE … WHERE key IN (…)`` then ``INSERT``, in the caller's transaction
+table without a
+primary key
+=================  ====================================================================
+
+Deletes are ``DELETE … WHERE (k1, k2) IN (…)`` in chunks. The caller collapses the rows of a
+batch to one per key first: ``ON CONFLICT DO UPDATE`` may not touch a row twice in one
+statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+__all__ = ["delete_keys", "upsert_rows"]
+
+# Keys per DELETE … IN and rows per multi-row VALUES: well below every database's limit on
+# bound parameters (SQLite: 32766) for tables of up to a few dozen columns.
+_CHUNK = 500
+
+
+def upsert_rows(
+    conn: Connection,
+    table: sa.Table,
+    key: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    *,
+    has_primary_key: bool = True,
+) -> None:
+    """Insert ``rows``, replacing any row with the same ``key``. All rows share their columns."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if not has_primary_key or dialect not in ("sqlite", "postgresql", "duckdb", "mysql", "mariadb"):
+        delete_keys(conn, table, key, [{k: r[k] for k in key} for r in rows])
+        conn.execute(table.insert(), list(rows))
+        return
+    columns = list(rows[0])
+    updates = [c for c in columns if c not in key]
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(table)
+        # ON DUPLICATE KEY UPDATE needs at least one assignment; a no-op one on the key will do.
+        assign = {c: my.inserted[c] for c in updates or key[:1]}
+        conn.execute(my.on_duplicate_key_update(assign), list(rows))
+        return
+    if dialect == "duckdb":
+        for start in range(0, len(rows), _CHUNK):
+            conn.execute(_on_conflict(postgresql.insert(table).values(rows[start:start + _CHUNK]),
+                                      key, updates))
+        return
+    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    conn.execute(_on_conflict(insert, key, updates), list(rows))
+
+
+def _on_conflict(
+    insert: sqlite.Insert | postgresql.Insert, key: Sequence[str], updates: Sequence[str]
+) -> sa.Executable:
+    if not updates:
+        return insert.on_conflict_do_nothing(index_elements=list(key))
+    return insert.on_conflict_do_update(
+        index_elements=list(key), set_={c: insert.excluded[c] for c in updates}
+    )
+
+
+def delete_keys(
+    conn: Connection, table: sa.Table, key: Sequence[str], keys: Sequence[dict[str, Any]]
+) -> None:
+    """Delete the rows whose ``key`` columns equal one of ``keys``."""
+    if not keys:
+        return
+    if len(key) == 1:
+        column = table.c[key[0]]
+        values = [k[key[0]] for k in keys]
+        for start in range(0, len(values), _CHUNK):
+            conn.execute(table.delete().where(column.in_(values[start:start + _CHUNK])))
+        return
+    columns = sa.tuple_(*(table.c[k] for k in key))
+    tuples = [tuple(k[c] for c in key) for k in keys]
+    for start in range(0, len(tuples), _CHUNK):
+        conn.execute(table.delete().where(columns.in_(tuples[start:start + _CHUNK])))
