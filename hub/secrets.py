@@ -149,7 +149,11 @@ class SecretFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask(record.getMessage())
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a broken log call must not raise into its caller
+            message = f"{record.msg} (log arguments did not fit: {record.args!r})"
+        record.msg = mask(message)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

@@ -158,3 +158,11 @@ def test_filtered_record_carries_masked_extra_fields() -> None:
 
     assert records[0].dsn == "postgresql://u:***@h/db"  # type: ignore[attr-defined]
     assert records[0].config == {"token": "***"}  # type: ignore[attr-defined]
+
+
+def test_a_log_call_with_wrong_arguments_is_still_logged_masked() -> None:
+    logger, out = _logger_with_filter()
+    logger.warning("two %s %s", "postgresql://u:pw99@h/db")  # noqa: PLE1206
+    assert out.getvalue() == (
+        "WARNING two %s %s (log arguments did not fit: ('postgresql://u:***@h/db',))\n"
+    )
