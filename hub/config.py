@@ -5,7 +5,7 @@ that write into the log and the sinks that read from it, and the management API:
 
     log:
       backend: embedded            # embedded | kafka
-      path: ./data/log             # relative paths resolve against this file's directory
+      path: ./data/log             # relative paths resolve against the working directory
       retention: 7d                # default topic retention, or "forever"
       retention_bytes: 10GB        # optional, per partition
       partitions: 1                # partitions of new topics
@@ -101,9 +101,11 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-"""A file system path; relative paths resolve against the pipeline file's directory.
+"""A file system path; relative paths resolve against the directory changehub is started
+from, like the relative paths inside database URLs (``sqlite:///./legacy.db``), so one rule
+holds for every path in a file. Resolved once at load, so a later chdir changes nothing.
 
-Connector models use it too: the loader passes ``{"base_dir": <the file's directory>}`` as
+Connector models use it too: the loader passes ``{"base_dir": <the working directory>}`` as
 validation context.
 """
 
@@ -277,7 +279,7 @@ class LogConfig(StrictModel):
     path: ConfigPath = Field(
         default=Path("data/log"),
         validate_default=True,
-        description="directory of the embedded log (relative: to the pipeline file)",
+        description="directory of the embedded log (relative: to the working directory)",
     )
     retention: Retention = Field(
         default=7 * DAY_MS, description='how long topics keep records, or "forever"'
@@ -481,7 +483,7 @@ def load_pipeline(
     file = Path(path)
     doc = load_yaml(file, env)
     _register_secrets(doc.data)
-    loader = _Loader(doc, resolver, base_dir=file.absolute().parent)
+    loader = _Loader(doc, resolver, base_dir=Path.cwd())
     config = loader.validate(file.absolute())
     problems = _without_follow_ups(doc.problems, loader.problems)
     if problems or config is None:

@@ -215,7 +215,10 @@ topics: {"audit.*": {replication_factor: 5}}
     assert log.topic_config("audit.log").replication_factor == 5
 
 
-def test_env_values_defaults_and_escapes_are_filled_before_validation(tmp_path: Path) -> None:
+def test_env_values_defaults_and_escapes_are_filled_before_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     path = write(tmp_path, """
 log:
   partitions: ${PARTS:-3}
@@ -238,7 +241,7 @@ api:
     assert config.api.token.get_secret_value() == "${NOT_A_VAR}-tok-123"
 
 
-def test_relative_paths_resolve_against_the_files_directory_not_the_cwd(
+def test_relative_paths_resolve_against_the_working_directory_like_database_urls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "conf").mkdir()
@@ -247,8 +250,8 @@ def test_relative_paths_resolve_against_the_files_directory_not_the_cwd(
 
     config = load_pipeline("conf/pipeline.yaml", env={"PGPASSWORD": "x"}, resolver=stand_ins)
 
-    assert config.log.path == tmp_path / "conf" / "data" / "log"
-    assert config.sinks[2].path == tmp_path / "conf" / "exports"  # type: ignore[attr-defined]
+    assert config.log.path == tmp_path / "data" / "log"
+    assert config.sinks[2].path == tmp_path / "exports"  # type: ignore[attr-defined]
     assert config.path == path
 
 
