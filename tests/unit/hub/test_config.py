@@ -127,7 +127,10 @@ sinks:
 # -- valid files ------------------------------------------------------------------------------
 
 
-def test_design_example_validates_into_each_connectors_own_model(tmp_path: Path) -> None:
+def test_design_example_validates_into_each_connectors_own_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     path = write(tmp_path, DESIGN_EXAMPLE)
     config = load_pipeline(path, env={"PGPASSWORD": "pg-pass-1"}, resolver=stand_ins)
 
@@ -150,7 +153,10 @@ def test_design_example_validates_into_each_connectors_own_model(tmp_path: Path)
     assert nightly.path == tmp_path / "exports"
 
 
-def test_everything_but_the_connectors_has_a_default(tmp_path: Path) -> None:
+def test_everything_but_the_connectors_has_a_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     path = write(tmp_path, "sinks: [{name: wh, type: sql, topics: [a], url: 'sqlite://'}]\n")
     config = load_pipeline(path, env={}, resolver=stand_ins)
 
