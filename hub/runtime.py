@@ -16,7 +16,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from connectors.api import ConnectorContext, LogRecord, Sink, SinkConfig, Source, SourceConfig
+from log.factory import open_log
+
+from connectors.api import ConnectorContext, Sink, SinkConfig, Source, SourceConfig
 from connectors.registry import load_sink, load_source
 from hub.config import PipelineConfig
 from hub.errors import UsageError
@@ -24,8 +26,7 @@ from hub.sink_worker import SinkWorker
 from hub.source_worker import SourceWorker
 from hub.state import ConnectorStatus
 from hub.worker import Worker
-from log.api import Log
-from log.factory import open_log
+from log.api import Log, LogRecord
 
 __all__ = ["Hub", "open_pipeline_log"]
 

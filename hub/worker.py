@@ -55,7 +55,7 @@ class Worker(threading.Thread, ABC):
     def close(self, graceful: bool) -> None:
         """Release the connector. ``graceful``: flush and commit first (a normal stop)."""
 
-    def interrupt(self) -> None:  # noqa: B027
+    def interrupt(self) -> None:
         """Called from another thread on stop, to break a blocking call. Optional."""
 
     # -- control, from any thread ---------------------------------------------------------
@@ -127,7 +127,8 @@ class Worker(threading.Thread, ABC):
         before = self.status.state
         after = self.cell.update(state=state, **changes)
         if before != state:
-            extra = f" error={after.error}" if after.error and state != ConnectorState.RUNNING else ""
+            failed = after.error and state != ConnectorState.RUNNING
+            extra = f" error={after.error}" if failed else ""
             logging.getLogger("changehub.state").info(
                 "%s %s %s -> %s%s",
                 after.kind,
