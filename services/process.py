@@ -162,24 +162,25 @@ def wait_until(
     *,
     timeout: float,
     processes: Sequence[ProcessRef],
-    log_path: Path,
+    logs: Sequence[Path],
 ) -> None:
-    """Poll ``ready`` until it is true; fail fast if a server process dies, or at the deadline."""
+    """Poll ``ready`` until it is true; fail fast if a server process dies, or at the deadline.
+
+    ``logs[i]`` is the log of ``processes[i]``: a failure quotes the log that explains it.
+    """
     deadline = time.monotonic() + timeout
     while True:
         if ready():
             return
-        dead = [p.pid for p in processes if not p.alive()]
-        if dead:
-            raise ServiceError(
-                f"{what}: the server process (pid {dead[0]}) exited before it was ready. "
-                f"Last lines of {log_path}:\n{tail(log_path)}"
-            )
+        for proc, log in zip(processes, logs, strict=True):
+            if not proc.alive():
+                raise ServiceError(
+                    f"{what}: the server process (pid {proc.pid}) exited before it was ready. "
+                    f"Last lines of {log}:\n{tail(log)}"
+                )
         if time.monotonic() >= deadline:
-            raise ServiceError(
-                f"{what}: not ready after {timeout:.0f} s. Last lines of {log_path}:\n"
-                f"{tail(log_path)}"
-            )
+            tails = "\n".join(f"Last lines of {log}:\n{tail(log, 15)}" for log in logs)
+            raise ServiceError(f"{what}: not ready after {timeout:.0f} s.\n{tails}")
         time.sleep(POLL_INTERVAL)
 
 

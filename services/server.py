@@ -43,6 +43,7 @@ class Home:
         self._main_port = main_port
         self._requested = requested
         self._previous = dict(state.ports)
+        self._logs: dict[int, Path] = {}
         state.ports = {}
 
     @property
@@ -90,15 +91,19 @@ class Home:
             stop_signal=stop_signal,
         )
         self.state.processes.append(ref)
+        self._logs[ref.pid] = self.log(log_name)
         self.state.running = True
         self.state.save(self.path)
         return ref
 
-    def wait_until_ready(
-        self, what: str, ready: process.ReadyCheck, *, timeout: float, log_name: str = "server"
-    ) -> None:
+    def wait_until_ready(self, what: str, ready: process.ReadyCheck, *, timeout: float) -> None:
+        """Poll ``ready`` with a deadline, failing at once if a process of this start dies."""
         process.wait_until(
-            what, ready, timeout=timeout, processes=self.processes, log_path=self.log(log_name)
+            what,
+            ready,
+            timeout=timeout,
+            processes=self.processes,
+            logs=[self._logs[p.pid] for p in self.processes],
         )
 
     def give_to(self, run_as: RunAs, *paths: Path) -> None:

@@ -28,7 +28,7 @@ def test_stop_kills_a_process_that_ignores_its_stop_signal(tmp_path: Path) -> No
         lambda: "ready" in (tmp_path / "p.log").read_text(),
         timeout=30,
         processes=[proc],
-        log_path=tmp_path / "p.log",
+        logs=[tmp_path / "p.log"],
     )
     stop([proc], timeout=0.5)
     assert not proc.alive()
@@ -48,9 +48,7 @@ def test_a_reused_pid_with_another_start_time_is_not_taken_for_ours(tmp_path: Pa
 def test_waiting_fails_fast_with_the_log_when_the_server_dies(tmp_path: Path) -> None:
     proc = _spawn(tmp_path, "print('bad config: no such table', flush=True); raise SystemExit(3)")
     with pytest.raises(ServiceError, match="bad config: no such table"):
-        wait_until(
-            "child", lambda: False, timeout=60, processes=[proc], log_path=tmp_path / "p.log"
-        )
+        wait_until("child", lambda: False, timeout=60, processes=[proc], logs=[tmp_path / "p.log"])
 
 
 def test_waiting_gives_up_at_the_deadline(tmp_path: Path) -> None:
@@ -58,7 +56,7 @@ def test_waiting_gives_up_at_the_deadline(tmp_path: Path) -> None:
     try:
         with pytest.raises(ServiceError, match="not ready after"):
             wait_until(
-                "child", lambda: False, timeout=0.5, processes=[proc], log_path=tmp_path / "p.log"
+                "child", lambda: False, timeout=0.5, processes=[proc], logs=[tmp_path / "p.log"]
             )
     finally:
         stop([proc], timeout=10)
