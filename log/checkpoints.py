@@ -1,0 +1,161 @@
+"""Source checkpoints: the internal checkpoint log and the in-memory view of it.
+
+A checkpointed append (see :mod:`log.embedded`) writes its records to each partition as a
+*transactional* batch stamped with the source's producer id and a sequence number, makes them
+durable, and then appends one record here: the commit. Until the commit is durable readers
+do not see those batches; after a crash, recovery drops any transactional tail whose sequence
+number is above the last commit of its producer (:func:`log.recovery.truncate_uncommitted`).
+
+The checkpoint log is an ordinary partition log in ``<root>/internal/checkpoints`` with
+compaction (the latest record per source is all that matters). Each record has key = the
+source name (UTF-8) and value = JSON::
+
+    {"v": 1, "source": "shop", "producer_id": 123…, "seq": 42,
+     "checkpoint": {...the source's position...},
+     "ends": [["shop.public.orders", 0, 1200], ...]}
+
+``ends`` names the end offset of every partition the append wrote, as DESIGN.md asks; the
+commit decision itself uses ``producer_id`` and ``seq``, which stay meaningful after
+retention or compaction removed older records.
+
+Thread-safe: :meth:`CheckpointStore.commit` appends under the checkpoint partition's lock;
+the in-memory view is replaced under a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import orjson
+
+from hub.errors import CorruptLogError, UsageError
+from log.api import Record, TopicPartition
+from log.partition import PartitionLog
+
+__all__ = ["CheckpointStore", "Commit", "producer_id_for"]
+
+_VERSION = 1
+
+
+def producer_id_for(source: str) -> int:
+    """A stable, non-zero 63-bit id for a source name (stamped into its transactional batches)."""
+    digest = hashlib.blake2b(source.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & (2**63 - 1)) or 1
+
+
+class Commit(NamedTuple):
+    source: str
+    producer_id: int
+    seq: int
+    checkpoint: dict[str, Any]
+    ends: dict[TopicPartition, int]
+
+
+class CheckpointStore:
+    """The latest commit of every source, backed by the checkpoint partition log."""
+
+    def __init__(self, partition: PartitionLog) -> None:
+        self.partition = partition
+        self._lock = threading.Lock()
+        self._latest: dict[str, Commit] = {}
+        self._seq_by_producer: dict[int, int] = {}
+        self.load_from(partition.start_offset)
+
+    def load_from(self, offset: int) -> None:
+        """Take in the commits from ``offset`` to the end (at open; and when following)."""
+        p = self.partition
+        while offset < p.end_offset:
+            records = p.read(offset, max_records=10_000, max_bytes=4 << 20)
+            if not records:
+                break
+            for r in records:
+                try:
+                    commit = _decode(r.value)
+                except (ValueError, KeyError, TypeError) as e:
+                    raise CorruptLogError(
+                        f"checkpoint record at offset {r.offset} cannot be decoded: {e}",
+                        topic="__checkpoints",
+                        partition=0,
+                        offset=r.offset,
+                    ) from e
+                self._remember(commit)
+            offset = records[-1].offset + 1
+
+    def _remember(self, commit: Commit) -> None:
+        self._latest[commit.source] = commit
+        prev = self._seq_by_producer.get(commit.producer_id, 0)
+        self._seq_by_producer[commit.producer_id] = max(prev, commit.seq)
+
+    def last(self, source: str) -> Commit | None:
+        with self._lock:
+            return self._latest.get(source)
+
+    def committed_seq(self, producer_id: int) -> int:
+        """The sequence number of the producer's last durable commit (0: none)."""
+        with self._lock:
+            return self._seq_by_producer.get(producer_id, 0)
+
+    def next_seq(self, source: str) -> int:
+        with self._lock:
+            return self._seq_by_producer.get(producer_id_for(source), 0) + 1
+
+    def sources(self) -> list[str]:
+        with self._lock:
+            return sorted(self._latest)
+
+    @staticmethod
+    def check(source: str, checkpoint: Mapping[str, Any]) -> None:
+        """Raise UsageError now if ``checkpoint`` could not be stored (before any write)."""
+        _encode(Commit(source, 0, 0, dict(checkpoint), {}))
+
+    def commit(
+        self,
+        source: str,
+        seq: int,
+        checkpoint: Mapping[str, Any],
+        ends: Mapping[TopicPartition, int],
+        *,
+        sync: bool,
+    ) -> Commit:
+        """Append and (if ``sync``) fsync the commit record; visible in memory afterwards."""
+        commit = Commit(source, producer_id_for(source), seq, dict(checkpoint), dict(ends))
+        value = _encode(commit)
+        self.partition.append([Record(source.encode(), value)], sync=sync, publish=True)
+        with self._lock:
+            self._remember(commit)
+        return commit
+
+
+def _encode(c: Commit) -> bytes:
+    try:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "source": c.source,
+                "producer_id": c.producer_id,
+                "seq": c.seq,
+                "checkpoint": c.checkpoint,
+                "ends": [[tp.topic, tp.partition, end] for tp, end in sorted(c.ends.items())],
+            }
+        )
+    except TypeError as e:
+        raise UsageError(
+            f"the checkpoint of source {c.source!r} cannot be stored: {e}; a checkpoint must "
+            "be JSON: str keys, and str, int, float, bool, None, list or dict values"
+        ) from e
+
+
+def _decode(raw: bytes | None) -> Commit:
+    d = orjson.loads(raw or b"null")
+    if d.get("v") != _VERSION:
+        raise ValueError(f"unknown checkpoint record version {d.get('v')!r}")
+    return Commit(
+        d["source"],
+        int(d["producer_id"]),
+        int(d["seq"]),
+        d["checkpoint"],
+        {TopicPartition(t, int(p)): int(e) for t, p, e in d["ends"]},
+    )

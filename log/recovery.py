@@ -1,0 +1,151 @@
+"""Opening a partition after a clean close or a crash, in passes (as Kafka's ``LogLoader``):
+
+1. **leftovers**: delete temporary files (``*.tmp``), compacted segments never swapped in
+   (``cleaning/``) and index files whose segment is gone;
+2. **segments**: open the closed segments without reading them (their indexes load, and are
+   rebuilt if they fail the sanity check, on first use); scan the active segment batch by
+   batch (framing, CRC32C, offsets), cut off a torn or corrupt tail and rebuild its indexes;
+3. **transactions** (:func:`truncate_uncommitted`, once the checkpoint log is loaded): drop a
+   tail written by a checkpointed append whose checkpoint never became durable.
+
+An acknowledged batch is never lost by this: it was fsync'd (policy permitting) before the
+append returned, so it is whole and its CRC matches; only bytes written after the last
+acknowledged batch can be torn.
+
+Functions, run before the partition is shared: not thread-safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from hub.errors import CorruptLogError
+from log import files
+from log.api import TopicPartition
+from log.partition import PartitionLog, SegmentConfig, fsync_dir
+from log.segment import Segment
+
+__all__ = ["load_partition", "remove_leftovers", "truncate_uncommitted"]
+
+_log = logging.getLogger(__name__)
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Pass 1: delete what an interrupted write, compaction or deletion left behind."""
+    cleaning = files.cleaning_dir(directory)
+    if cleaning.exists():
+        shutil.rmtree(cleaning)
+    names = {p.name for p in directory.iterdir() if p.is_file()}
+    logs = {n[: -len(files.LOG_SUFFIX)] for n in names if n.endswith(files.LOG_SUFFIX)}
+    removed = False
+    for name in names:
+        stem = name.split(".", 1)[0]
+        orphan_index = (
+            name.endswith((files.INDEX_SUFFIX, files.TIMEINDEX_SUFFIX)) and stem not in logs
+        )
+        if name.endswith(files.TMP_SUFFIX) or orphan_index:
+            (directory / name).unlink()
+            removed = True
+    if removed:
+        fsync_dir(directory)
+
+
+def load_partition(
+    tp: TopicPartition, directory: Path, config: SegmentConfig, *, clock_ms: Callable[[], int]
+) -> PartitionLog:
+    """Passes 1 and 2 for one partition directory (created if missing).
+
+    With a read-only ``config`` nothing is changed: a torn tail is left out, not cut off.
+    """
+    if not config.writable:
+        return _load_view(tp, directory, config, clock_ms=clock_ms)
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        fsync_dir(directory.parent)
+    remove_leftovers(directory)
+    bases = files.segment_bases(directory)
+    segments: list[Segment] = []
+    try:
+        if not bases:
+            segments.append(Segment.create(directory, 0, config.options))
+            fsync_dir(directory)
+        else:
+            for base, next_base in itertools.pairwise(bases):
+                segments.append(Segment.open_closed(directory, base, next_base, config.options))
+            active = Segment.open_for_scan(directory, bases[-1], config.options)
+            segments.append(active)
+            result = active.recover()
+            if result.error is not None:
+                _log.warning(
+                    "%s: cut the active segment %s at byte %d (offset %d): %s",
+                    tp,
+                    active.path.name,
+                    result.valid_bytes,
+                    result.next_offset,
+                    result.error,
+                )
+    except BaseException:
+        for s in segments:
+            s.close()
+        raise
+    return PartitionLog(tp, directory, config, segments, clock_ms=clock_ms)
+
+
+def _load_view(
+    tp: TopicPartition, directory: Path, config: SegmentConfig, *, clock_ms: Callable[[], int]
+) -> PartitionLog:
+    bases = files.segment_bases(directory) if directory.is_dir() else []
+    if not bases:
+        raise CorruptLogError(
+            f"{tp}: {directory} holds no segment files; open the log once for writing (start "
+            "the hub) to recover it",
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=None,
+        )
+    segments: list[Segment] = []
+    try:
+        for base, next_base in itertools.pairwise(bases):
+            segments.append(Segment.open_closed(directory, base, next_base, config.options))
+        active = Segment.open_for_scan(directory, bases[-1], config.options)
+        segments.append(active)
+        active.scan()
+    except BaseException:
+        for s in segments:
+            s.close()
+        raise
+    return PartitionLog(tp, directory, config, segments, clock_ms=clock_ms)
+
+
+def truncate_uncommitted(partition: PartitionLog, committed_seq: Callable[[int], int]) -> int:
+    """Pass 3: cut a transactional tail whose checkpoint is not durable; returns offsets dropped.
+
+    ``committed_seq(producer_id)`` is the sequence number of that producer's last durable
+    checkpoint. Transactions on a partition are serialised, so only its last batch can belong
+    to an unfinished one; the loop is a safety net.
+    """
+    dropped = 0
+    while True:
+        last = None
+        for seg in reversed(partition.segments):
+            seg.ensure_indexes()
+            if seg.last_batch is not None:
+                last = seg.last_batch
+                break
+        if last is None or not last.transactional:
+            return dropped
+        if last.producer_seq <= committed_seq(last.producer_id):
+            return dropped
+        _log.warning(
+            "%s: dropping offsets %d..%d, written by a checkpointed append whose checkpoint "
+            "was not durable when the log stopped; the source sends them again",
+            partition.tp,
+            last.base_offset,
+            last.next_offset - 1,
+        )
+        dropped += partition.log_end - last.base_offset
+        partition.recover_truncate(last.base_offset)
