@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import ConflictError
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from tests.fixtures.services import OpenSearchServer, ServiceFactory
@@ -49,6 +50,17 @@ def test_painless_and_reindex_modules_are_loaded(client: OpenSearch) -> None:
     client.reindex(body={"source": {"index": "services-src"}, "dest": {"index": "services-dst"}})
     client.indices.refresh(index="services-dst")
     assert client.get(index="services-dst", id="1")["_source"] == {"n": 42}
+
+
+def test_external_versions_reject_an_older_write(client: OpenSearch) -> None:
+    client.index(
+        index="services-versions", id="1", body={"v": 5}, version=5, version_type="external"
+    )
+    with pytest.raises(ConflictError):
+        client.index(
+            index="services-versions", id="1", body={"v": 4}, version=4, version_type="external"
+        )
+    assert client.get(index="services-versions", id="1")["_source"] == {"v": 5}
 
 
 def test_analysis_common_analyzers_are_available(client: OpenSearch) -> None:
