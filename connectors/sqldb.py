@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from hub.errors import ConnectorError, FatalError, RetriableError
 from hub.secrets import mask
 
 __all__ = [
+    "SharedEngine",
     "TableDescription",
     "describe_table",
     "engine_for",
@@ -69,6 +72,53 @@ def engine_for(url: str) -> Engine:
             f"{parsed.drivername!r} is not installed ({exc}); install it with pip, or name an "
             "installed driver in the URL (e.g. mysql+pymysql://, postgresql+psycopg://)"
         ) from None
+
+
+class SharedEngine:
+    """An engine that may be closed from another thread while a call is using it.
+
+    Disposing an engine does not close connections that are checked out; one returned to a
+    disposed pool is never closed (the driver then complains when it is garbage collected).
+    So :meth:`close` disposes at once only when no :meth:`use` is running, and otherwise the
+    last user disposes on its way out. Thread-safe.
+    """
+
+    def __init__(self, url: str, owner: str) -> None:
+        self._engine = engine_for(url)
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._users = 0
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def use(self) -> Iterator[Engine]:
+        """The engine, for one call. FatalError once :meth:`close` was called."""
+        with self._lock:
+            if self._closed:
+                raise FatalError(f"{self._owner} was stopped")
+            self._users += 1
+        try:
+            yield self._engine
+        finally:
+            with self._lock:
+                self._users -= 1
+                last = self._closed and self._users == 0
+            if last:
+                self._engine.dispose()
+
+    def close(self) -> None:
+        """Dispose the engine now, or when the running call ends. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle = self._users == 0
+        if idle:
+            self._engine.dispose()
 
 
 def translate(exc: sa_exc.SQLAlchemyError, *, doing: str, url: str) -> ConnectorError:

@@ -115,13 +115,14 @@ def fit(value: Any, kind: Kind, column: str) -> Any:
 
 
 def _integer(value: Any) -> int:
+    # bool is an int: true/false into an integer column are 1/0 (MySQL's BOOLEAN is TINYINT).
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not isinstance(value, int):
         raise TypeError
     if not -_INT64 <= value < _INT64:
         raise OverflowError
-    return value
+    return int(value)
 
 
 def _float(value: Any) -> float:

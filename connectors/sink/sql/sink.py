@@ -15,14 +15,13 @@ Tombstones are ignored; deletes come from the ``d`` events before them.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
 from connectors.sink.sql.changes import BadRecordError, Change, TableBatch, decode
@@ -37,7 +36,7 @@ from connectors.sink.sql.evolution import (
 from connectors.sink.sql.naming import TableName
 from connectors.sink.sql.offsets import ensure_offsets_table, load_offsets, store_offsets
 from connectors.sink.sql.upsert import delete_keys, upsert_rows
-from connectors.sqldb import describe_table, engine_for, translate
+from connectors.sqldb import SharedEngine, describe_table, translate
 from hub.errors import FatalError, SchemaError
 from log.api import LogRecord
 
@@ -51,15 +50,14 @@ class SqlSink(Sink[SqlSinkConfig]):
 
     def __init__(self, config: SqlSinkConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)
-        self._engine: Engine | None = None
-        self._stopped = threading.Event()
+        self._db: SharedEngine | None = None
         self._durable: Offsets = {}  # stored in the target
         self._next: Offsets = {}  # after the records written so far
         self._batches: dict[TableName, TableBatch] = {}
         self._shapes: dict[TableName, TableShape] = {}
 
     def start(self, resume: Offsets) -> Offsets:
-        self._engine = engine_for(self.config.url)
+        self._db = SharedEngine(self.config.url, f"sql sink {self.config.name!r}")
         with self._transaction("preparing the offsets table") as conn:
             ensure_offsets_table(conn)
             self._durable = load_offsets(conn, self.config.name)
@@ -67,13 +65,12 @@ class SqlSink(Sink[SqlSinkConfig]):
         self.context.logger.info(
             "sql sink %s: target %s holds offsets %s",
             self.config.name,
-            self._engine.url.render_as_string(hide_password=True),
+            self._db.url,
             {str(tp): o for tp, o in sorted(self._durable.items())} or "none yet",
         )
         return {**resume, **self._durable}
 
     def write(self, records: Sequence[LogRecord]) -> None:
-        self._check_running()
         for record in records:
             tp = record.tp
             if record.offset < self._next.get(tp, 0):
@@ -85,7 +82,6 @@ class SqlSink(Sink[SqlSinkConfig]):
                 self.context.dead_letter(record, str(exc))
 
     def flush(self) -> Offsets:
-        self._check_running()
         moved = {tp: o for tp, o in self._next.items() if o != self._durable.get(tp)}
         if not moved and not self._batches:
             return dict(self._durable)
@@ -103,10 +99,8 @@ class SqlSink(Sink[SqlSinkConfig]):
         return dict(self._durable)
 
     def stop(self) -> None:
-        self._stopped.set()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.dispose()
+        if self._db is not None:
+            self._db.close()
 
     # -- write: records into per-table batches ----------------------------------------------
 
@@ -182,17 +176,12 @@ class SqlSink(Sink[SqlSinkConfig]):
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _check_running(self) -> None:
-        if self._stopped.is_set() or self._engine is None:
-            raise FatalError(f"sql sink {self.config.name!r} is not started (or was stopped)")
-
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[Connection]:
-        engine = self._engine
-        if engine is None:
-            raise FatalError(f"sql sink {self.config.name!r} is not started (or was stopped)")
+        if self._db is None:
+            raise FatalError(f"sql sink {self.config.name!r} is used before start()")
         try:
-            with engine.begin() as conn:
+            with self._db.use() as engine, engine.begin() as conn:
                 yield conn
         except sa_exc.SQLAlchemyError as exc:
             raise translate(

@@ -40,8 +40,8 @@ from connectors.source.sql_poll.relation import Relation, resolve
 from connectors.source.sql_poll.schedule import Ticker
 from connectors.source.sql_poll.values import json_row
 from connectors.source.sql_poll.watermark import Watermark
-from connectors.sqldb import engine_for, translate
-from hub.errors import ConnectorError
+from connectors.sqldb import SharedEngine, translate
+from hub.errors import ConnectorError, FatalError
 
 __all__ = ["SqlPollSource"]
 
@@ -55,10 +55,10 @@ class SqlPollSource(Source[SqlPollConfig]):
         super().__init__(config, context)
         self._topic = config.topic or topic_name(config.name, config.schema_name, config.table_name)
         self._op: Op = "c" if config.mode == "incrementing" else "r"
-        self._db = make_url(config.url).database
+        self._database = make_url(config.url).database
         self._ticker = Ticker(config.interval, config.name)
         self._stopped = threading.Event()
-        self._engine: Engine | None = None
+        self._db: SharedEngine | None = None
         self._relation: Relation | None = None
         self._watermark = Watermark()
         self._paging = False  # inside a poll cycle: the last page was full
@@ -69,7 +69,7 @@ class SqlPollSource(Source[SqlPollConfig]):
 
     def start(self, checkpoint: Mapping[str, Any] | None) -> None:
         self._watermark = Watermark.from_checkpoint(checkpoint, self.config.name)
-        self._engine = engine_for(self.config.url)
+        self._db = SharedEngine(self.config.url, f"source {self.config.name!r}")
         self._relation = self._resolve()
         self._ticker.start()
         self.context.logger.info(
@@ -90,7 +90,12 @@ class SqlPollSource(Source[SqlPollConfig]):
                     return None
                 self._upper = self._upper_bound()
                 self._paging = True
-            batch = self._next_page()
+            try:
+                batch = self._next_page()
+            except FatalError:
+                if self._stopped.is_set():
+                    return None  # stopped from another thread while this poll was running
+                raise
             if batch is not None:
                 return batch
             if time.monotonic() >= deadline:
@@ -100,9 +105,8 @@ class SqlPollSource(Source[SqlPollConfig]):
     def stop(self) -> None:
         self._stopped.set()
         self._ticker.stop()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.dispose()
+        if self._db is not None:
+            self._db.close()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -150,7 +154,7 @@ class SqlPollSource(Source[SqlPollConfig]):
         source = {
             "connector": "sql_poll",
             "name": self.config.name,
-            "db": self._db,
+            "db": self._database,
             "schema": self.config.schema_name,
             "table": self.config.table_name,
             "ts_ms": _epoch_ms(row_ts) if row_ts is not None else now_ms,
@@ -196,34 +200,33 @@ class SqlPollSource(Source[SqlPollConfig]):
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
         """A connection whose SQLAlchemy errors leave as changehub errors."""
-        engine = self._engine
-        if engine is None:
-            raise RuntimeError("SqlPollSource used before start() or after stop()")
-        try:
-            conn = engine.connect()
-        except sa_exc.SQLAlchemyError as exc:
-            raise translate(
-                exc, doing=f"connecting for source {self.config.name!r}", url=self.config.url
-            ) from exc
-        try:
-            with conn:
-                yield conn
-        except sa_exc.SQLAlchemyError as exc:
-            raise self._failure(exc) from exc
+        if self._db is None:
+            raise RuntimeError("SqlPollSource used before start()")
+        with self._db.use() as engine:
+            try:
+                conn = engine.connect()
+            except sa_exc.SQLAlchemyError as exc:
+                raise translate(
+                    exc, doing=f"connecting for source {self.config.name!r}", url=self.config.url
+                ) from exc
+            try:
+                with conn:
+                    yield conn
+            except sa_exc.SQLAlchemyError as exc:
+                raise self._failure(exc, engine) from exc
 
-    def _failure(self, exc: sa_exc.SQLAlchemyError) -> ConnectorError:
+    def _failure(self, exc: sa_exc.SQLAlchemyError, engine: Engine) -> ConnectorError:
         """A failed query as a changehub error: a schema that no longer fits says so."""
         doing = f"polling {self.config.table} for source {self.config.name!r}"
         if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
             return translate(exc, doing=doing, url=self.config.url)
-        if self._engine is not None:
-            try:
-                with self._engine.connect() as conn:
-                    resolve(conn, self.config)
-            except ConnectorError as schema_problem:
-                return schema_problem
-            except sa_exc.SQLAlchemyError as again:
-                return translate(again, doing=doing, url=self.config.url)
+        try:
+            with engine.connect() as conn:
+                resolve(conn, self.config)
+        except ConnectorError as schema_problem:
+            return schema_problem
+        except sa_exc.SQLAlchemyError as again:
+            return translate(again, doing=doing, url=self.config.url)
         return translate(exc, doing=doing, url=self.config.url)
 
 
