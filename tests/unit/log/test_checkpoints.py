@@ -1,0 +1,109 @@
+"""Checkpointed appends: records and the source's position, atomically."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.errors import UsageError
+from log.api import TopicConfig, TopicPartition
+from log.batch import ATTR_TRANSACTIONAL, encode
+from log.checkpoints import producer_id_for
+
+from .conftest import OpenLog, records
+
+A0, A1, B0 = TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)
+
+
+def test_checkpointed_append_writes_every_partition_and_the_checkpoint(open_log: OpenLog) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(partitions=2))
+    log.create_topic("b", TopicConfig())
+    log.append(A0, records(2))
+    bases = log.append_checkpointed("pg", {A0: records(3), B0: records(1), A1: []}, {"lsn": 42})
+    assert bases == {A0: 2, B0: 0}
+    assert log.last_checkpoint("pg") == {"lsn": 42}
+    assert log.end_offset(A0) == 5 and log.end_offset(B0) == 1 and log.end_offset(A1) == 0
+    assert log.last_checkpoint("other") is None
+
+
+def test_checkpoint_is_read_back_after_reopening(open_log: OpenLog) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(partitions=2))
+    for i in range(5):
+        log.append_checkpointed("pg", {A0: records(1)}, {"lsn": i, "tx": [i, "x"]})
+    log.append_checkpointed("mysql", {A1: records(1)}, {"gtid": "0-1-5"})
+    log.close()
+    again = open_log()
+    assert again.last_checkpoint("pg") == {"lsn": 4, "tx": [4, "x"]}
+    assert again.last_checkpoint("mysql") == {"gtid": "0-1-5"}
+    assert again.end_offset(A0) == 5
+
+
+def test_a_heartbeat_moves_only_the_checkpoint(open_log: OpenLog) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig())
+    assert log.append_checkpointed("pg", {}, {"lsn": 7}) == {}
+    assert log.last_checkpoint("pg") == {"lsn": 7}
+
+
+def test_a_checkpoint_that_is_not_json_is_refused_before_anything_is_written(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig())
+    with pytest.raises(UsageError, match="must be JSON"):
+        log.append_checkpointed("pg", {A0: records(1)}, {"lsn": object()})
+    assert log.end_offset(A0) == 0
+
+
+def write_uncommitted(log, tp: TopicPartition, source: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    """What a crash between writing the records and the commit leaves on disk."""
+    p = log._partition(tp)
+    seq = log._checkpoints.next_seq(source)
+    batch = encode(records(n), 1, attributes=ATTR_TRANSACTIONAL,
+                   producer_id=producer_id_for(source), producer_seq=seq)  # fmt: skip
+    with p.lock:
+        p.append_locked(batch)
+        p.flush_locked()
+
+
+def test_records_without_a_durable_checkpoint_are_invisible_then_dropped_on_recovery(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(partitions=2))
+    log.append_checkpointed("pg", {A0: records(2), A1: records(1)}, {"lsn": 1})
+    write_uncommitted(log, A0, "pg", 5)
+    write_uncommitted(log, A1, "pg", 2)
+    assert log.end_offset(A0) == 2
+    assert [r.offset for r in log.read(A0, 0)] == [0, 1]
+    log._lock.release()  # the process "dies": nothing is closed or flushed
+    again = open_log()
+    assert again.end_offset(A0) == 2 and again.end_offset(A1) == 1
+    assert again.last_checkpoint("pg") == {"lsn": 1}
+    again.append_checkpointed("pg", {A0: records(1)}, {"lsn": 2})
+    assert [r.offset for r in again.read(A0, 0)] == [0, 1, 2]
+
+
+def test_plain_appends_behind_checkpointed_ones_survive_recovery(open_log: OpenLog) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig())
+    log.append_checkpointed("pg", {A0: records(2)}, {"lsn": 1})
+    log.append(A0, records(1))
+    log._lock.release()
+    again = open_log()
+    assert again.end_offset(A0) == 3
+
+
+def test_a_failed_partition_write_rolls_back_the_others(open_log: OpenLog) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(partitions=2))
+    p1 = log._partition(A1)
+    p1.failed = "simulated earlier failure"
+    with pytest.raises(Exception, match="simulated"):
+        log.append_checkpointed("pg", {A0: records(3), A1: records(1)}, {"lsn": 9})
+    p1.failed = None
+    assert log.end_offset(A0) == 0 and log._partition(A0).log_end == 0
+    assert log.last_checkpoint("pg") is None
+    log.append_checkpointed("pg", {A0: records(1)}, {"lsn": 10})
+    assert log.last_checkpoint("pg") == {"lsn": 10}
