@@ -27,6 +27,11 @@ SERVERS = {
     "elasticsearch": "services.elasticsearch:Elasticsearch",
 }
 
+#: How servers say that a port was taken between our check and their bind, and how often
+#: a start is retried with fresh ports when that happens.
+BIND_RACE = "Address already in use"
+BIND_ATTEMPTS = 3
+
 #: What ``install-all`` installs: every server the test suite starts.
 TEST_SERVERS = ("postgres", "mariadb", "opensearch", "kafka", "elasticsearch")
 
@@ -86,24 +91,39 @@ def up(srv: Server, directory: Path, options: Options) -> dict[str, str]:
             # Part of it died (a crash, a kill -9 by a test): stop the rest, start afresh.
             process.stop(state.processes, timeout=srv.stop_timeout)
         install(srv)
+        if options.port is not None and not process.port_is_free(options.port):
+            raise ServiceUsageError(f"port {options.port} is in use; choose another --port")
         state = state or ServerState(name=srv.name)
-        state.running = False
-        state.processes = []
-        state.facts = {}
-        home = Home(home_path, state, srv.main_port, options.port)
-        try:
-            facts = srv.start(home, options)
-        except BaseException:
-            process.stop(state.processes, timeout=srv.stop_timeout)
-            state.running = False
-            state.processes = []
-            state.save(home_path)
-            raise
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            try:
+                facts = _start(srv, home_path, state, options)
+                break
+            except ServiceError as exc:
+                # A free port picked by the kernel can be taken by someone else before the
+                # server binds it; with fresh ports the next attempt starts.
+                if BIND_RACE not in str(exc) or attempt == BIND_ATTEMPTS:
+                    raise
         state.facts = facts
         state.running = True
         state.options = {"brokers": options.brokers}
         state.save(home_path)
         return facts
+
+
+def _start(srv: Server, home_path: Path, state: ServerState, options: Options) -> dict[str, str]:
+    """One attempt to start ``srv``; whatever it spawned is stopped again if it fails."""
+    state.running = False
+    state.processes = []
+    state.facts = {}
+    home = Home(home_path, state, srv.main_port, options.port)
+    try:
+        return srv.start(home, options)
+    except BaseException:
+        process.stop(state.processes, timeout=srv.stop_timeout)
+        state.running = False
+        state.processes = []
+        state.save(home_path)
+        raise
 
 
 def down(srv: Server, directory: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,3 +94,27 @@ def test_port_option_is_honoured(private_dir: Path) -> None:
     status = run("status", "postgres", "--dir", private_dir)
     assert status.returncode == 0
     assert f"PG_PORT={port}" in status.stdout.splitlines()
+
+
+def test_restart_moves_to_a_free_port_when_the_old_one_was_taken(private_dir: Path) -> None:
+    old = parse_facts(run("up", "postgres", "--dir", private_dir).stdout)["PG_PORT"]
+    assert run("down", "postgres", "--dir", private_dir).returncode == 0
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(old)))
+        squatter.listen()
+        again = run("up", "postgres", "--dir", private_dir)
+    assert again.returncode == 0, again.stderr
+    facts = parse_facts(again.stdout)
+    assert facts["PG_PORT"] != old
+    with psycopg.connect(facts["PG_DSN"]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_asking_for_a_busy_port_is_a_usage_error(private_dir: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = run("up", "postgres", "--dir", private_dir, "--port", str(port))
+    assert result.returncode == 2
+    assert f"port {port} is in use" in result.stderr
