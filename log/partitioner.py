@@ -32,8 +32,8 @@ def murmur2(data: bytes) -> int:
     words.frombytes(data[: n_words * 4])
     if _BIG_ENDIAN:  # pragma: no cover
         words.byteswap()
-    for k in words:
-        k = (k * _M) & _MASK
+    for word in words:
+        k = (word * _M) & _MASK
         k ^= k >> 24
         k = (k * _M) & _MASK
         h = ((h * _M) & _MASK) ^ k

@@ -288,10 +288,18 @@ class Segment:
         os.fdatasync(self.fd)
         self.flush_indexes()
 
-    def flush_indexes(self) -> None:
-        if self.options.writable:
-            self.offset_index.flush(fsync=True)
-            self.time_index.flush(fsync=True)
+    def flush_indexes(self, *, fsync: bool = True) -> None:
+        """Write the indexes out. Best effort: they are rebuilt when missing or damaged, so a
+        full disk must not fail an append or keep the log from opening because of them."""
+        if not self.options.writable:
+            return
+        try:
+            self.offset_index.flush(fsync=fsync)
+            self.time_index.flush(fsync=fsync)
+        except OSError as e:
+            _log.warning(
+                "could not write the indexes of %s (rebuilt when needed): %s", self.path, e
+            )
 
     def _add_final_time_entry(self) -> None:
         """Make the time index's last entry hold the segment's largest timestamp."""
@@ -537,8 +545,7 @@ class Segment:
             else:
                 os.ftruncate(self.fd, result.valid_bytes)
             os.fdatasync(self.fd)
-        self.offset_index.flush(fsync=False)
-        self.time_index.flush(fsync=False)
+        self.flush_indexes(fsync=False)
         return result
 
     # -- lifecycle ----------------------------------------------------------------------------

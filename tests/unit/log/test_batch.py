@@ -34,7 +34,12 @@ def test_records_come_back_with_dense_offsets_from_the_base() -> None:
 def test_null_and_empty_keys_and_values_are_distinct() -> None:
     recs = [Record(None, b""), Record(b"", None), Record(None, None), Record(b"k", b"v")]
     out = roundtrip(recs)
-    assert [(k, v) for _, _, k, v, _ in out] == [(None, b""), (b"", None), (None, None), (b"k", b"v")]
+    assert [(k, v) for _, _, k, v, _ in out] == [
+        (None, b""),
+        (b"", None),
+        (None, None),
+        (b"k", b"v"),
+    ]
 
 
 def test_zero_timestamps_become_now_and_others_are_kept() -> None:
@@ -50,8 +55,13 @@ def test_headers_survive_for_the_records_that_have_them() -> None:
 
 
 def test_header_fields_describe_the_batch() -> None:
-    b = encode([Record(b"a", b"1", 10), Record(b"b", b"2", 30), Record(b"c", b"3", 20)], 0,
-               attributes=ATTR_TRANSACTIONAL, producer_id=77, producer_seq=5)  # fmt: skip
+    b = encode(
+        [Record(b"a", b"1", 10), Record(b"b", b"2", 30), Record(b"c", b"3", 20)],
+        0,
+        attributes=ATTR_TRANSACTIONAL,
+        producer_id=77,
+        producer_seq=5,
+    )
     set_base_offset(b.data, 1000)
     h = read_header(bytes(b.data))
     assert (h.base_offset, h.record_count, h.next_offset) == (1000, 3, 1003)

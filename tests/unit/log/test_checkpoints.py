@@ -8,6 +8,7 @@ from hub.errors import UsageError
 from log.api import TopicConfig, TopicPartition
 from log.batch import ATTR_TRANSACTIONAL, encode
 from log.checkpoints import producer_id_for
+from log.embedded import EmbeddedLog
 
 from .conftest import OpenLog, records
 
@@ -56,12 +57,17 @@ def test_a_checkpoint_that_is_not_json_is_refused_before_anything_is_written(
     assert log.end_offset(A0) == 0
 
 
-def write_uncommitted(log, tp: TopicPartition, source: str, n: int) -> None:  # type: ignore[no-untyped-def]
+def write_uncommitted(log: EmbeddedLog, tp: TopicPartition, source: str, n: int) -> None:
     """What a crash between writing the records and the commit leaves on disk."""
     p = log._partition(tp)
     seq = log._checkpoints.next_seq(source)
-    batch = encode(records(n), 1, attributes=ATTR_TRANSACTIONAL,
-                   producer_id=producer_id_for(source), producer_seq=seq)  # fmt: skip
+    batch = encode(
+        records(n),
+        1,
+        attributes=ATTR_TRANSACTIONAL,
+        producer_id=producer_id_for(source),
+        producer_seq=seq,
+    )
     with p.lock:
         p.append_locked(batch)
         p.flush_locked()

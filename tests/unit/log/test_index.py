@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,9 @@ def test_truncation_rewrites_the_file(tmp_path: Path) -> None:
         (lambda b: b[:8] + b[16:24] + b[8:16] + b[24:], "not increasing"),
     ],
 )
-def test_a_damaged_index_fails_its_sanity_check(tmp_path: Path, damage, message) -> None:  # type: ignore[no-untyped-def]
+def test_a_damaged_index_fails_its_sanity_check(
+    tmp_path: Path, damage: Callable[[bytes], bytes], message: str
+) -> None:
     idx = OffsetIndex(tmp_path / "0.index")
     for i in range(1, 5):
         idx.append(i, i * 10)

@@ -26,8 +26,13 @@ def test_another_process_is_refused_with_our_pid(open_log: OpenLog, tmp_path: Pa
         "try:\n    EmbeddedLog(Path(sys.argv[1]), background_jobs=False)\n"
         "except LogLockedError as e:\n    print(e); sys.exit(3)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "log")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3, proc.stderr
     assert f"process {os.getpid()}" in proc.stdout
 

@@ -6,10 +6,21 @@ from log.partitioner import murmur2, partition_for
 
 # Values computed by Kafka's own Utils.murmur2 (quoted in the test suites of Kafka clients
 # that check Java compatibility: akka's Murmur2Spec, kafka-python's test_partitioner).
-KAFKA_HASHES = {b"1": -1993445489, b"12": 126087238, b"123": -267702483,
-                b"1234": -1614185708, b"12345": -1188365604}  # fmt: skip
-KAFKA_PARTITIONS_OF_1000 = {b"": 681, b"a": 524, b"ab": 434, b"abc": 107, b"123456789": 566,
-                            b"\x00 ": 742}  # fmt: skip
+KAFKA_HASHES = {
+    b"1": -1993445489,
+    b"12": 126087238,
+    b"123": -267702483,
+    b"1234": -1614185708,
+    b"12345": -1188365604,
+}
+KAFKA_PARTITIONS_OF_1000 = {
+    b"": 681,
+    b"a": 524,
+    b"ab": 434,
+    b"abc": 107,
+    b"123456789": 566,
+    b"\x00 ": 742,
+}
 
 
 @pytest.mark.parametrize(("key", "expected"), KAFKA_HASHES.items())

@@ -34,7 +34,7 @@ def test_locate_finds_the_batch_holding_an_offset(tmp_path: Path) -> None:
     seg = Segment.create(tmp_path, 0, OPTS)
     fill(seg, 20)
     for offset in (0, 4, 5, 57, 99):
-        pos, h = seg.locate(offset, seg.size)
+        _, h = seg.locate(offset, seg.size)
         assert h is not None and h.base_offset <= offset < h.next_offset
     assert seg.locate(100, seg.size) == (seg.size, None)
     seg.close()
