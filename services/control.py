@@ -88,8 +88,10 @@ def up(srv: Server, directory: Path, options: Options) -> dict[str, str]:
                         f"port {options.port}"
                     )
                 return state.facts
-            # Part of it died (a crash, a kill -9 by a test): stop the rest, start afresh.
+            # Part of it died (a crash, a kill -9 by a test): stop the rest, start afresh once
+            # the dead are reaped (postgres takes a zombie in its pid file for a live owner).
             process.stop(state.processes, timeout=srv.stop_timeout)
+            process.wait_gone(state.processes)
         install(srv)
         if options.port is not None and not process.port_is_free(options.port):
             raise ServiceUsageError(f"port {options.port} is in use; choose another --port")

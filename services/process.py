@@ -32,6 +32,7 @@ __all__ = [
     "stop",
     "tail",
     "tcp_answers",
+    "wait_gone",
     "wait_until",
 ]
 
@@ -45,32 +46,69 @@ ReadyCheck = Callable[[], bool]
 _children: list[subprocess.Popen[bytes]] = []
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Start time of a live process in clock ticks since boot; None if gone or a zombie."""
+@dataclass(frozen=True)
+class _Stat:
+    state: str
+    pgrp: int
+    start_ticks: int
+
+    @property
+    def zombie(self) -> bool:
+        return self.state in ("Z", "X")
+
+
+def _stat(pid: int) -> _Stat | None:
+    """What /proc says about ``pid``: None once the pid is gone (a zombie is not gone)."""
     for child in _children:
         child.poll()
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    state, ticks = fields[0], fields[19]
-    if state in ("Z", "X"):
-        return None
-    return int(ticks)
+    fields = text[text.rindex(")") + 2 :].split()
+    return _Stat(state=fields[0], pgrp=int(fields[2]), start_ticks=int(fields[19]))
 
 
 @dataclass(frozen=True)
 class ProcessRef:
-    """A process started by ``services``: pid, start time, and the signal that stops it cleanly."""
+    """A process started by ``services``: pid, start time, and the signal that stops it cleanly.
+
+    It leads its own process group (its session), and everything it forks stays in it.
+    """
 
     pid: int
     start_ticks: int
     stop_signal: int = signal.SIGTERM
 
     def alive(self) -> bool:
-        return _start_ticks(self.pid) == self.start_ticks
+        """Running (not a zombie), and the very process we started."""
+        stat = _stat(self.pid)
+        return stat is not None and not stat.zombie and stat.start_ticks == self.start_ticks
+
+    def gone(self) -> bool:
+        """No trace left: not even a zombie still holds the pid (servers that lock their data
+        directory with a pid file, as postgres does, take a zombie for a live owner)."""
+        stat = _stat(self.pid)
+        return stat is None or stat.start_ticks != self.start_ticks
+
+    def group(self) -> list[int]:
+        """Live processes of its group, the leader too if it still runs. Children forked by
+        the leader started after it; a pid reused later could not be in this group while the
+        group still had members, so pgrp plus start time is safe even after the leader died."""
+        members = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            stat = _stat(int(entry.name))
+            if (
+                stat is not None
+                and not stat.zombie
+                and stat.pgrp == self.pid
+                and stat.start_ticks >= self.start_ticks
+            ):
+                members.append(int(entry.name))
+        return members
 
     def signal(self, sig: int) -> None:
         if self.alive():
@@ -78,9 +116,9 @@ class ProcessRef:
                 os.kill(self.pid, sig)
 
     def kill_group(self) -> None:
-        if self.alive():
+        for pid in self.group():
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
     def to_json(self) -> dict[str, int]:
         return {"pid": self.pid, "start_ticks": self.start_ticks, "stop_signal": self.stop_signal}
@@ -134,14 +172,14 @@ def spawn(
         except OSError as exc:
             raise ServiceError(f"cannot start {argv[0]}: {exc}") from exc
     _children.append(child)
-    ticks = _start_ticks(child.pid)
-    if ticks is None:
+    stat = _stat(child.pid)
+    if stat is None or stat.zombie:
         child.wait()
         raise ServiceError(
             f"{argv[0]} exited at once with status {child.returncode}; "
             f"its output is in {log_path}:\n{tail(log_path)}"
         )
-    return ProcessRef(child.pid, ticks, stop_signal)
+    return ProcessRef(child.pid, stat.start_ticks, stop_signal)
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -185,19 +223,33 @@ def wait_until(
 
 
 def stop(processes: Sequence[ProcessRef], *, timeout: float = 30.0) -> None:
-    """Ask each process to stop with its own signal; SIGKILL its group after ``timeout``."""
+    """Ask each process to stop with its own signal; after ``timeout``, SIGKILL whatever is
+    left of its process group (also when the leader died and left children behind)."""
     for p in processes:
         p.signal(p.stop_signal)
     deadline = time.monotonic() + timeout
     while any(p.alive() for p in processes) and time.monotonic() < deadline:
         time.sleep(POLL_INTERVAL)
-    for p in processes:
-        p.kill_group()
     deadline = time.monotonic() + 10.0
-    while any(p.alive() for p in processes):
+    while True:
+        left = [pid for p in processes for pid in p.group()]
+        if not left:
+            return
         if time.monotonic() >= deadline:
-            pids = ", ".join(str(p.pid) for p in processes if p.alive())
+            pids = ", ".join(map(str, left))
             raise ServiceError(f"processes {pids} survived SIGKILL for 10 s; check them with ps")
+        for p in processes:
+            p.kill_group()
+        time.sleep(POLL_INTERVAL)
+
+
+def wait_gone(processes: Sequence[ProcessRef], *, timeout: float = 15.0) -> None:
+    """Wait until not even a zombie of ``processes`` is left (init reaps them a bit later)."""
+    deadline = time.monotonic() + timeout
+    while not all(p.gone() for p in processes):
+        if time.monotonic() >= deadline:
+            pids = ", ".join(str(p.pid) for p in processes if not p.gone())
+            raise ServiceError(f"processes {pids} were not reaped within {timeout:.0f} s")
         time.sleep(POLL_INTERVAL)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -118,3 +121,16 @@ def test_asking_for_a_busy_port_is_a_usage_error(private_dir: Path) -> None:
         result = run("up", "postgres", "--dir", private_dir, "--port", str(port))
     assert result.returncode == 2
     assert f"port {port} is in use" in result.stderr
+
+
+def test_up_after_the_server_was_killed_starts_it_again_on_its_data(private_dir: Path) -> None:
+    facts = parse_facts(run("up", "postgres", "--dir", private_dir).stdout)
+    with psycopg.connect(facts["PG_DSN"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE survived (id int)")
+    state = json.loads((private_dir / "postgres" / "state.json").read_text())
+    os.kill(state["processes"][0]["pid"], signal.SIGKILL)
+
+    again = run("up", "postgres", "--dir", private_dir)
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(parse_facts(again.stdout)["PG_DSN"]) as conn:
+        assert conn.execute("SELECT count(*) FROM survived").fetchone() == (0,)

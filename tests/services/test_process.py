@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -64,3 +65,23 @@ def test_waiting_gives_up_at_the_deadline(tmp_path: Path) -> None:
 
 def test_free_port_is_free() -> None:
     assert port_is_free(free_port())
+
+
+def test_stop_kills_the_children_a_crashed_leader_left_behind(tmp_path: Path) -> None:
+    code = (
+        "import subprocess, time; c = subprocess.Popen(['sleep', '600']); "
+        "print(c.pid, flush=True); time.sleep(600)"
+    )
+    leader = _spawn(tmp_path, code)
+    log = tmp_path / "p.log"
+    wait_until(
+        "child", lambda: log.read_text().strip() != "", timeout=30, processes=[leader], logs=[log]
+    )
+    orphan = int(log.read_text().split()[0])
+    os.kill(leader.pid, signal.SIGKILL)
+    wait_until("leader death", lambda: not leader.alive(), timeout=30, processes=[], logs=[])
+    assert orphan in leader.group()
+
+    stop([leader], timeout=1)
+
+    assert leader.group() == []
