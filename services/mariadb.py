@@ -18,6 +18,7 @@ DATABASES); ``root``/``root`` from 127.0.0.1 can do everything. As root, mariadb
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 from typing import ClassVar
@@ -116,8 +117,9 @@ class MariaDB(Server):
         run_dir.mkdir(exist_ok=True)
         home.give_to(RUN_AS, data, run_dir)
         init = subprocess.run(
-            [str(INSTALL_DB), "--no-defaults", f"--datadir={data}", f"--user={RUN_AS.user}",
-             "--auth-root-authentication-method=normal", "--skip-test-db"],
+            [str(INSTALL_DB), "--no-defaults", f"--datadir={data}",
+             "--auth-root-authentication-method=normal", "--skip-test-db",
+             *([f"--user={RUN_AS.user}"] if os.geteuid() == 0 else [])],
             capture_output=True, text=True, check=False, timeout=300,
         )  # fmt: skip
         if init.returncode != 0:
