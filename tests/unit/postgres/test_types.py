@@ -30,8 +30,11 @@ def convert(oid: int, text: str | bytes, types: TypeMap | None = None) -> Any:
         (701, "NaN", "NaN"),
         (701, "Infinity", "Infinity"),
         (700, "-Infinity", "-Infinity"),
-        (1700, "123456789012345678901234567890.000000000000000000001",
-         "123456789012345678901234567890.000000000000000000001"),
+        (
+            1700,
+            "123456789012345678901234567890.000000000000000000001",
+            "123456789012345678901234567890.000000000000000000001",
+        ),
         (1700, "NaN", "NaN"),
         (790, "-$1,234,567.89", "-1234567.89"),
         (790, "$0.05", "0.05"),
@@ -79,8 +82,11 @@ def test_json_and_jsonb_are_embedded_verbatim_keeping_number_digits() -> None:
         (1007, "{1,2,NULL,4}", [1, 2, None, 4]),
         (1007, "{{1,2},{3,4}}", [[1, 2], [3, 4]]),
         (1007, "[0:1]={7,8}", [7, 8]),
-        (1009, '{"a b","with \\"quote\\"","back\\\\slash",NULL,"NULL",plain}',
-         ["a b", 'with "quote"', "back\\slash", None, "NULL", "plain"]),
+        (
+            1009,
+            '{"a b","with \\"quote\\"","back\\\\slash",NULL,"NULL",plain}',
+            ["a b", 'with "quote"', "back\\slash", None, "NULL", "plain"],
+        ),
         (1231, "{1.10,NaN}", ["1.10", "NaN"]),
         (1185, '{"2024-01-31 12:00:00+00"}', ["2024-01-31T12:00:00Z"]),
         (3807, '{"{\\"a\\": 1}","[]"}', [{"a": 1}, []]),
@@ -109,19 +115,35 @@ def test_array_of_box_uses_its_semicolon_delimiter() -> None:
         (
             3910,
             '["2024-01-01 00:00:00+00","2024-02-01 00:00:00+00")',
-            {"lower": "2024-01-01T00:00:00Z", "upper": "2024-02-01T00:00:00Z",
-             "lower_inc": True, "upper_inc": False},
+            {
+                "lower": "2024-01-01T00:00:00Z",
+                "upper": "2024-02-01T00:00:00Z",
+                "lower_inc": True,
+                "upper_inc": False,
+            },
         ),
-        (3912, "[2024-01-01,2024-01-05)",
-         {"lower": "2024-01-01", "upper": "2024-01-05", "lower_inc": True, "upper_inc": False}),
-        (4451, "{[1,3),[5,7)}", [
-            {"lower": 1, "upper": 3, "lower_inc": True, "upper_inc": False},
-            {"lower": 5, "upper": 7, "lower_inc": True, "upper_inc": False},
-        ]),
+        (
+            3912,
+            "[2024-01-01,2024-01-05)",
+            {"lower": "2024-01-01", "upper": "2024-01-05", "lower_inc": True, "upper_inc": False},
+        ),
+        (
+            4451,
+            "{[1,3),[5,7)}",
+            [
+                {"lower": 1, "upper": 3, "lower_inc": True, "upper_inc": False},
+                {"lower": 5, "upper": 7, "lower_inc": True, "upper_inc": False},
+            ],
+        ),
         (4451, "{}", []),
-        (3905, '{"[1,2)",empty}', [
-            {"lower": 1, "upper": 2, "lower_inc": True, "upper_inc": False}, {"empty": True},
-        ]),
+        (
+            3905,
+            '{"[1,2)",empty}',
+            [
+                {"lower": 1, "upper": 2, "lower_inc": True, "upper_inc": False},
+                {"empty": True},
+            ],
+        ),
     ],
 )
 def test_ranges_become_bounds_with_inclusivity(oid: int, text: str, expected: Any) -> None:
@@ -160,7 +182,10 @@ def test_user_types_resolve_through_the_catalog() -> None:
     assert convert(17001, "10.50", types) == "10.50"
     assert convert(17002, "{1.1,2.2}", types) == ["1.1", "2.2"]
     assert convert(17003, "[1.5,2.5]", types) == {
-        "lower": 1.5, "upper": 2.5, "lower_inc": True, "upper_inc": True,
+        "lower": 1.5,
+        "upper": 2.5,
+        "lower_inc": True,
+        "upper_inc": True,
     }
     assert convert(17004, "7", types) == 7
 

@@ -1,0 +1,136 @@
+"""The hand-off between the source's reader thread and the hub's thread.
+
+The reader receives, decodes and encodes changes into a batch; the hub's thread takes
+finished batches in :meth:`HandOff.take` (from ``poll``) and appends them to the log. At
+most ``depth`` batches wait, so memory is bounded by ``depth + 1`` batches; a reader that
+gets ahead blocks in :meth:`HandOff.put`.
+
+Batching adapts to the log's speed: the reader hands its batch over as soon as the hub's
+thread is waiting for one (low latency when idle) and otherwise keeps filling it up to the
+size limit (large batches, few fsyncs, when busy) — group commit.
+
+An error in the reader is handed over too and raised from ``take``, in order, after the
+batches before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from connectors.api import SourceBatch
+
+__all__ = ["HandOff", "HandOffClosedError", "Waker"]
+
+
+class Waker:
+    """A pipe to wake a thread blocked in ``select``: ``wake`` from any thread, ``fileno``
+    for the select set, ``clear`` once woken. Wakes are not counted, only noticed."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+
+    def fileno(self) -> int:
+        return self._r
+
+    def wake(self) -> None:
+        # A full pipe means already woken; a closed one, nobody left to wake.
+        with contextlib.suppress(OSError):
+            os.write(self._w, b"x")
+
+    def clear(self) -> None:
+        try:
+            while os.read(self._r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class HandOffClosedError(Exception):
+    """The hand-off was closed (the source is stopping)."""
+
+
+class HandOff:
+    """A bounded, closable queue of batches (and at most one error). Thread-safe."""
+
+    def __init__(self, depth: int = 4, on_taker: Callable[[], None] | None = None) -> None:
+        self._depth = depth
+        self._on_taker = on_taker
+        self._items: deque[SourceBatch | BaseException] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._takers = 0
+
+    @property
+    def taker_waiting(self) -> bool:
+        """Whether the hub's thread waits for a batch right now (hand over at once)."""
+        return self._takers > 0 and not self._items
+
+    def put(self, item: SourceBatch | BaseException, timeout: float | None = None) -> bool:
+        """Queue ``item``; False if still full after ``timeout``. Raises if closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while len(self._items) >= self._depth and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            if self._closed:
+                raise HandOffClosedError
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> SourceBatch | None:
+        """The next batch, or None after ``timeout``; raises a handed-over error."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._takers += 1
+            if not self._items and self._on_taker is not None:
+                self._on_taker()
+            try:
+                while not self._items and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self._cond.wait(remaining)
+                if not self._items:
+                    return None
+                item = self._items.popleft()
+                self._cond.notify_all()
+            finally:
+                self._takers -= 1
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def wait_for_taker(self, timeout: float) -> bool:
+        """Block until the hub's thread waits for a batch (True) or ``timeout`` (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (self._takers > 0 and not self._items) and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return not self._closed
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

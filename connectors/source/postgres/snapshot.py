@@ -1,0 +1,235 @@
+"""The initial snapshot: every row of the captured tables as ``r`` events, in key chunks.
+
+Consistency with the stream: the replication slot is created with an exported snapshot
+(``CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT``) and the tables are read in a REPEATABLE READ
+transaction that imports it (``SET TRANSACTION SNAPSHOT``). That snapshot sees exactly the
+transactions committed before the slot's consistent point, and the slot streams exactly
+those committed from it on: no gap, no duplicate. Such a snapshot is *exact*.
+
+Chunks: each table is read in key order, ``snapshot_chunk_size`` rows at a time, with keyset
+pagination (``WHERE (k1, k2) > (…) ORDER BY k1, k2 LIMIT n`` on the primary key's index), as
+``COPY (…) TO STDOUT`` in text form — the same text pgoutput sends, so one type mapping
+serves both, and the fastest way out of Postgres. Each chunk is one batch; its checkpoint
+holds the last key read, so memory stays flat whatever the table's size.
+
+Resuming: an exported snapshot dies with the connection that exported it, so a snapshot
+interrupted by a crash cannot continue in it. It resumes from the chunk after the last one
+in the log, in a new snapshot, while the slot (never confirmed past the consistent point
+during a snapshot) still holds every change since. The remaining rows then show a later
+state than the consistent point, and the stream replays the changes in between: replaying
+the log still ends in the table's state (each key's last event is its latest state), and
+``commit_lsn`` on the rows is the position taken *before* the new snapshot, so a sink that
+versions by ``(commit_lsn, total_order)`` ignores the replayed changes the rows contain
+already. Mode ``always`` reads every start in such a new snapshot too. Tables without a key
+cannot be paged: they are read in one pass and restart from their beginning after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from connectors.api import SourceRecord
+from connectors.source.postgres.catalog import TableInfo, catalog_error, quote_table
+from connectors.source.postgres.checkpoint import SnapshotProgress
+from connectors.source.postgres.encoding import encode_row, envelope, source_tail
+from connectors.source.postgres.pgoutput import TupleData
+from connectors.source.postgres.schema import TableSchema
+
+__all__ = ["SnapshotChunk", "TableReader", "parse_copy_line", "read_snapshot"]
+
+_ESCAPES = {
+    ord("b"): b"\b",
+    ord("f"): b"\f",
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+    ord("v"): b"\v",
+    ord("\\"): b"\\",
+}
+
+
+def _unescape(field: bytes) -> bytes:
+    """COPY text escapes: ``\\n``, ``\\t``, ``\\\\`` … and octal ``\\123`` / hex ``\\x7f``."""
+    out = bytearray()
+    i, n = 0, len(field)
+    while i < n:
+        c = field[i]
+        if c != 0x5C or i + 1 == n:
+            out.append(c)
+            i += 1
+            continue
+        nxt = field[i + 1]
+        if nxt in _ESCAPES:
+            out += _ESCAPES[nxt]
+            i += 2
+        elif 0x30 <= nxt <= 0x37:
+            j = i + 1
+            while j < min(i + 4, n) and 0x30 <= field[j] <= 0x37:
+                j += 1
+            out.append(int(field[i + 1 : j], 8) & 0xFF)
+            i = j
+        elif nxt == ord("x") and i + 2 < n:
+            j = i + 2
+            while j < min(i + 4, n) and field[j : j + 1].isalnum():
+                j += 1
+            out.append(int(field[i + 2 : j], 16))
+            i = j
+        else:
+            out.append(nxt)
+            i += 2
+    return bytes(out)
+
+
+def parse_copy_line(line: bytes) -> TupleData:
+    """One line of ``COPY … TO STDOUT`` text output (without its newline) as field values."""
+    fields: TupleData = list(line.split(b"\t"))
+    if b"\\" in line:
+        for i, f in enumerate(fields):
+            if f == b"\\N":
+                fields[i] = None
+            elif isinstance(f, bytes) and b"\\" in f:
+                fields[i] = _unescape(f)
+    return fields
+
+
+@dataclass(frozen=True)
+class SnapshotChunk:
+    records: list[SourceRecord]
+    progress: SnapshotProgress
+    table: str
+    table_rows: int  # rows of this table read so far
+    done: bool  # the last chunk of the whole snapshot
+
+
+class TableReader:
+    """Reads one table's rows after a key, chunk by chunk, inside the caller's transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any], info: TableInfo, schema: TableSchema) -> None:
+        self._conn = conn
+        self._info = info
+        self._schema = schema
+        self._columns = sql.SQL(", ").join(sql.Identifier(c) for c in info.columns)
+        self._table = quote_table(info.schema, info.name)
+        key = schema.key
+        self._key_index: list[int] | None = None
+        self._key_types: list[str] = []
+        if key is not None:
+            self._key_index = [info.columns.index(k) for k in key]
+            self._key_types = [info.type_names[i] for i in self._key_index]
+
+    @property
+    def pageable(self) -> bool:
+        return self._key_index is not None
+
+    def query(self, after: Sequence[str] | None, limit: int | None) -> sql.Composed:
+        """``SELECT`` of the next chunk: rows after key ``after`` (text values), in key order."""
+        parts: list[sql.Composable] = [
+            sql.SQL("SELECT {} FROM {}").format(self._columns, self._table)
+        ]
+        if self._key_index is not None:
+            assert self._schema.key is not None
+            key_cols = sql.SQL(", ").join(sql.Identifier(k) for k in self._schema.key)
+            if after is not None:
+                literals = sql.SQL(", ").join(
+                    sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t))
+                    for v, t in zip(after, self._key_types, strict=True)
+                )
+                parts.append(sql.SQL(" WHERE ({}) > ({})").format(key_cols, literals))
+            parts.append(sql.SQL(" ORDER BY {}").format(key_cols))
+            if limit is not None:
+                parts.append(sql.SQL(" LIMIT {}").format(sql.Literal(limit)))
+        return sql.Composed(parts)
+
+    def rows(self, after: Sequence[str] | None, limit: int | None) -> Iterator[TupleData]:
+        """The rows of one chunk as text values (all rows if the table has no key)."""
+        copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(self.query(after, limit))
+        try:
+            with self._conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                for data in copy:
+                    # Postgres sends one COPY data message per row.
+                    yield parse_copy_line(bytes(data)[:-1])
+        except psycopg.Error as exc:
+            raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
+
+    def key_text(self, row: TupleData) -> tuple[str, ...]:
+        assert self._key_index is not None
+        out = []
+        for i in self._key_index:
+            v = row[i]
+            assert isinstance(v, bytes), "key columns are NOT NULL"
+            out.append(v.decode("utf-8"))
+        return tuple(out)
+
+
+def read_snapshot(
+    conn: psycopg.Connection[Any],
+    *,
+    progress: SnapshotProgress,
+    tables: dict[str, tuple[TableInfo, TableSchema]],
+    chunk_size: int,
+    clock_ms: Callable[[], int],
+) -> Iterator[SnapshotChunk]:
+    """Chunks from ``progress`` on, until every pending table is read.
+
+    ``conn`` must be in the snapshot's transaction already. The last chunk (``done``) may be
+    empty; its progress has nothing pending.
+    """
+    tail = source_tail(progress.lsn, None, clock_ms(), b"true")
+    while progress.pending:
+        name = progress.pending[0]
+        info, schema = tables[name]
+        reader = TableReader(conn, info, schema)
+        table_rows = 0
+        while True:
+            limit = chunk_size if reader.pageable else None
+            records: list[SourceRecord] = []
+            last: TupleData | None = None
+            now = clock_ms()
+            count = 0
+            for values in reader.rows(progress.after, limit):
+                row = schema.row(values)
+                envelope(
+                    topic=schema.topic,
+                    key=schema.key_of(row),
+                    op=b"r",
+                    before=b"null",
+                    after=encode_row(row),
+                    ts_ms=now,
+                    source_head=schema.source_head,
+                    lsn=progress.lsn,
+                    source_tail=tail,
+                    transaction=b"null",
+                    out=records,
+                )
+                last = values
+                count += 1
+                if not reader.pageable and count % chunk_size == 0:
+                    # A keyless table cannot resume mid-way: its chunks keep `after` unset.
+                    table_rows += count
+                    yield SnapshotChunk(
+                        records,
+                        replace(progress, rows=progress.rows + count),
+                        name,
+                        table_rows,
+                        done=False,
+                    )
+                    progress = replace(progress, rows=progress.rows + count)
+                    records, count = [], 0
+            table_rows += count
+            finished = not reader.pageable or count < chunk_size
+            if finished:
+                rest = progress.pending[1:]
+                progress = replace(progress, pending=rest, after=None, rows=progress.rows + count)
+            else:
+                assert last is not None
+                progress = replace(
+                    progress, after=reader.key_text(last), rows=progress.rows + count
+                )
+            yield SnapshotChunk(records, progress, name, table_rows, done=not progress.pending)
+            if finished:
+                break

@@ -1,0 +1,584 @@
+"""``PostgresSource``: the coordinator — snapshot, then stream, exactly once into the log.
+
+As Debezium's ``ChangeEventSourceCoordinator``: one snapshot part (``snapshot.py``), one
+streaming part (``streaming.py`` fed by ``replication.py``), one offset context
+(``checkpoint.py``). ``start`` checks the tables and the publication and decides the plan;
+a reader thread then creates the slot if needed, runs the snapshot and streams, handing
+finished batches to the hub's thread through a bounded queue (``handoff.py``): receiving,
+decoding and encoding overlap with the hub's appends and fsyncs, and memory stays bounded.
+
+Exactly once: every batch comes with the checkpoint after it (``checkpoint.py``); the hub
+appends both atomically and then calls :meth:`PostgresSource.committed`, the only place
+that moves the slot's confirmed flush position (sent to the server by the reader with its
+next status update). After a crash the source starts from the checkpoint in the log: the
+slot resends from its confirmed position, and what the log holds already is skipped.
+
+Plans by snapshot mode (``cp``: a checkpoint in the log; ``slot``: the slot exists):
+
+=============  ================================  =========================================
+mode           first start (no cp)               later starts
+=============  ================================  =========================================
+initial        new slot + exact snapshot          resume an unfinished snapshot; stream
+never          new slot (or the existing one)     stream
+always         new slot + exact snapshot          snapshot in a new transaction, then stream
+                                                  from cp (see ``snapshot.py``)
+initial_only   snapshot, no slot                  finish an unfinished snapshot; then idle
+=============  ================================  =========================================
+
+A checkpoint whose slot has disappeared means lost changes: the source fails and says how to
+re-sync, except in mode ``always``, which re-snapshots anyway.
+
+Connection loss (Postgres restarting, network): the reader fails with
+:class:`RetriableError`; the hub backs off and restarts the source from its checkpoint, which
+resumes from the slot. Slot lag is measured at every heartbeat (:attr:`lag`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import sql
+
+from connectors.api import ConnectorContext, Source, SourceBatch, SourceConfig
+from connectors.envelope import topic_name
+from connectors.source.postgres.catalog import (
+    TableInfo,
+    catalog_error,
+    connect,
+    current_wal_lsn,
+    estimated_rows,
+    load_types,
+    session_conninfo,
+    table_info,
+)
+from connectors.source.postgres.checkpoint import Checkpoint, SnapshotProgress
+from connectors.source.postgres.config import PostgresSourceConfig
+from connectors.source.postgres.handoff import HandOff, HandOffClosedError, Waker
+from connectors.source.postgres.heartbeat import (
+    Heartbeat,
+    LagGuard,
+    SlotLag,
+    emit_heartbeat_message,
+    measure_lag,
+)
+from connectors.source.postgres.pgoutput import PgOutputDecoder, Relation
+from connectors.source.postgres.publication import ensure_publication
+from connectors.source.postgres.replication import (
+    KEEPALIVE,
+    XLOGDATA,
+    ReplicationConnection,
+    parse_keepalive,
+    parse_xlogdata,
+)
+from connectors.source.postgres.schema import TableSchema, choose_key
+from connectors.source.postgres.slot import check_usable, drop_slot, read_slot
+from connectors.source.postgres.snapshot import read_snapshot
+from connectors.source.postgres.streaming import ChangeStream
+from connectors.source.postgres.toast import ToastImages
+from connectors.source.postgres.types import TypeMap
+from hub.errors import FatalError, SchemaError
+
+__all__ = ["PostgresSource", "PostgresSourceConfig"]
+
+PROTOCOL_VERSION = 1
+HANDOFF_DEPTH = 4
+# While messages keep coming, look whether the hub's thread waits for a batch this often.
+_CHECK_TAKER_EVERY = 256
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the reader does before streaming (decided in ``start``)."""
+
+    checkpoint: Checkpoint  # where to start; lsn 0 = the new slot's consistent point
+    drop_slot: bool = False
+    create_slot: bool = False
+    exact_snapshot: bool = False  # snapshot in the new slot's exported snapshot
+    snapshot: bool = False
+    stream: bool = True
+
+
+class PostgresSource(Source[PostgresSourceConfig]):
+    config_model: ClassVar[type[SourceConfig]] = PostgresSourceConfig
+
+    def __init__(self, config: PostgresSourceConfig, context: ConnectorContext) -> None:
+        super().__init__(config, context)
+        self._log = context.logger or logging.getLogger(f"changehub.source.{config.name}")
+        self._stop = Waker()
+        self._nudge = Waker()
+        self._handoff = HandOff(HANDOFF_DEPTH, on_taker=self._nudge.wake)
+        self._confirmed = 0  # the slot may confirm up to here (set by committed)
+        self._shipped = 0  # batches handed over
+        self._appended = 0  # batches the hub confirmed (committed calls)
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._catalog: psycopg.Connection[Any] | None = None
+        self._repl: ReplicationConnection | None = None
+        self._tables: dict[str, tuple[TableInfo, TableSchema]] = {}
+        self._db = ""
+        self._types = TypeMap()
+        self.lag: SlotLag | None = None  # the last measurement, for metrics
+
+    # -- the Source interface -----------------------------------------------------------------
+
+    def start(self, checkpoint: Mapping[str, Any] | None) -> None:
+        config = self.config
+        cp = None if checkpoint is None else Checkpoint.from_dict(checkpoint, config.name)
+        catalog = connect(config.dsn, application_name=f"changehub {config.name}")
+        self._catalog = catalog
+        self._db = catalog.info.dbname
+        self._types = TypeMap(self._load_types)
+        try:
+            for name in config.table_names:
+                info = table_info(catalog, name.schema, name.table)
+                key = choose_key(
+                    name,
+                    info.columns,
+                    configured=config.key_columns.get(name),
+                    primary_key=info.primary_key,
+                    identity=info.identity,
+                    identity_index=info.identity_index,
+                )
+                schema = TableSchema.from_catalog(
+                    info, source_name=config.name, db=self._db, types=self._types, key=key
+                )
+                self._tables[name] = (info, schema)
+            if config.snapshot != "initial_only":
+                ensure_publication(catalog, config.publication_name, config.table_names)
+            plan = self._plan(cp)
+        except psycopg.Error as exc:
+            raise catalog_error(exc, "checking the tables to capture") from None
+        self._log.info("postgres source %s: %s", config.name, _describe(plan, config.slot))
+        self._repl = ReplicationConnection(
+            config.dsn,
+            stop=self._stop,
+            wakers=[self._nudge],
+            application_name=f"changehub {config.name}",
+        )
+        try:
+            position, snapshot = self._prepare(plan)
+        except BaseException:
+            self._close_connections()
+            raise
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(plan, position, snapshot),
+            name=f"pg-reader-{config.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _prepare(
+        self, plan: Plan
+    ) -> tuple[Checkpoint, tuple[psycopg.Connection[Any], SnapshotProgress] | None]:
+        """The slot work and the snapshot's transaction, done before ``start`` returns, so
+        that every change committed after ``start`` is captured."""
+        assert self._catalog is not None and self._repl is not None
+        position = plan.checkpoint
+        snapshot_name: str | None = None
+        if plan.drop_slot:
+            drop_slot(self._catalog, self.config.slot)
+        if plan.create_slot:
+            self._repl.connect()
+            created = self._repl.create_slot(self.config.slot, export_snapshot=plan.exact_snapshot)
+            position = position.with_(lsn=created.consistent_point)
+            snapshot_name = created.snapshot_name
+            self._log.info(
+                "created replication slot %s at %s", created.name, created.consistent_point
+            )
+        if not plan.snapshot:
+            return position, None
+        return position, self._open_snapshot(position, snapshot_name, exact=plan.exact_snapshot)
+
+    def poll(self, timeout: float) -> SourceBatch | None:
+        return self._handoff.take(timeout)
+
+    def committed(self, checkpoint: Mapping[str, Any]) -> None:
+        lsn = int(checkpoint["lsn"])
+        with self._progress:
+            self._confirmed = max(self._confirmed, lsn)
+            self._appended += 1
+            self._progress.notify_all()
+        self._nudge.wake()  # send the new position to the server now
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._handoff.close()
+        self._stop.wake()
+        with self._progress:
+            self._progress.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+        catalog, self._catalog = self._catalog, None
+        if catalog is not None and (thread is None or not thread.is_alive()):
+            catalog.close()
+
+    def topics(self) -> list[str]:
+        return [topic_name(self.config.name, t.schema, t.table) for t in self.config.table_names]
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _plan(self, cp: Checkpoint | None) -> Plan:
+        config = self.config
+        tables = tuple(config.tables)
+        if config.snapshot == "initial_only":
+            if cp is None:
+                return Plan(Checkpoint(0, tables=tables), snapshot=True, stream=False)
+            return Plan(cp, snapshot=cp.snapshot is not None, stream=False)
+        assert self._catalog is not None
+        slot = read_slot(self._catalog, config.slot)
+        if slot is not None:
+            check_usable(slot, self._db)
+        fresh = Checkpoint(0, tables=tables)
+        if cp is None:
+            if config.snapshot == "never":
+                if slot is not None:
+                    assert slot.confirmed_flush_lsn is not None
+                    return Plan(Checkpoint(slot.confirmed_flush_lsn, tables=tables))
+                return Plan(fresh, create_slot=True)
+            # Nothing in the log: a leftover slot's position means nothing to us.
+            return Plan(
+                fresh,
+                drop_slot=slot is not None,
+                create_slot=True,
+                exact_snapshot=True,
+                snapshot=True,
+            )
+        if slot is None:
+            if config.snapshot == "always":
+                return Plan(fresh, create_slot=True, exact_snapshot=True, snapshot=True)
+            raise FatalError(
+                f"replication slot {config.slot} does not exist any more (dropped, or "
+                "invalidated by max_slot_wal_keep_size), so the changes after LSN "
+                f"{cp.lsn:X} are lost. To capture again from a fresh snapshot, start this "
+                "source once with `snapshot: always`, or reset it (changehub reset)"
+            )
+        if cp.snapshot is not None:
+            return Plan(cp, snapshot=True)
+        if config.snapshot == "always":
+            return Plan(cp, snapshot=True)
+        return Plan(cp)
+
+    # -- the reader thread --------------------------------------------------------------------
+
+    def _run(
+        self,
+        plan: Plan,
+        position: Checkpoint,
+        snapshot: tuple[psycopg.Connection[Any], SnapshotProgress] | None,
+    ) -> None:
+        assert self._repl is not None
+        try:
+            if snapshot is not None:
+                position = self._read_snapshot(position, *snapshot)
+            if plan.stream:
+                self._stream(self._repl, position)
+        except HandOffClosedError:
+            pass
+        except BaseException as exc:
+            if not self._stopping:
+                error = exc
+                if isinstance(exc, psycopg.Error):
+                    error = catalog_error(exc, "streaming changes")
+                elif not isinstance(exc, Exception):
+                    error = FatalError(f"reader thread died: {exc!r}")
+                with contextlib.suppress(HandOffClosedError):
+                    self._handoff.put(error)
+        finally:
+            if snapshot is not None:
+                snapshot[0].close()
+            self._repl.close()
+
+    def _close_connections(self) -> None:
+        if self._repl is not None:
+            self._repl.close()
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    def _ship(self, batch: SourceBatch, repl: ReplicationConnection | None = None) -> None:
+        """Hand a batch over; while the queue is full, keep the walsender's timeout at bay."""
+        while not self._handoff.put(batch, timeout=self.config.status_interval / 1000):
+            if repl is not None and repl.copying:
+                self._send_status(repl)
+        self._shipped += 1
+
+    def _drain(self) -> None:
+        """Wait until the hub appended every batch handed over (for TOAST lookups)."""
+        with self._progress:
+            while self._appended < self._shipped and not self._stopping:
+                self._progress.wait(1.0)
+        if self._stopping:
+            raise HandOffClosedError
+
+    # -- snapshot -----------------------------------------------------------------------------
+
+    def _open_snapshot(
+        self, position: Checkpoint, snapshot_name: str | None, *, exact: bool
+    ) -> tuple[psycopg.Connection[Any], SnapshotProgress]:
+        """The snapshot's transaction, and the progress to continue from."""
+        config = self.config
+        assert self._catalog is not None
+        progress = position.snapshot
+        if progress is None or progress.exact != exact or not exact:
+            pending = tuple(config.tables) if progress is None else progress.pending
+            after = None if progress is None else progress.after
+            rows = 0 if progress is None else progress.rows
+            # Stamped before the snapshot is taken: every change not in it commits later.
+            stamp = position.lsn if exact else current_wal_lsn(self._catalog)
+            progress = SnapshotProgress(stamp, exact, pending, after, rows)
+        conn = psycopg.connect(
+            session_conninfo(config.dsn, application_name=f"changehub {config.name} snapshot")
+        )
+        try:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            if snapshot_name is not None:
+                conn.execute(
+                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name))
+                )
+            else:
+                conn.execute("SELECT 1")  # take the snapshot now
+        except psycopg.Error as exc:
+            conn.close()
+            raise catalog_error(exc, "starting the snapshot") from None
+        self._log.info(
+            "snapshot of %s started (%s)",
+            ", ".join(progress.pending),
+            "exact, in the slot's exported snapshot"
+            if exact
+            else f"in a new snapshot, events stamped at LSN {progress.lsn:X}",
+        )
+        return conn, progress
+
+    def _read_snapshot(
+        self, position: Checkpoint, conn: psycopg.Connection[Any], progress: SnapshotProgress
+    ) -> Checkpoint:
+        config = self.config
+        assert self._catalog is not None
+        try:
+            estimates = {
+                name: estimated_rows(self._catalog, self._tables[name][0].oid)
+                for name in progress.pending
+            }
+            for chunk in read_snapshot(
+                conn,
+                progress=progress,
+                tables={n: self._tables[n] for n in progress.pending},
+                chunk_size=config.snapshot_chunk_size,
+                clock_ms=_now_ms,
+            ):
+                position = position.with_(snapshot=None if chunk.done else chunk.progress)
+                progress = chunk.progress
+                self._ship(SourceBatch(chunk.records, position.to_dict()))
+                self.context.progress(
+                    f"snapshot {chunk.table}", chunk.table_rows, estimates.get(chunk.table)
+                )
+            conn.commit()
+        except psycopg.Error as exc:
+            raise catalog_error(exc, "reading the snapshot") from None
+        self._log.info("snapshot finished: %d rows", progress.rows)
+        return position
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    def _stream(self, repl: ReplicationConnection, position: Checkpoint) -> None:
+        config = self.config
+        assert self._catalog is not None
+        if not repl.connected:
+            repl.connect()
+        repl.start(
+            config.slot,
+            position.lsn,
+            publication=config.publication_name,
+            protocol_version=PROTOCOL_VERSION,
+        )
+        self._log.info("streaming from slot %s at LSN %X", config.slot, position.lsn)
+        decoder = PgOutputDecoder(PROTOCOL_VERSION)
+        changes: ChangeStream
+        toast = ToastImages(
+            config.toast,
+            log=self.context.log,
+            partitions=self.context.topic_partitions,
+            pending=lambda: changes.records,
+            drain=self._drain,
+        )
+        changes = ChangeStream(
+            start=position, schema_for=self._schema_for, toast=toast, clock_ms=_now_ms
+        )
+        catalog = self._catalog
+        heartbeat = Heartbeat(
+            config.heartbeat_interval,
+            emit=(lambda: emit_heartbeat_message(catalog))
+            if config.heartbeat_action == "message"
+            else None,
+        )
+        guard = LagGuard(config.max_lag_bytes, config.slot)
+        status = _StatusClock(config.status_interval / 1000)
+        awaiting_keepalive = False
+        beat_pending = False  # a heartbeat moved the position: hand it over even if empty
+        max_events, max_bytes = config.max_batch_events, config.max_batch_bytes
+        handle, decode, read = changes.handle, decoder.decode, repl.read_nowait
+        handoff = self._handoff
+        countdown = _CHECK_TAKER_EVERY
+
+        def ship() -> None:
+            nonlocal beat_pending
+            changes.tick()
+            records, cp = changes.cut()
+            self._ship(SourceBatch(records, cp.to_dict()), repl)
+            heartbeat.postpone()
+            beat_pending = False
+
+        while not self._stopping:
+            message = read()
+            if message is not None:
+                tag = message[0]
+                if tag == XLOGDATA:
+                    lsn, _, payload = parse_xlogdata(message)
+                    handle(decode(payload), lsn)
+                    countdown -= 1
+                    if countdown == 0:
+                        countdown = _CHECK_TAKER_EVERY
+                        if changes.records and handoff.taker_waiting:
+                            ship()  # the hub is idle: give it what there is
+                    if len(changes.records) >= max_events or changes.nbytes >= max_bytes:
+                        ship()
+                elif tag == KEEPALIVE:
+                    wal_end, reply = parse_keepalive(message)
+                    status.received = max(status.received, wal_end)
+                    if awaiting_keepalive and not changes.in_transaction:
+                        awaiting_keepalive = False
+                        before = changes.position.lsn
+                        changes.advance(wal_end)
+                        beat_pending = changes.position.lsn > before
+                    if reply:
+                        self._send_status(repl, status)
+                continue
+            # Nothing buffered: an idle moment. Hand over, report, beat, then wait.
+            if (changes.records or beat_pending) and handoff.taker_waiting:
+                ship()
+            else:
+                changes.tick()
+            if self._confirmed > status.flushed or status.due():
+                self._send_status(repl, status)
+            if heartbeat.due():
+                heartbeat.beat()
+                awaiting_keepalive = True
+                self._send_status(repl, status, reply=True)
+                self.lag = measure_lag(catalog, config.slot)
+                guard.check(self.lag, lambda: self._drop_slot_now(repl))
+            repl.wait(min(heartbeat.seconds_left(), status.seconds_left()))
+            self._nudge.clear()
+
+    def _send_status(
+        self,
+        repl: ReplicationConnection,
+        status: _StatusClock | None = None,
+        *,
+        reply: bool = False,
+    ) -> None:
+        flushed = self._confirmed
+        written = max(flushed, status.received if status is not None else 0)
+        repl.send_status(written=written, flushed=flushed, reply=reply)
+        if status is not None:
+            status.sent(flushed)
+
+    def _drop_slot_now(self, repl: ReplicationConnection) -> None:
+        assert self._catalog is not None
+        repl.close()
+        drop_slot(self._catalog, self.config.slot)
+
+    def _schema_for(self, relation: Relation) -> TableSchema:
+        qualified = f"{relation.namespace or 'pg_catalog'}.{relation.name}"
+        columns = [c.name for c in relation.columns]
+        assert self._catalog is not None
+        try:
+            info: TableInfo | None = table_info(self._catalog, relation.namespace, relation.name)
+        except SchemaError:
+            info = None  # dropped since: fall back to what the Relation message says
+        flagged = tuple(c.name for c in relation.columns if c.is_key)
+        primary_key = (
+            info.primary_key
+            if info is not None
+            else (flagged if relation.replica_identity == "d" else ())
+        )
+        try:
+            key = choose_key(
+                qualified,
+                columns,
+                configured=self.config.key_columns.get(qualified),
+                primary_key=primary_key,
+                identity=relation.replica_identity,
+                identity_index=flagged if relation.replica_identity == "i" else (),
+            )
+        except SchemaError:
+            if qualified in self.config.tables:
+                raise
+            key = None  # a table added to the publication by hand: keyless events
+        if qualified not in self.config.tables:
+            self._log.info(
+                "capturing %s too: it is in publication %s", qualified, self.config.publication_name
+            )
+        return TableSchema.from_relation(
+            relation,
+            source_name=self.config.name,
+            db=self._db,
+            types=self._types,
+            key_for=lambda _: key,
+        )
+
+    def _load_types(self, oids: Any) -> Any:
+        assert self._catalog is not None
+        try:
+            return load_types(self._catalog, oids)
+        except psycopg.Error as exc:
+            raise catalog_error(exc, "reading type definitions") from None
+
+
+class _StatusClock:
+    """When the next standby status update is due, and what the last one said."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.flushed = -1
+        self.received = 0
+        self._next = time.monotonic() + interval
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+    def seconds_left(self) -> float:
+        return max(0.0, self._next - time.monotonic())
+
+    def sent(self, flushed: int) -> None:
+        self.flushed = flushed
+        self._next = time.monotonic() + self.interval
+
+
+def _describe(plan: Plan, slot: str) -> str:
+    steps = []
+    if plan.drop_slot:
+        steps.append(f"drop stale slot {slot}")
+    if plan.create_slot:
+        steps.append(f"create slot {slot}")
+    if plan.snapshot:
+        steps.append("exact snapshot" if plan.exact_snapshot else "snapshot")
+    if plan.stream:
+        steps.append(
+            "stream" + (f" from LSN {plan.checkpoint.lsn:X}" if plan.checkpoint.lsn else "")
+        )
+    return ", then ".join(steps)
