@@ -140,6 +140,8 @@ def _boolean(value: Any) -> bool:
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # orjson stops at 64 bits
     return orjson.dumps(value).decode()
 
 
