@@ -1,10 +1,10 @@
 """Record batches: the unit the embedded log writes, checksums, indexes and reads.
 
 A batch is a fixed 60-byte header followed by the records stored column by column, so that
-encoding and decoding run as a handful of C-level operations per batch (``array`` of
-lengths, one ``join`` of keys, one of values) instead of a Python loop per record — the
-append path's speed depends on it. The byte layout is specified in ``log/FORMAT.md``; in
-short (little-endian)::
+encoding and decoding run as a handful of C-level operations per batch (``struct.pack`` of
+the lengths, one ``join`` of keys, one of values; ``array`` and slicing to decode) instead
+of a Python loop per record — the append path's speed depends on it. The byte layout is
+specified in ``log/FORMAT.md``; in short (little-endian)::
 
     base_offset i64 | length u32 | crc u32 | magic u8 | attributes u8 | reserved u16
     | last_offset_delta i32 | record_count i32 | first_timestamp i64 | max_timestamp i64
@@ -127,20 +127,24 @@ class EncodedBatch(NamedTuple):
         return bool(self.attributes & ATTR_TRANSACTIONAL)
 
 
-def _lengths(items: Sequence[bytes | None]) -> tuple[array[int], list[bytes]]:
-    """Length column (-1 for None) and the non-null items, without a loop in the common case."""
-    if None in items:
-        lens = array("i", [-1 if x is None else len(x) for x in items])
-        return lens, [x for x in items if x is not None]
-    present = cast("list[bytes]", items)
-    return array("i", map(len, present)), present
+def _lengths(items: Sequence[bytes | None]) -> tuple[bytes, Sequence[bytes]]:
+    """The length column (-1 for None) as little-endian i32 bytes, and the non-null items.
+
+    ``struct.pack`` over ``map(len, …)`` runs in C; a None makes ``len`` raise, and only
+    then are the items looked at one by one.
+    """
+    fmt = f"<{len(items)}i"
+    present = cast("Sequence[bytes]", items)
+    try:
+        return struct.pack(fmt, *map(len, present)), present
+    except TypeError:
+        lens = [-1 if x is None else len(x) for x in items]
+        return struct.pack(fmt, *lens), [x for x in items if x is not None]
 
 
-def _col(a: array[int]) -> bytes:
-    if _BIG_ENDIAN:
-        a = array(a.typecode, a)
-        a.byteswap()
-    return a.tobytes()
+def _col(typecode: str, values: Sequence[int]) -> bytes:
+    """A column of ints as little-endian bytes (``i``: i32, ``q``: i64)."""
+    return struct.pack(f"<{len(values)}{typecode}", *values)
 
 
 def _encode_headers(headers: Sequence[tuple[tuple[str, bytes], ...]]) -> tuple[bytes, bytes]:
@@ -151,7 +155,7 @@ def _encode_headers(headers: Sequence[tuple[tuple[str, bytes], ...]]) -> tuple[b
             raw = name.encode()
             parts += [_HEADER_NAME.pack(len(raw)), raw, _HEADER_VALUE.pack(len(value)), value]
         blocks.append(b"".join(parts))
-    return _col(array("i", map(len, blocks))), b"".join(blocks)
+    return _col("i", list(map(len, blocks))), b"".join(blocks)
 
 
 def encode_columns(
@@ -175,16 +179,16 @@ def encode_columns(
     parts: list[bytes] = [_ZERO_HEADER]  # filled in once the sizes are known
     if offset_deltas is not None:
         attrs |= ATTR_OFFSET_DELTAS
-        parts.append(_col(array("i", offset_deltas)))
+        parts.append(_col("i", offset_deltas))
         last_delta = offset_deltas[-1]
     else:
         last_delta = n - 1
     if timestamps.count(first_ts) != n:
         attrs |= ATTR_TIMESTAMPS
-        parts.append(_col(array("q", timestamps)))
+        parts.append(_col("q", timestamps))
     klens, kdata = _lengths(keys)
     vlens, vdata = _lengths(values)
-    parts += [_col(klens), _col(vlens)]
+    parts += [klens, vlens]
     if headers is not None:
         attrs |= ATTR_HEADERS
         hlens, hblob = _encode_headers(headers)

@@ -257,6 +257,7 @@ class PartitionLog:
             raise storage_error(e, f"cannot start a new segment for {self.tp}") from e
         self.dirty = False
         self._set_segments([*self._segments, new])
+        old.unload_indexes()
 
     def truncate_locked(self, offset: int) -> None:
         """Remove everything at and after ``offset`` (which must start a batch).

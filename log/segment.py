@@ -288,6 +288,14 @@ class Segment:
         os.fdatasync(self.fd)
         self.flush_indexes()
 
+    def unload_indexes(self) -> None:
+        """Free a sealed segment's in-memory indexes; they load again on the next read, so
+        memory does not grow with the number of segments written."""
+        with self._index_lock:
+            self.offset_index = OffsetIndex(self.offset_index.path)
+            self.time_index = TimeIndex(self.time_index.path)
+            self._indexes_loaded = False
+
     def flush_indexes(self, *, fsync: bool = True) -> None:
         """Write the indexes out. Best effort: they are rebuilt when missing or damaged, so a
         full disk must not fail an append or keep the log from opening because of them."""
