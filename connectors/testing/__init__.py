@@ -26,7 +26,6 @@ from connectors.testing.harness import (
     SinkHarness,
     SourceHarness,
     make_context,
-    wait_until,
 )
 from connectors.testing.sink_suite import SinkConformance, replay_from
 from connectors.testing.source_suite import SourceConformance, drain
@@ -43,5 +42,4 @@ __all__ = [
     "final_rows",
     "make_context",
     "replay_from",
-    "wait_until",
 ]

@@ -9,8 +9,6 @@ changes there or read the result back. The suites (:mod:`.source_suite`,
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +18,7 @@ from connectors.api import ConnectorContext, Sink, SinkConfig, Source, SourceCon
 from hub.errors import RecordError
 from log.api import Log, LogRecord
 
-__all__ = ["DeadLetters", "SinkHarness", "SourceHarness", "make_context", "wait_until"]
+__all__ = ["DeadLetters", "SinkHarness", "SourceHarness", "make_context"]
 
 
 class SourceHarness(ABC):
@@ -117,13 +115,3 @@ def make_context(
     if dead_letter is not None:
         context.dead_letter = dead_letter
     return context
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait for ``condition`` (checked every few ms) or fail saying ``what`` did not happen."""
-    deadline = time.monotonic() + timeout
-    wake = threading.Event()
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.1f} s")
-        wake.wait(0.01)

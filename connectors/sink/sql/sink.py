@@ -68,7 +68,10 @@ class SqlSink(Sink[SqlSinkConfig]):
             self._db.url,
             {str(tp): o for tp, o in sorted(self._durable.items())} or "none yet",
         )
-        return {**resume, **self._durable}
+        # Only the partitions the hub asked for: a topic the sink no longer subscribes to may
+        # still have a row in the offsets table. Records of partitions the hub adds later are
+        # checked against the stored offsets in write().
+        return {tp: self._durable.get(tp, offset) for tp, offset in resume.items()}
 
     def write(self, records: Sequence[LogRecord]) -> None:
         for record in records:

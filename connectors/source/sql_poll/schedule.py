@@ -7,13 +7,23 @@ supervises. Ticks that come while a poll is still paging coalesce into one. Thre
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 __all__ = ["Ticker"]
+
+# APScheduler logs every run of a job at INFO ("Running job …") and every start, stop and
+# added job; a tick every few seconds is not a state change worth a log line. Its loggers
+# for our own executor alias and scheduler only pass warnings and errors on.
+_EXECUTOR = "changehub_sql_poll"
+_SCHEDULER_LOG = logging.getLogger("changehub.sql_poll.scheduler")
+for _quiet in (_SCHEDULER_LOG, logging.getLogger(f"apscheduler.executors.{_EXECUTOR}")):
+    _quiet.setLevel(logging.WARNING)
 
 
 class Ticker:
@@ -28,6 +38,8 @@ class Ticker:
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             daemon=True,
+            logger=_SCHEDULER_LOG,
+            executors={_EXECUTOR: ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
@@ -39,6 +51,7 @@ class Ticker:
                 self._due.set,
                 IntervalTrigger(seconds=self._interval_s, timezone=UTC),
                 id=f"sql_poll:{self._name}",
+                executor=_EXECUTOR,
                 name=f"poll {self._name}",
                 next_run_time=datetime.now(UTC),
             )
