@@ -519,6 +519,8 @@ class EmbeddedLog(Log):
             )
         parts = [(self._partition(tp), offset) for tp, offset in positions.items()]
         for p, offset in parts:
+            if self.read_only:
+                self._refresh(p)
             p.check_offset(offset)
         deadline = time.monotonic() + timeout
         while True:

@@ -34,6 +34,7 @@ from hub.errors import (
     LogClosedError,
     LogStorageError,
     OffsetOutOfRangeError,
+    UnknownTopicError,
 )
 from log.api import LogRecord, Record, TopicPartition
 from log.batch import (
@@ -50,6 +51,8 @@ from log.segment import Segment, SegmentError, SegmentOptions
 from log.waiting import Waiter, WaiterSet
 
 __all__ = ["PartitionLog", "SegmentConfig", "Visible", "fsync_dir", "storage_error"]
+
+_READ_CHUNK = 1024 * 1024
 
 _log = logging.getLogger(__name__)
 
@@ -302,6 +305,8 @@ class PartitionLog:
                 f"{self.tp} refuses writes since {self.failed}; close and reopen the log to "
                 "recover it"
             )
+        if self.deleted:
+            raise UnknownTopicError(f"topic {self.tp.topic!r} was deleted")
         if self.closed:
             raise LogClosedError(f"{self.tp} is closed")
 
@@ -319,6 +324,8 @@ class PartitionLog:
     def delete_segments(self, doomed: Sequence[Segment], reason: str) -> int:
         """Delete the given oldest closed segments; returns how many went (0 if they changed)."""
         with self.lock:
+            if self.closed:
+                return 0
             closed = self.closed_segments()
             n = len(doomed)
             if (
@@ -346,6 +353,8 @@ class PartitionLog:
         ``before_swap`` moves the files into place; it runs under the lock, after the check.
         """
         with self.lock:
+            if self.closed:
+                return False
             try:
                 i = next(i for i, s in enumerate(self._segments) if s is old)
             except StopIteration:
@@ -451,25 +460,9 @@ class PartitionLog:
                     offset=h.base_offset,
                     position=pos,
                 )
-            buf = seg.read_at(pos, min(limit - pos, max(max_bytes, h.size)))
-            out: list[LogRecord] = []
-            p = 0
-            while p + HEADER_SIZE <= len(buf) and len(out) < max_records:
-                try:
-                    h = read_header(buf, p)
-                    if p + h.size > len(buf):
-                        break
-                    validate(buf, p)
-                    records = decode_records(buf, p, h, topic, partition)
-                except BatchError as e:
-                    raise SegmentError(
-                        f"{seg.path} byte {pos + p}: {e}", offset=h.base_offset, position=pos + p
-                    ) from None
-                if records[0].offset < offset or records[-1].offset >= end:
-                    records = [r for r in records if offset <= r.offset < end]
-                out += records
-                p += h.size
-            return out[:max_records]
+            return self._read_batches(
+                seg, pos, h.size, offset, limit, end, max_records=max_records, max_bytes=max_bytes
+            )
         except SegmentError as e:
             raise CorruptLogError(
                 f"{self.tp} is corrupt at offset {e.offset}: {e}. The segment file was damaged "
@@ -481,6 +474,60 @@ class PartitionLog:
             ) from None
         except OSError as e:
             raise storage_error(e, f"cannot read {self.tp} in {self.directory}") from e
+
+    def _read_batches(
+        self,
+        seg: Segment,
+        pos: int,
+        first_size: int,
+        offset: int,
+        limit: int,
+        end: int,
+        *,
+        max_records: int,
+        max_bytes: int,
+    ) -> list[LogRecord]:
+        """Decode whole batches from byte ``pos`` on, in chunks of at most ``_READ_CHUNK`` (so
+        a small read does not fetch ``max_bytes``); the first batch is read whatever its size."""
+        topic, partition = self.tp
+        out: list[LogRecord] = []
+        budget = max_bytes
+        need = first_size  # bytes of the batch that starts the next chunk, when known
+        expected = offset  # where a damaged batch would have started, for the error
+        while pos < limit:
+            if pos + need > limit:
+                raise SegmentError(
+                    f"{seg.path}: batch at byte {pos} runs past the segment's end",
+                    offset=expected,
+                    position=pos,
+                )
+            buf = seg.read_at(pos, min(limit - pos, max(min(budget, _READ_CHUNK), need)))
+            p = 0
+            need = HEADER_SIZE
+            while p + HEADER_SIZE <= len(buf):
+                try:
+                    h = read_header(buf, p)
+                    if out and h.size > budget:
+                        return out
+                    if p + h.size > len(buf):
+                        need = h.size
+                        break
+                    validate(buf, p)
+                    records = decode_records(buf, p, h, topic, partition)
+                except BatchError as e:
+                    raise SegmentError(
+                        f"{seg.path} byte {pos + p}: {e}", offset=expected, position=pos + p
+                    ) from None
+                if records[0].offset < offset or records[-1].offset >= end:
+                    records = [r for r in records if offset <= r.offset < end]
+                out += records
+                budget -= h.size
+                p += h.size
+                expected = h.next_offset
+                if len(out) >= max_records or budget <= 0:
+                    return out[:max_records]
+            pos += p
+        return out
 
     def offset_for_time(self, timestamp_ms: int) -> int:
         """The first visible offset whose record's timestamp is >= ``timestamp_ms``, or the end.
