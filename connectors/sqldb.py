@@ -62,10 +62,17 @@ def validate_url(url: str) -> str:
 
 
 def engine_for(url: str) -> Engine:
-    """An engine for ``url``. A dialect or driver that is not installed is a FatalError."""
+    """An engine for ``url``. A dialect or driver that is not installed is a FatalError.
+
+    DuckDB allows one process at a time to open a database file, so its connections are not
+    pooled: the file is free for other programs (a user's query, a test) between calls.
+    """
     parsed = make_url(url)
+    pooling: dict[str, Any] = (
+        {"poolclass": sa.pool.NullPool} if parsed.get_backend_name() == "duckdb" else {}
+    )
     try:
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True, **pooling)
     except (sa_exc.NoSuchModuleError, ImportError) as exc:
         raise FatalError(
             f"cannot use {mask_url(url)}: the SQLAlchemy dialect or driver "

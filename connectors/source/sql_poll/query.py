@@ -31,7 +31,7 @@ from connectors.source.sql_poll.config import Mode
 from connectors.source.sql_poll.relation import Relation
 from connectors.source.sql_poll.watermark import Watermark
 
-__all__ = ["page_query", "ties_query", "ts_as_compared"]
+__all__ = ["now_query", "page_query", "ties_query", "ts_as_compared"]
 
 
 def page_query(
@@ -68,6 +68,15 @@ def page_query(
                 else ts >= last
             )
     return sa.select(relation.rows).where(*where).order_by(*order).limit(limit)
+
+
+def now_query(dialect: str) -> sa.Select[Any]:
+    """The database's current time, in UTC where the database's plain "now" is local time."""
+    if dialect in ("mysql", "mariadb"):
+        return sa.select(sa.func.utc_timestamp(6))  # CURRENT_TIMESTAMP is session-local
+    if dialect == "mssql":
+        return sa.select(sa.func.sysutcdatetime())
+    return sa.select(sa.func.current_timestamp())  # UTC or zone-aware elsewhere
 
 
 def ties_query(relation: Relation, ts_value: datetime) -> sa.Select[Any]:

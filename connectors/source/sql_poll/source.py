@@ -28,14 +28,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from connectors.api import ConnectorContext, Source, SourceBatch, SourceConfig, SourceRecord
 from connectors.envelope import Op, encode_key, event_records, topic_name
 from connectors.source.sql_poll.config import SqlPollConfig
-from connectors.source.sql_poll.query import page_query, ties_query, ts_as_compared
+from connectors.source.sql_poll.query import now_query, page_query, ties_query, ts_as_compared
 from connectors.source.sql_poll.relation import Relation, resolve
 from connectors.source.sql_poll.schedule import Ticker
 from connectors.source.sql_poll.values import json_row
@@ -177,9 +176,8 @@ class SqlPollSource(Source[SqlPollConfig]):
         if relation.cursor.timestamp is None:
             return None
         with self._connection() as conn:
-            now = conn.execute(sa.select(sa.func.current_timestamp())).scalar_one()
-        if isinstance(now, str):
-            now = datetime.fromisoformat(now)
+            raw = conn.execute(now_query(conn.dialect.name)).scalar_one()
+        now = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
         if relation.timestamp_is_aware:
             now = now if now.tzinfo else now.replace(tzinfo=UTC)
         elif now.tzinfo is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -302,3 +304,24 @@ def test_flush_after_stop_is_refused(url: str, sinks: list[SqlSink], tmp_path: P
     sink.stop()
     with pytest.raises(FatalError, match="was stopped"):
         sink.flush()
+
+
+def test_another_process_can_open_the_duckdb_file_between_flushes(
+    sinks: list[SqlSink], tmp_path: Path
+) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    s = Stream()
+    sink = make(sinks, f"duckdb:///{path}", tmp_path)
+    sink.write(s("c", 1, {"id": 1}))
+    sink.flush()
+    count = (
+        f"import duckdb; db = duckdb.connect({str(path)!r}); "
+        "print(db.execute('SELECT count(*) FROM orders').fetchone()[0])"
+    )
+    reader = subprocess.run(
+        [sys.executable, "-c", count], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.strip() == "1"
+    sink.write(s("c", 2, {"id": 2}))
+    sink.flush()
