@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.units import DurationMs
 from log.api import Log, LogRecord, TopicPartition
 
 __all__ = [
@@ -77,7 +78,9 @@ class SinkConfig(StrictModel):
     errors: ErrorPolicy = ErrorPolicy()
     max_batch_records: int = Field(default=5000, ge=1)
     max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    flush_interval_ms: int = Field(default=1000, ge=0, description="flush at least this often")
+    flush_interval: DurationMs = Field(
+        default=1000, ge=0, description="flush (and commit offsets) at least this often"
+    )
 
 
 class SourceRecord(NamedTuple):

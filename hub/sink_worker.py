@@ -86,7 +86,7 @@ class SinkWorker(Worker):
             self._next_refresh = now + TOPIC_REFRESH_S
         timeout = FETCH_TIMEOUT_S
         if self._pending_records:
-            due = self._first_pending + self._config.flush_interval_ms / 1000
+            due = self._first_pending + self._config.flush_interval / 1000
             timeout = max(0.0, min(timeout, due - now))
         records = (
             self._log.fetch(
@@ -104,7 +104,7 @@ class SinkWorker(Worker):
             not records
             or self._pending_records >= self._config.max_batch_records
             or self._pending_bytes >= self._config.max_batch_bytes
-            or self._clock() - self._first_pending >= self._config.flush_interval_ms / 1000
+            or self._clock() - self._first_pending >= self._config.flush_interval / 1000
         ):
             self._flush_and_commit()
         elif not records and not self._positions:
