@@ -73,7 +73,6 @@ _HEADER_COUNT = struct.Struct("<H")
 _HEADER_NAME = struct.Struct("<H")
 _HEADER_VALUE = struct.Struct("<i")
 _BIG_ENDIAN = sys.byteorder == "big"
-_ZERO_HEADER = bytes(HEADER_SIZE)
 _make_record = partial(tuple.__new__, LogRecord)
 
 
@@ -111,9 +110,13 @@ class BatchHeader(NamedTuple):
 
 
 class EncodedBatch(NamedTuple):
-    """A batch ready to write; its base offset is set under the partition lock."""
+    """A batch ready to write: the 60-byte header (its base offset is set under the partition
+    lock) and the column buffers after it, written together with one ``pwritev`` so that the
+    payload is never copied into one buffer."""
 
-    data: bytearray
+    header: bytearray
+    body: list[bytes]
+    size: int
     record_count: int
     first_timestamp: int
     max_timestamp: int
@@ -125,6 +128,9 @@ class EncodedBatch(NamedTuple):
     @property
     def transactional(self) -> bool:
         return bool(self.attributes & ATTR_TRANSACTIONAL)
+
+    def to_bytes(self) -> bytes:
+        return bytes(self.header) + b"".join(self.body)
 
 
 def _lengths(items: Sequence[bytes | None]) -> tuple[bytes, Sequence[bytes]]:
@@ -173,10 +179,9 @@ def encode_columns(
     n = len(keys)
     if n == 0:
         raise ValueError("a batch needs at least one record")
-    first_ts = timestamps[0]
-    max_ts = max(timestamps)
+    first_ts = max_ts = timestamps[0]
     attrs = attributes & ATTR_TRANSACTIONAL
-    parts: list[bytes] = [_ZERO_HEADER]  # filled in once the sizes are known
+    parts: list[bytes] = []
     if offset_deltas is not None:
         attrs |= ATTR_OFFSET_DELTAS
         parts.append(_col("i", offset_deltas))
@@ -185,6 +190,7 @@ def encode_columns(
         last_delta = n - 1
     if timestamps.count(first_ts) != n:
         attrs |= ATTR_TIMESTAMPS
+        max_ts = max(timestamps)
         parts.append(_col("q", timestamps))
     klens, kdata = _lengths(keys)
     vlens, vdata = _lengths(values)
@@ -192,29 +198,21 @@ def encode_columns(
     if headers is not None:
         attrs |= ATTR_HEADERS
         hlens, hblob = _encode_headers(headers)
-        parts.append(hlens)
-    else:
-        hblob = b""
-    parts += [hblob, b"".join(kdata), b"".join(vdata)]
-    data = bytearray().join(parts)
+        parts += [hlens, hblob]
+    parts += [b"".join(kdata), b"".join(vdata)]
+    size = HEADER_SIZE + sum(map(len, parts))
+    header = bytearray(HEADER_SIZE)
     HEADER.pack_into(
-        data,
-        0,
-        0,
-        len(data) - _LENGTH_AND_BASE,
-        0,
-        MAGIC,
-        attrs,
-        0,
-        last_delta,
-        n,
-        first_ts,
-        max_ts,
-        producer_id,
-        producer_seq,
+        header, 0, 0, size - _LENGTH_AND_BASE, 0, MAGIC, attrs, 0, last_delta, n,
+        first_ts, max_ts, producer_id, producer_seq,
+    )  # fmt: skip
+    crc = crc32c.crc32c(memoryview(header)[_CRC_START:])
+    for part in parts:
+        crc = crc32c.crc32c(part, crc)
+    _CRC.pack_into(header, _CRC_POS, crc)
+    return EncodedBatch(
+        header, parts, size, n, first_ts, max_ts, last_delta, attrs, producer_id, producer_seq
     )
-    _CRC.pack_into(data, _CRC_POS, crc32c.crc32c(memoryview(data)[_CRC_START:]))
-    return EncodedBatch(data, n, first_ts, max_ts, last_delta, attrs, producer_id, producer_seq)
 
 
 def encode(
@@ -246,8 +244,8 @@ def encode(
     )
 
 
-def set_base_offset(data: bytearray, base_offset: int) -> None:
-    _BASE.pack_into(data, 0, base_offset)
+def set_base_offset(batch: EncodedBatch, base_offset: int) -> None:
+    _BASE.pack_into(batch.header, 0, base_offset)
 
 
 def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:

@@ -164,7 +164,7 @@ def _rewrite(partition: PartitionLog, old: Segment, batches: list[Columns], now_
                     headers,
                     offset_deltas=[o - base for o in c.offsets],
                 )
-                set_base_offset(batch.data, base)
+                set_base_offset(batch, base)
                 new.append(batch, base, now_ms)
             new.seal()
             new.next_offset = old.next_offset

@@ -200,7 +200,7 @@ class PartitionLog:
         """
         self._check_writable()
         active = self.active
-        size = len(batch.data)
+        size = batch.size
         now = self.clock_ms()
         if not active.empty and (
             active.size + size > self.config.segment_bytes
@@ -209,7 +209,7 @@ class PartitionLog:
             self.roll_locked()
             active = self.active
         base = active.next_offset
-        set_base_offset(batch.data, base)
+        set_base_offset(batch, base)
         try:
             active.append(batch, base, now)
         except OSError as e:

@@ -210,9 +210,9 @@ class Segment:
         On failure the file is cut back to where it was, so no partial batch remains.
         """
         pos = self.size
-        n = len(batch.data)
+        n = batch.size
         try:
-            written = os.pwrite(self.fd, batch.data, pos)
+            written = os.pwritev(self.fd, [batch.header, *batch.body], pos)
             if written != n:
                 raise OSError(errno.ENOSPC, f"short write: {written} of {n} bytes")
         except OSError:

@@ -18,8 +18,8 @@ from log.batch import (
 
 def roundtrip(records: list[Record], base: int = 0, now: int = 123) -> list[tuple[object, ...]]:
     b = encode(records, now)
-    set_base_offset(b.data, base)
-    data = bytes(b.data)
+    set_base_offset(b, base)
+    data = b.to_bytes()
     h = validate(data)
     assert h.size == len(data)
     out = decode_records(data, 0, h, "t", 3)
@@ -62,8 +62,8 @@ def test_header_fields_describe_the_batch() -> None:
         producer_id=77,
         producer_seq=5,
     )
-    set_base_offset(b.data, 1000)
-    h = read_header(bytes(b.data))
+    set_base_offset(b, 1000)
+    h = read_header(b.to_bytes())
     assert (h.base_offset, h.record_count, h.next_offset) == (1000, 3, 1003)
     assert (h.first_timestamp, h.max_timestamp) == (10, 30)
     assert h.transactional and (h.producer_id, h.producer_seq) == (77, 5)
@@ -71,8 +71,8 @@ def test_header_fields_describe_the_batch() -> None:
 
 def test_offset_gaps_round_trip_for_compacted_batches() -> None:
     b = encode_columns([b"a", b"b"], [b"1", None], [5, 6], None, offset_deltas=[0, 7])
-    set_base_offset(b.data, 10)
-    data = bytes(b.data)
+    set_base_offset(b, 10)
+    data = b.to_bytes()
     h = validate(data)
     assert h.next_offset == 18
     assert [r.offset for r in decode_records(data, 0, h, "t", 0)] == [10, 17]
@@ -80,20 +80,20 @@ def test_offset_gaps_round_trip_for_compacted_batches() -> None:
 
 def test_base_offset_is_outside_the_crc_so_it_can_be_set_after_encoding() -> None:
     b = encode([Record(b"a", b"1")], 1)
-    set_base_offset(b.data, 123456)
-    validate(bytes(b.data))
+    set_base_offset(b, 123456)
+    validate(b.to_bytes())
 
 
 @pytest.mark.parametrize("position", [HEADER_SIZE - 1, HEADER_SIZE + 3, -1])
 def test_a_flipped_byte_fails_the_crc(position: int) -> None:
-    data = bytearray(encode([Record(b"key", b"value" * 10)] * 3, 1).data)
+    data = bytearray(encode([Record(b"key", b"value" * 10)] * 3, 1).to_bytes())
     data[position] ^= 0x40
     with pytest.raises(BatchError, match="CRC32C"):
         validate(bytes(data))
 
 
 def test_a_cut_off_batch_is_detected() -> None:
-    data = bytes(encode([Record(b"key", b"value")], 1).data)
+    data = bytes(encode([Record(b"key", b"value")], 1).to_bytes())
     with pytest.raises(BatchError, match="cut off"):
         validate(data[:-1])
     with pytest.raises(BatchError, match="header needs"):
@@ -101,7 +101,7 @@ def test_a_cut_off_batch_is_detected() -> None:
 
 
 def test_unknown_format_version_is_rejected() -> None:
-    data = bytearray(encode([Record(b"key", b"value")], 1).data)
+    data = bytearray(encode([Record(b"key", b"value")], 1).to_bytes())
     data[16] = 9
     with pytest.raises(BatchError, match="format version 9"):
         read_header(bytes(data))

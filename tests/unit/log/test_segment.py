@@ -15,7 +15,7 @@ OPTS = SegmentOptions(index_interval_bytes=100)
 def fill(seg: Segment, batches: int, per_batch: int = 5, ts: int = 1000) -> None:
     for _ in range(batches):
         b = encode([Record(b"k", b"v" * 40, ts)] * per_batch, ts)
-        set_base_offset(b.data, seg.next_offset)
+        set_base_offset(b, seg.next_offset)
         seg.append(b, seg.next_offset, ts)
         ts += 10
 
