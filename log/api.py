@@ -108,7 +108,7 @@ class Durability:
 
 @dataclass(frozen=True)
 class OffsetSpec:
-    """Where to reset a group to: earliest, latest, an offset, or the first record at/after a time."""
+    """Where to reset a group: earliest, latest, an offset, or the first record at/after a time."""
 
     kind: Literal["earliest", "latest", "offset", "timestamp"]
     value: int = 0
