@@ -1,0 +1,192 @@
+"""Bulk requests: built by count and bytes, sent several at a time, answers sorted out.
+
+:class:`BulkSender.send` takes the operations of one flush (at most one per document, so
+their order does not matter), cuts them into requests of at most ``max_actions`` operations
+and ``max_bytes`` bytes, and keeps up to ``concurrency`` requests in flight. Each item of
+each answer is one of:
+
+* done (2xx, or 404 for a delete of a document that is not there);
+* a version conflict (409): an older write than the document holds, i.e. a replay — counted;
+* to retry (429, 502, 503, 504: the engine is overloaded or a shard is not ready), like a
+  whole request that failed to connect or was refused with one of those statuses;
+* rejected (anything else: a mapping conflict, a value the field cannot take) — handed
+  back with the engine's reason, for the dead-letter topic.
+
+Retries back off exponentially (with jitter) for up to ``retry_timeout_s``; then
+:class:`~.engine.EngineUnavailableError` is raised and the caller lets the hub restart the sink
+from its committed offsets. ``stopping`` cuts a wait short.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.sink.search.documents import Action
+from connectors.sink.search.engine import RETRIABLE_STATUS, Engine, EngineUnavailableError
+
+__all__ = ["BulkResult", "BulkSender", "SenderStoppedError", "split"]
+
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+LATENCY_SAMPLES = 1000
+
+
+class SenderStoppedError(Exception):
+    """``stopping`` was set while a bulk was waiting to be retried."""
+
+
+@dataclass
+class BulkResult:
+    done: int = 0
+    conflicts: int = 0
+    rejected: list[tuple[Action, str]] = field(default_factory=list)
+    retried: int = 0  # operations sent again after a retriable failure
+
+
+@dataclass
+class _Attempt:
+    done: int = 0
+    conflicts: int = 0
+    rejected: list[tuple[Action, str]] = field(default_factory=list)
+    retry: list[tuple[Action, bytes]] = field(default_factory=list)
+    error: EngineUnavailableError | None = None
+
+
+def split(
+    encoded: Sequence[tuple[Action, bytes]], max_actions: int, max_bytes: int
+) -> list[list[tuple[Action, bytes]]]:
+    """Cut operations into requests by count and bytes (one oversized operation goes alone)."""
+    requests: list[list[tuple[Action, bytes]]] = []
+    current: list[tuple[Action, bytes]] = []
+    size = 0
+    for item in encoded:
+        if current and (len(current) >= max_actions or size + len(item[1]) > max_bytes):
+            requests.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += len(item[1])
+    if current:
+        requests.append(current)
+    return requests
+
+
+class BulkSender:
+    """Sends operations in bulk; see the module doc. One ``send`` at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_actions: int,
+        max_bytes: int,
+        concurrency: int,
+        retry_timeout_s: float,
+        stopping: threading.Event,
+        version_type: str = "external",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._max_actions = max_actions
+        self._max_bytes = max_bytes
+        self._retry_timeout_s = retry_timeout_s
+        self._stopping = stopping
+        self._version_type = version_type
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="changehub-bulk")
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.bytes_sent = 0
+
+    def send(self, actions: Sequence[Action]) -> BulkResult:
+        result = BulkResult()
+        pending = [(a, a.encode(self._version_type)) for a in actions]
+        deadline = self._clock() + self._retry_timeout_s
+        delay = BACKOFF_FIRST_S
+        while pending:
+            attempts = list(self._pool.map(
+                self._request, split(pending, self._max_actions, self._max_bytes)
+            ))
+            pending = []
+            last_error: EngineUnavailableError | None = None
+            for attempt in attempts:
+                result.done += attempt.done
+                result.conflicts += attempt.conflicts
+                result.rejected.extend(attempt.rejected)
+                pending.extend(attempt.retry)
+                last_error = attempt.error or last_error
+            if not pending:
+                break
+            result.retried += len(pending)
+            if self._clock() + delay > deadline:
+                raise last_error or EngineUnavailableError(
+                    f"{len(pending)} operation(s) still refused as overloaded after "
+                    f"{self._retry_timeout_s:.0f} s of retries"
+                )
+            if self._stopping.wait(delay * random.uniform(0.5, 1.0)):
+                raise SenderStoppedError("the sink is stopping")
+            delay = min(delay * 2, BACKOFF_MAX_S)
+        return result
+
+    def latencies(self) -> list[float]:
+        with self._lock:
+            return list(self._latencies)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _request(self, items: list[tuple[Action, bytes]]) -> _Attempt:
+        body = b"".join(encoded for _, encoded in items)
+        started = time.perf_counter()
+        try:
+            answer = self._engine.bulk(body)
+        except EngineUnavailableError as exc:
+            return _Attempt(retry=items, error=exc)
+        elapsed = time.perf_counter() - started
+        with self._lock:
+            self._latencies.append(elapsed)
+            self.requests += 1
+            self.bytes_sent += len(body)
+        return _sort_out(items, answer)
+
+
+def _sort_out(items: list[tuple[Action, bytes]], answer: dict[str, Any]) -> _Attempt:
+    attempt = _Attempt()
+    if not answer.get("errors"):
+        attempt.done = len(items)
+        return attempt
+    replies = answer.get("items", [])
+    if len(replies) != len(items):
+        raise EngineUnavailableError(
+            f"the bulk answer has {len(replies)} items for {len(items)} operations"
+        )
+    for item, reply in zip(items, replies, strict=True):
+        action = item[0]
+        outcome = next(iter(reply.values()))
+        status = int(outcome.get("status", 500))
+        if status < 300 or (status == 404 and action.op == "delete"):
+            attempt.done += 1
+        elif status == 409:
+            attempt.conflicts += 1
+        elif status in RETRIABLE_STATUS:
+            attempt.retry.append(item)
+        else:
+            attempt.rejected.append((action, _reason(outcome.get("error"), status)))
+    return attempt
+
+
+def _reason(error: Any, status: int) -> str:
+    if isinstance(error, dict):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            reason += f" (caused by {cause.get('type')}: {cause.get('reason')})"
+        return f"{status} {reason}"
+    return f"{status} {error}"

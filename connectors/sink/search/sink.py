@@ -1,0 +1,254 @@
+"""The search sink: change events into Elasticsearch or OpenSearch documents.
+
+``write`` turns each record into one operation (:mod:`.documents`): ``c``/``u``/``r`` index
+the row (after the sink's :mod:`.transforms`) as the document whose id is the primary key,
+``d`` deletes it, a row the filter drops is deleted too (it may have matched before), and a
+tombstone is ignored. Operations are collapsed to the last one per document until ``flush``
+sends them in bulk (:mod:`.bulk`) with external versions (:mod:`.versioning`), creating
+missing indexes on the way (:mod:`.mapping`). A truncate first sends what came before it,
+then empties the index (recreates it, or deletes by query).
+
+The target keeps no offsets of its own: ``start`` returns the hub's, and a replay from them
+is absorbed by the versions (the engine answers 409 to an older write; those are counted in
+:meth:`SearchSink.metrics`, not treated as errors).
+
+Failures: a record that is not a change event, a row the filter cannot judge, and a
+document the engine rejects (mapping conflict, bad value) go to ``context.dead_letter``
+with the reason. An unreachable or overloaded engine is retried inside ``flush`` for
+``retry_timeout_s``, then :class:`~hub.errors.RetriableError` lets the hub restart the sink
+from its committed offsets, with backoff, for as long as it takes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
+from connectors.envelope import decode_key, decode_value
+from connectors.sink.search.bulk import BulkSender, SenderStoppedError
+from connectors.sink.search.config import SearchSinkConfig
+from connectors.sink.search.documents import Action, BadRecordError, document_id
+from connectors.sink.search.engine import (
+    Engine,
+    EngineRequestError,
+    EngineUnavailableError,
+    connect,
+)
+from connectors.sink.search.indexes import Indexes
+from connectors.sink.search.metrics import SinkMetrics
+from connectors.sink.search.nested import NestedDocuments
+from connectors.sink.search.transforms import FilterError, Transform
+from connectors.sink.search.versioning import version_of
+from hub.errors import FatalError, RetriableError
+from log.api import LogRecord
+
+__all__ = ["SearchSink"]
+
+STOP_WAIT_S = 60.0
+
+
+class SearchSink(Sink[SearchSinkConfig]):
+    """See the module doc. ``stop`` may come from any thread; the rest from one."""
+
+    config_model: ClassVar[type[SinkConfig]] = SearchSinkConfig
+
+    def __init__(self, config: SearchSinkConfig, context: ConnectorContext) -> None:
+        super().__init__(config, context)
+        self._stopping = threading.Event()
+        self._busy = threading.Lock()  # held by write/flush; stop waits for it
+        self._engine: Engine | None = None
+        self._sender: BulkSender | None = None
+        self._indexes: Indexes | None = None
+        self._transform = Transform.of(config.transforms)
+        self._nested = NestedDocuments(config, context) if config.nested else None
+        self._pending: dict[tuple[str, str], tuple[Action, LogRecord]] = {}
+        self._next: Offsets = {}
+        self._flushed: Offsets = {}
+        self.stats = SinkMetrics()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, resume: Offsets) -> Offsets:
+        cfg = self.config
+        auth = (cfg.username, cfg.password) if cfg.username and cfg.password else None
+        try:
+            self._engine = connect(
+                cfg.engine_name, cfg.hosts, auth=auth, timeout=cfg.request_timeout_s,
+                verify_certs=cfg.verify_certs, ca_certs=cfg.ca_certs,
+                pool_size=cfg.concurrency + 1,
+            )
+        except EngineUnavailableError as exc:
+            raise RetriableError(f"search sink {cfg.name!r}: {exc}") from exc
+        except EngineRequestError as exc:
+            raise FatalError(f"search sink {cfg.name!r}: {exc}") from exc
+        self._sender = BulkSender(
+            self._engine, max_actions=cfg.bulk_actions, max_bytes=cfg.bulk_bytes,
+            concurrency=cfg.concurrency, retry_timeout_s=cfg.retry_timeout_s,
+            stopping=self._stopping,
+            version_type="external_gte" if self._nested else "external",
+        )
+        self._indexes = Indexes(self._engine, cfg, self.context.logger)
+        self._next = dict(resume)
+        self._flushed = dict(resume)
+        if self._nested is not None:
+            resume = self._nested.start(resume)
+            self._next = dict(resume)
+            self._flushed = dict(resume)
+        self.context.logger.info(
+            "search sink %s: writing to %r", cfg.name, self._engine
+        )
+        return resume
+
+    def write(self, records: Sequence[LogRecord]) -> None:
+        with self._guard("write"):
+            for record in records:
+                tp = record.tp
+                if record.offset < self._next.get(tp, 0):
+                    continue  # sent already in this run (the hub replays from older offsets)
+                self._next[tp] = record.offset + 1
+                self.stats.records += 1
+                if self._nested is not None:
+                    self._nested.add(record)
+                    continue
+                try:
+                    self._add(record)
+                except (BadRecordError, FilterError) as exc:
+                    self._dead_letter(record, str(exc))
+
+    def flush(self) -> Offsets:
+        with self._guard("flush"):
+            self._send_pending()
+            if self._nested is not None:
+                self._send_nested()
+            self._flushed = dict(self._next)
+            self.stats.flushed()
+            return dict(self._flushed)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        acquired = self._busy.acquire(timeout=STOP_WAIT_S)
+        try:
+            sender, self._sender = self._sender, None
+            engine, self._engine = self._engine, None
+            if sender is not None:
+                sender.close()
+            if engine is not None:
+                engine.close()
+            if self._nested is not None:
+                self._nested.close()
+        finally:
+            if acquired:
+                self._busy.release()
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and rates: documents/s, bulk latency, lag in records and seconds."""
+        sender = self._sender
+        return self.stats.snapshot(
+            self._flushed, self.context.log,
+            latencies=sender.latencies() if sender else [],
+            requests=sender.requests if sender else 0,
+            bytes_sent=sender.bytes_sent if sender else 0,
+        )
+
+    # -- write: records into operations ----------------------------------------------------
+
+    def _add(self, record: LogRecord) -> None:
+        if record.value is None:
+            return  # a tombstone: the delete event before it did the work
+        try:
+            event = decode_value(record.value)
+        except ValueError as exc:
+            raise BadRecordError(f"the value is not JSON: {exc}") from None
+        if not isinstance(event, dict) or event.get("op") not in ("c", "u", "r", "d", "t"):
+            raise BadRecordError("the value is not a change event (no op c/u/r/d/t)")
+        assert self._indexes is not None
+        index = self._indexes.name_for(record.topic, event.get("source"))
+        op = event["op"]
+        if op == "t":
+            self._send_pending()
+            self._indexes.truncate(index, version_of(record))
+            self.stats.truncates += 1
+            return
+        try:
+            key = decode_key(record.key)
+        except ValueError as exc:
+            raise BadRecordError(f"the key is not JSON: {exc}") from None
+        if not isinstance(key, dict):
+            raise BadRecordError("the record has no primary key (its key is not a JSON object)")
+        doc_id = document_id(key)
+        row = event.get("after") if op != "d" else None
+        if row is not None and not isinstance(row, dict):
+            raise BadRecordError("the event's 'after' is not an object")
+        version = version_of(record)
+        if row is not None and self._transform.keeps(row):
+            body = self._transform.apply(row)
+            if self.config.version_field:
+                body[self.config.version_field] = version
+            action = Action("index", index, doc_id, version, body)
+        else:
+            action = Action("delete", index, doc_id, version)
+        self._pending[(index, doc_id)] = (action, record)
+
+    def _dead_letter(self, record: LogRecord, reason: str) -> None:
+        self.stats.dead_letters += 1
+        self.context.dead_letter(record, reason)
+
+    # -- flush: operations into the engine -------------------------------------------------
+
+    def _send_pending(self) -> None:
+        if not self._pending:
+            return
+        pending = list(self._pending.values())
+        self._send([a for a, _ in pending], {id(a): r for a, r in pending})
+        self._pending.clear()
+
+    def _send_nested(self) -> None:
+        assert self._nested is not None
+        actions = self._nested.actions()
+        by_action = {id(a): r for a, r in actions}
+        self._send([a for a, _ in actions], by_action)
+        self._nested.commit(self._next)
+
+    def _send(self, actions: list[Action], records: dict[int, LogRecord]) -> None:
+        assert self._sender is not None and self._indexes is not None
+        try:
+            for action in actions:
+                if action.op == "index":
+                    self._indexes.ensure(action.index, action.body)
+            result = self._sender.send(actions)
+        except EngineUnavailableError as exc:
+            raise RetriableError(f"search sink {self.config.name!r}: {exc}") from exc
+        except EngineRequestError as exc:
+            raise FatalError(f"search sink {self.config.name!r}: {exc}") from exc
+        except SenderStoppedError as exc:
+            raise RetriableError(f"search sink {self.config.name!r} stopped") from exc
+        self.stats.sent(actions, result)
+        for action, reason in result.rejected:
+            self._dead_letter(records[id(action)], f"{self.config.type} rejected the "
+                              f"document {action.index}/{action.doc_id}: {reason}")
+
+    def _guard(self, doing: str) -> _Guard:
+        return _Guard(self, doing)
+
+
+class _Guard:
+    """Holds the sink's busy lock for a write or flush, refusing work after stop."""
+
+    def __init__(self, sink: SearchSink, doing: str) -> None:
+        self._sink = sink
+        self._doing = doing
+
+    def __enter__(self) -> None:
+        sink = self._sink
+        sink._busy.acquire()
+        if sink._stopping.is_set() or sink._sender is None:
+            sink._busy.release()
+            raise RetriableError(
+                f"search sink {sink.config.name!r}: {self._doing} after stop() or before "
+                "start()"
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self._sink._busy.release()
