@@ -1,0 +1,117 @@
+"""``MySqlSourceConfig``: the YAML keys of a ``type: mysql`` (or ``mariadb``) source.
+
+.. code-block:: yaml
+
+    sources:
+      - name: shop
+        type: mysql                       # or mariadb
+        url: mysql://app:${MYSQL_PASSWORD}@localhost:3306/shop
+        # or: host / port / user / password
+        databases: [shop]                 # every table of these databases, new ones too
+        tables: [crm.customers]           # and/or single db.table names
+        server_id: 5401                   # unique among the server's replicas
+        snapshot: initial                 # initial | never | always | initial_only
+        snapshot_chunk_size: 10000
+        heartbeat_interval: 10s
+        max_batch_events: 10000
+        reconnect_timeout: 5m             # then fail; the hub restarts the source
+
+Snapshot modes: ``initial`` reads the tables once, on the first start, then streams;
+``never`` streams from the server's current position on the first start; ``always`` re-reads
+the tables on every start, then streams from the checkpoint; ``initial_only`` reads the
+tables once and stops there.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from connectors.api import SourceConfig
+from hub.units import ByteSize, DurationMs
+
+__all__ = ["ConnectionSettings", "MySqlSourceConfig", "SnapshotMode"]
+
+SnapshotMode = Literal["initial", "never", "always", "initial_only"]
+
+_TABLE = re.compile(r"^[^.\s`]+\.[^.\s`]+$")
+
+
+class ConnectionSettings(dict[str, object]):
+    """PyMySQL keyword arguments (host, port, user, password, charset …)."""
+
+
+class MySqlSourceConfig(SourceConfig):
+    type: str = "mysql"
+    url: str | None = Field(default=None, description="mysql://user:password@host:port/")
+    host: str | None = None
+    port: int = Field(default=3306, ge=1, le=65535)
+    user: str | None = None
+    password: str | None = None
+    databases: list[str] = Field(default_factory=list, description="capture every table")
+    tables: list[str] = Field(default_factory=list, description="db.table names to capture")
+    server_id: int | None = Field(
+        default=None, ge=1, le=2**32 - 1, description="default: derived from the name"
+    )
+    flavor: Literal["auto", "mariadb", "mysql"] = "auto"
+    snapshot: SnapshotMode = "initial"
+    snapshot_chunk_size: int = Field(default=10_000, ge=1)
+    heartbeat_interval: DurationMs = Field(default=10_000, ge=100)
+    max_batch_events: int = Field(default=10_000, ge=1)
+    max_batch_bytes: ByteSize = Field(default=16 * 1024 * 1024, ge=1024)
+    queue_events: int = Field(
+        default=50_000, ge=1, description="decoded changes waiting for the log, at most"
+    )
+    reconnect_timeout: DurationMs = Field(default=300_000, ge=0)
+    connect_timeout: DurationMs = Field(default=10_000, ge=100)
+
+    @field_validator("tables")
+    @classmethod
+    def _tables_are_qualified(cls, tables: list[str]) -> list[str]:
+        for t in tables:
+            if not _TABLE.match(t):
+                raise ValueError(f"{t!r} is not db.table (e.g. shop.orders)")
+        return tables
+
+    @model_validator(mode="after")
+    def _something_to_capture(self) -> MySqlSourceConfig:
+        if not self.databases and not self.tables:
+            raise ValueError("name what to capture: `databases: [shop]` and/or `tables: [shop.x]`")
+        if self.url is None and self.host is None:
+            raise ValueError("give `url: mysql://user:password@host:port/` or `host`")
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+                raise ValueError("url must start with mysql:// (mysql://user:password@host:port/)")
+        return self
+
+    def captures(self, db: str, table: str) -> bool:
+        return db in self.databases or f"{db}.{table}" in self.tables
+
+    @property
+    def effective_server_id(self) -> int:
+        """The replica id sent to the server; stable per source name when not configured."""
+        if self.server_id is not None:
+            return self.server_id
+        return 1_000_000 + zlib.crc32(self.name.encode()) % 1_000_000_000
+
+    def connection(self) -> ConnectionSettings:
+        host, port, user, password = self.host, self.port, self.user, self.password
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            host = parts.hostname or host
+            port = parts.port or port
+            user = unquote(parts.username) if parts.username else user
+            password = unquote(parts.password) if parts.password else password
+        return ConnectionSettings(
+            host=host or "localhost",
+            port=port,
+            user=user or "root",
+            password=password or "",
+            charset="utf8mb4",
+            connect_timeout=max(1, self.connect_timeout // 1000),
+        )

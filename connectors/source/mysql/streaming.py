@@ -1,0 +1,310 @@
+"""Binlog events into envelopes, cut into chunks that each end with a resumable checkpoint.
+
+:class:`ChangeStream` is fed the events of :mod:`binlog` in order. It keeps the GTID state
+and the binlog position of the last complete transaction, turns row events of captured
+tables into records (``c``/``u``/``d``; an update that changes the primary key becomes a
+delete of the old key and a create of the new one, as Debezium does), and hands out a
+:class:`Chunk` at every transaction end with records — or in the middle of a transaction
+larger than ``max_events``, with ``skip`` in the checkpoint (see :mod:`checkpoint`).
+
+A transaction whose GTID is already in the state is dropped whole: the server sent it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from connectors.api import SourceRecord
+from connectors.envelope import Op, encode_key, event_records, topic_name
+from connectors.source.mysql.checkpoint import Checkpoint, GtidState, Position, Replay
+from connectors.source.mysql.schema import Catalog, RowShape, is_ddl, shape_of
+
+__all__ = ["ChangeStream", "Chunk"]
+
+_MARIADB_STANDALONE = 1  # GTID flag: a single statement (DDL) with no XID or COMMIT after it
+
+
+@dataclass(slots=True)
+class Chunk:
+    records: list[SourceRecord]
+    checkpoint: Checkpoint
+
+
+class ChangeStream:
+    """Not thread-safe: the reader thread owns it."""
+
+    def __init__(
+        self,
+        *,
+        source_name: str,
+        start: Checkpoint,
+        catalog: Catalog,
+        captures: Callable[[str, str], bool],
+        max_events: int,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._name = source_name
+        self._catalog = catalog
+        self._captures = captures
+        self._max_events = max_events
+        self._clock_ms = clock_ms
+        self.position = start.position
+        self._state = GtidState(start.position.gtid)
+        self._skip = start.skip
+        self._skip_tx = start.skip_tx
+        self.replays: tuple[Replay, ...] = start.replays
+        self._file = start.position.file
+        self._shapes: dict[int, RowShape | None] = {}
+        self.records: list[SourceRecord] = []
+        # The transaction being read:
+        self.in_transaction = False
+        self._tx_gtid: tuple[int, int, int] | None = None  # domain, server, seq (MariaDB)
+        self._tx_id: str | None = None
+        self._tx_rows = 0  # row changes of this transaction seen (shipped or not)
+        self._tx_duplicate = False
+        self._tx_standalone = False
+        self._tx_replays: tuple[Replay, ...] = ()
+        self.changes = 0  # records made, for metrics and benchmarks
+
+    # -- positions ----------------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        """The checkpoint after everything handed out (mid-transaction: with ``skip``)."""
+        if self.in_transaction:
+            return Checkpoint(self.position, self._tx_rows, self._tx_id, None, self.replays)
+        return Checkpoint(self.position, 0, None, None, self.replays)
+
+    def resume_point(self) -> Checkpoint:
+        """Where to reopen after a lost connection: the start of the current transaction,
+        leaving out the changes of it already seen (shipped or buffered)."""
+        return self.checkpoint()
+
+    def rewind(self) -> None:
+        """The connection was reopened at :meth:`resume_point`: its transaction comes again."""
+        if self.in_transaction:
+            self._skip, self._skip_tx = self._tx_rows, self._tx_id
+        self.in_transaction = False
+
+    def idle_position(self, log_pos: int) -> None:
+        """A heartbeat between transactions: the file position moved (file+pos resume)."""
+        if not self.in_transaction and log_pos and self._file:
+            self.position = Position(self.position.gtid, self._file, log_pos)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def handle(self, event: Any) -> Chunk | None:
+        """Take one event; return a chunk when one is complete."""
+        if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+            return self._rows(event)
+        if isinstance(event, XidEvent):
+            return self._end(event)
+        if isinstance(event, MariadbGtidEvent):
+            self._begin((event.domain_id, event.server_id, event.gtid_seq_no), event.gtid)
+            self._tx_standalone = bool(event.flags & _MARIADB_STANDALONE)
+            return None
+        if isinstance(event, GtidEvent):
+            self._begin(None, str(event.gtid))
+            return None
+        if isinstance(event, QueryEvent):
+            return self._query(event)
+        if isinstance(event, RotateEvent):
+            self._file = str(event.next_binlog)
+            self._shapes.clear()  # table ids are reused after a server restart
+            return None
+        if isinstance(event, HeartbeatLogEvent):
+            return None
+        return None
+
+    def _begin(self, gtid: tuple[int, int, int] | None, text: str) -> None:
+        if self.in_transaction and self._tx_id == text:
+            # The same transaction from its start again: leave out what was seen.
+            self._skip, self._skip_tx = self._tx_rows, text
+        elif self._skip_tx != text:
+            self._skip = 0  # the skip was for another transaction (which never came back)
+        self.in_transaction = True
+        self._tx_gtid = gtid
+        self._tx_id = text
+        self._tx_rows = 0
+        self._tx_standalone = False
+        self._tx_duplicate = gtid is not None and self._state.contains(gtid[0], gtid[2])
+        self._tx_replays = ()
+        if self.replays:
+            dom_seq = None if gtid is None else (gtid[0], gtid[2])
+            # A replay ends once the stream passed its position.
+            pos = self.position.pos + 1
+            self.replays = tuple(
+                r for r in self.replays if r.until.covers(dom_seq, self._file, pos)
+            )
+            self._tx_replays = self.replays
+
+    def _query(self, event: Any) -> Chunk | None:
+        query = str(event.query)
+        head = query.lstrip()[:8].upper()
+        if head.startswith("BEGIN"):
+            if not self.in_transaction:
+                self._begin(None, f"{self._file}:{event.packet.log_pos}")
+            return None
+        if head.startswith("COMMIT"):
+            return self._end(event)
+        if is_ddl(query):
+            schema = event.schema.decode() if isinstance(event.schema, bytes) else event.schema
+            self._catalog.forget(schema or None)
+            self._shapes.clear()
+        if self._tx_standalone or not self.in_transaction or is_ddl(query):
+            return self._end(event)
+        return None
+
+    def _end(self, event: Any) -> Chunk | None:
+        gtid = self._tx_gtid
+        if gtid is not None and not self._tx_duplicate:
+            self._state.add(*gtid)
+        log_pos = int(event.packet.log_pos)
+        self.position = Position(
+            str(self._state) if self._state else self.position.gtid, self._file, log_pos
+        )
+        self.in_transaction = False
+        self._tx_gtid = None
+        self._tx_id = None
+        self._tx_rows = 0
+        self._skip, self._skip_tx = 0, None
+        if not self.records:
+            return None
+        return self.cut()
+
+    def cut(self) -> Chunk:
+        """Hand out the buffered records with the checkpoint after them."""
+        chunk = Chunk(self.records, self.checkpoint())
+        self.records = []
+        return chunk
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def _shape(self, event: Any) -> RowShape | None:
+        table_id = event.table_id
+        shape = self._shapes.get(table_id)
+        if shape is not None and shape.source_columns is event.columns:
+            return shape
+        db, table = str(event.schema), str(event.table)
+        if not self._captures(db, table):
+            self._shapes[table_id] = None
+            return None
+        hints = self._catalog.table(db, table)
+        shape = shape_of(
+            db,
+            table,
+            topic_name(self._name, db, table),
+            event.columns,
+            event.primary_key,
+            hints,
+        )
+        self._shapes[table_id] = shape
+        return shape
+
+    def _rows(self, event: Any) -> Chunk | None:
+        if not self.in_transaction:  # a row event outside BEGIN…COMMIT: its own transaction
+            self._begin(None, f"{self._file}:{event.packet.log_pos}")
+        if self._tx_duplicate:
+            return None
+        if event.table_id in self._shapes and self._shapes[event.table_id] is None:
+            shape = None
+        else:
+            shape = self._shape(event)
+        if shape is None:
+            return None
+        rows = event.rows
+        first = self._tx_rows
+        self._tx_rows += len(rows)
+        if self._tx_rows <= self._skip:
+            return None
+        start = max(0, self._skip - first)
+        now = self._clock_ms()
+        source = {
+            "connector": "mysql",
+            "name": self._name,
+            "db": shape.db,
+            "table": shape.table,
+            "server_id": event.packet.server_id,
+            "gtid": self._tx_id,
+            "file": self._file,
+            "pos": int(event.packet.log_pos),
+            "row": 0,
+            "ts_ms": int(event.timestamp) * 1000,
+            "snapshot": "false",
+        }
+        transaction = {"id": self._tx_id, "total_order": 0}
+        kind: Op = (
+            "c"
+            if isinstance(event, WriteRowsEvent)
+            else ("u" if isinstance(event, UpdateRowsEvent) else "d")
+        )
+        key_cols = shape.key
+        out = self.records
+        replays = self._tx_replays
+        for i in range(start, len(rows)):
+            row = rows[i]
+            src = dict(source, row=i)
+            tx = dict(transaction, total_order=first + i + 1)
+            if kind == "c":
+                after = shape.convert(row["values"], row.get("none_sources", {}))
+                key_row: dict[str, Any] = after
+                before = None
+            elif kind == "d":
+                before = shape.convert(row["values"], row.get("none_sources", {}))
+                key_row = before
+                after = None
+            else:
+                before = shape.convert(row["before_values"], row.get("before_none_sources", {}))
+                after = shape.convert(row["after_values"], row.get("after_none_sources", {}))
+                key_row = after
+            if replays and _left_out(replays, shape, key_row, key_cols, before):
+                continue
+            key = encode_key(key_row, key_cols) if key_cols else None
+            if kind == "u" and key_cols and before is not None:
+                old_key = encode_key(before, key_cols)
+                if old_key != key:
+                    out += event_records(
+                        topic=shape.topic, key=old_key, op="d", before=before, after=None,
+                        source=src, ts_ms=now, transaction=tx,
+                    )  # fmt: skip
+                    out += event_records(
+                        topic=shape.topic, key=key, op="c", before=None, after=after,
+                        source=src, ts_ms=now, transaction=tx,
+                    )  # fmt: skip
+                    self.changes += 1
+                    continue
+            out += event_records(
+                topic=shape.topic, key=key, op=kind, before=before, after=after,
+                source=src, ts_ms=now, transaction=tx,
+            )  # fmt: skip
+            self.changes += 1
+        if len(out) >= self._max_events:
+            return self.cut()
+        return None
+
+
+def _left_out(
+    replays: tuple[Replay, ...],
+    shape: RowShape,
+    row: dict[str, Any],
+    key_cols: tuple[str, ...],
+    before: dict[str, Any] | None,
+) -> bool:
+    """Whether a snapshot read after this change covers it (see :class:`Replay`)."""
+    table = f"{shape.db}.{shape.table}"
+    key = tuple(row[c] for c in key_cols) if key_cols else None
+    old = tuple(before[c] for c in key_cols) if key_cols and before is not None else key
+    # An update moving a row out of the unread part must stay: its old key is in the log.
+    return any(r.leaves_out(table, key) and r.leaves_out(table, old) for r in replays)
