@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
+from pymysqlreplication.constants import NONE_SOURCE
 
 from connectors.envelope import topic_name
+from connectors.source.mysql.server import Connection
 from connectors.source.mysql.types import (
     Converter,
+    binlog_converter,
     converter,
     kind_of_binlog_column,
     kind_of_catalog_column,
@@ -36,6 +39,7 @@ from hub.errors import SchemaError
 
 __all__ = ["Catalog", "ColumnHint", "RowShape", "TableSchema", "is_ddl", "shape_of"]
 
+EMPTY_SET = NONE_SOURCE.EMPTY_SET  # mysql-replication's reason for a None that was ''
 _JSON_CHECK = re.compile(r"json_valid\(`([^`]+)`\)", re.IGNORECASE)
 _SET_MEMBERS = re.compile(r"'((?:[^']|'')*)'")
 _DDL = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b", re.I | re.S)
@@ -81,7 +85,7 @@ class Catalog:
     Not thread-safe: the reader thread owns it.
     """
 
-    def __init__(self, conn: pymysql.connections.Connection[Any], source_name: str) -> None:
+    def __init__(self, conn: Connection, source_name: str) -> None:
         self._conn = conn
         self._source = source_name
         self._cache: dict[tuple[str, str], TableSchema | None] = {}
@@ -175,7 +179,8 @@ class RowShape:
         for name, conv in zip(self.names, self.converters, strict=True):
             v = values.get(name)
             if v is None:
-                out[name] = [] if name in none_sources and name in self.set_columns else None
+                empty_set = name in self.set_columns and none_sources.get(name) == EMPTY_SET
+                out[name] = [] if empty_set else None
             else:
                 out[name] = conv(v)
         if len(out) != len(values):
@@ -211,7 +216,7 @@ def shape_of(
         if kind == "set":
             sets.add(name)
         names.append(name)
-        converters.append(converter(kind, fixed_length=fixed, members=members))
+        converters.append(binlog_converter(kind, fixed_length=fixed, members=members))
     if isinstance(primary_key, str):
         key: tuple[str, ...] = (primary_key,) if primary_key else ()
     else:

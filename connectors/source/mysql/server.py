@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pymysql
 
@@ -12,7 +12,10 @@ from hub.errors import FatalError
 
 __all__ = ["connect", "current_position", "is_mariadb", "variables"]
 
-Connection = pymysql.connections.Connection[Any]
+if TYPE_CHECKING:
+    Connection: TypeAlias = pymysql.connections.Connection[Any]
+else:
+    Connection = pymysql.connections.Connection
 
 
 def connect(settings: dict[str, Any], doing: str = "connecting") -> Connection:

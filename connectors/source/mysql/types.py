@@ -41,6 +41,7 @@ import orjson
 
 __all__ = [
     "Converter",
+    "binlog_converter",
     "converter",
     "format_time",
     "kind_of_binlog_column",
@@ -156,6 +157,20 @@ def _time(value: Any) -> Any:
     return format_time(value) if isinstance(value, dt.timedelta) else str(value)
 
 
+def _binlog_time(value: Any) -> Any:
+    """TIME from mysql-replication: it decodes a negative TIME2 with a fraction wrongly
+    (-01:00:00.25 comes back as -01:00:00.75: the packed fraction is the complement), so
+    the fraction is complemented back here."""
+    if not isinstance(value, dt.timedelta):
+        return str(value)
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if micros < 0:
+        whole, fraction = divmod(-micros, 1_000_000)
+        if fraction:
+            return "-" + format_time(dt.timedelta(seconds=whole, microseconds=1_000_000 - fraction))
+    return format_time(value)
+
+
 def _json(value: Any) -> Any:
     if isinstance(value, str | bytes):
         return orjson.loads(value)
@@ -234,6 +249,15 @@ _CONVERTERS: dict[str, Converter] = {
     "binary": _base64,
     "text": _text,
 }
+
+
+def binlog_converter(
+    kind: str, *, fixed_length: int | None = None, members: Sequence[str] | None = None
+) -> Converter:
+    """:func:`converter` for values decoded by mysql-replication (see :func:`_binlog_time`)."""
+    if kind == "time":
+        return _binlog_time
+    return converter(kind, fixed_length=fixed_length, members=members)
 
 
 def converter(

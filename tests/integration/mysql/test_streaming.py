@@ -1,0 +1,45 @@
+"""Streaming from a real MariaDB binlog into the embedded log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.envelope import decode_key
+from tests.integration.mysql.pipeline import Database, Pipeline, config
+
+pytestmark = pytest.mark.integration
+
+
+def test_inserts_updates_deletes_arrive_in_order_with_keys_and_source(
+    db: Database, log_dir: Path
+) -> None:
+    db.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))")
+    p = Pipeline(log_dir, config(db, snapshot="never"))
+    try:
+        p.start()
+        db.execute("INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+        db.execute("UPDATE items SET name = 'bb' WHERE id = 2")
+        db.execute("DELETE FROM items WHERE id = 1")
+        topic = p.topic(db, "items")
+        p.run_until(lambda: len(p.records(topic)) >= 5, "5 records")
+        records = p.records(topic)
+        ops = [(decode_key(k), v and v["op"]) for k, v in records]
+        assert ops == [
+            ({"id": 1}, "c"),
+            ({"id": 2}, "c"),
+            ({"id": 2}, "u"),
+            ({"id": 1}, "d"),
+            ({"id": 1}, None),
+        ]
+        update = records[2][1]
+        assert update is not None
+        assert update["before"] == {"id": 2, "name": "b"}
+        assert update["after"] == {"id": 2, "name": "bb"}
+        src = update["source"]
+        assert src["connector"] == "mysql" and src["db"] == db.name and src["table"] == "items"
+        assert src["snapshot"] == "false" and src["gtid"].startswith("0-1-")
+        assert update["transaction"]["id"] == src["gtid"]
+    finally:
+        p.close()
