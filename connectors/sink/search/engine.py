@@ -112,8 +112,7 @@ class Engine:
         answer = self._call(
             f"deleting documents from {index}",
             lambda: self._client.delete_by_query(
-                index=index, **self._body({"query": dict(query)}), conflicts="proceed",
-                refresh=True,
+                index=index, body={"query": dict(query)}, conflicts="proceed", refresh=True
             ),
         )
         return int(answer.get("deleted", 0))

@@ -98,6 +98,7 @@ class Indexes:
         if self._config.truncate == "delete_by_query":
             field = self._config.version_field
             assert field is not None  # the config model insists
+            self._engine.refresh(name)  # the query sees only refreshed documents
             deleted = self._engine.delete_by_query(name, {"range": {field: {"lt": version}}})
             self._logger.info("search sink %s: truncate deleted %d document(s) from %s",
                               self._config.name, deleted, name)

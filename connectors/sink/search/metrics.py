@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hub.errors import OffsetOutOfRangeError, UnknownTopicError
 from log.api import Log, TopicPartition
 
 if TYPE_CHECKING:
@@ -91,11 +92,14 @@ def _lag(flushed: Mapping[TopicPartition, int], log: Log) -> tuple[int, float]:
     behind = 0
     oldest_ms: int | None = None
     for tp, offset in flushed.items():
-        end = log.end_offset(tp)
-        if end <= offset:
-            continue
+        try:
+            end = log.end_offset(tp)
+            if end <= offset:
+                continue
+            waiting = log.read(tp, offset, max_records=1)
+        except (UnknownTopicError, OffsetOutOfRangeError):
+            continue  # deleted meanwhile, or retention passed the sink: nothing to measure
         behind += end - offset
-        waiting = log.read(tp, offset, max_records=1)
         if waiting:
             ts = waiting[0].timestamp_ms
             oldest_ms = ts if oldest_ms is None else min(oldest_ms, ts)

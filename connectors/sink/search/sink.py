@@ -142,6 +142,11 @@ class SearchSink(Sink[SearchSinkConfig]):
             if acquired:
                 self._busy.release()
 
+    @property
+    def engine_kind(self) -> str | None:
+        """``elasticsearch`` or ``opensearch`` once started (detected with ``engine: auto``)."""
+        return self._engine.kind if self._engine else None
+
     def metrics(self) -> dict[str, Any]:
         """Counters and rates: documents/s, bulk latency, lag in records and seconds."""
         sender = self._sender
