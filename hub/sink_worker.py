@@ -75,6 +75,12 @@ class SinkWorker(Worker):
         self._sink = sink
         chosen = sink.start(dict(resume))
         self._positions = {**resume, **chosen}
+        ahead = {tp: off for tp, off in chosen.items() if off > self._committed.get(tp, -1)}
+        if ahead:
+            # The target already holds these (it stores offsets with its rows, and the hub
+            # died before committing, or offsets were reset): record that in the log too.
+            self._committed = merge_offsets(self._committed, ahead)
+            self._log.commit_offsets(name, self._committed)
         self._next_refresh = self._clock() + TOPIC_REFRESH_S
         log.info("sink %s started at %s", name, _fmt(self._positions))
 

@@ -188,7 +188,11 @@ class EmbeddedLog(Log):
     def _open(self) -> None:
         if self.read_only:
             if not files.topics_dir(self.root).is_dir():
-                raise UsageError(f"{self.root} is not a changehub log directory (no topics/)")
+                what = "does not exist" if not self.root.exists() else "has no topics/ in it"
+                raise UsageError(
+                    f"no changehub log at {self.root} (the directory {what}): check log.path, "
+                    "or run the pipeline first (changehub run FILE) to create it"
+                )
         else:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
