@@ -88,15 +88,12 @@ class SqlSink(Sink[SqlSinkConfig]):
         moved = {tp: o for tp, o in self._next.items() if o != self._durable.get(tp)}
         if not moved and not self._batches:
             return dict(self._durable)
-        try:
-            with self._transaction("writing a batch") as conn:
-                for table, batch in self._batches.items():
-                    self._apply(conn, table, batch)
-                store_offsets(conn, self.config.name, moved)
-        except BaseException:
-            # The database may have rolled back DDL too: re-read the tables next time.
-            self._shapes.clear()
-            raise
+        # On failure the batch stays for a retry; each table is described afresh in _apply,
+        # so DDL the database rolled back is planned again.
+        with self._transaction("writing a batch") as conn:
+            for table, batch in self._batches.items():
+                self._apply(conn, table, batch)
+            store_offsets(conn, self.config.name, moved)
         self._batches.clear()
         self._durable.update(moved)
         return dict(self._durable)

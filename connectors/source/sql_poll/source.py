@@ -84,12 +84,12 @@ class SqlPollSource(Source[SqlPollConfig]):
     def poll(self, timeout: float) -> SourceBatch | None:
         deadline = time.monotonic() + timeout
         while not self._stopped.is_set():
-            if not self._paging:
-                if not self._ticker.wait(deadline - time.monotonic()):
-                    return None
-                self._upper = self._upper_bound()
-                self._paging = True
             try:
+                if not self._paging:
+                    if not self._ticker.wait(deadline - time.monotonic()):
+                        return None
+                    self._upper = self._upper_bound()
+                    self._paging = True
                 batch = self._next_page()
             except FatalError:
                 if self._stopped.is_set():
@@ -133,15 +133,10 @@ class SqlPollSource(Source[SqlPollConfig]):
         self, conn: Connection, relation: Relation, rows: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """Replace the page's trailing run of equal timestamps by the whole run."""
-        ts_column = relation.cursor.timestamp
-        assert ts_column is not None
-        last = relation.cursor.after(rows[-1]).ts
-        assert last is not None
+        last = relation.cursor.ts_of(rows[-1])
         last_key = ts_as_compared(relation, last)
         head = [
-            r
-            for r in rows
-            if ts_as_compared(relation, relation.cursor.after(r).ts or last) != last_key
+            r for r in rows if ts_as_compared(relation, relation.cursor.ts_of(r)) != last_key
         ]
         return head + [dict(r._mapping) for r in conn.execute(ties_query(relation, last))]
 

@@ -66,11 +66,13 @@ class Cursor:
     def after(self, row: Mapping[str, Any]) -> Watermark:
         """The watermark once ``row`` has been read (rows arrive in cursor order)."""
         return Watermark(
-            self._id(row[self.incrementing]) if self.incrementing else None,
-            self._ts(row[self.timestamp]) if self.timestamp else None,
+            self.id_of(row) if self.incrementing else None,
+            self.ts_of(row) if self.timestamp else None,
         )
 
-    def _id(self, value: Any) -> int:
+    def id_of(self, row: Mapping[str, Any]) -> int:
+        assert self.incrementing is not None
+        value = row[self.incrementing]
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise SchemaError(
@@ -79,7 +81,9 @@ class Cursor:
             "grows: choose another incrementing_column or use mode timestamp"
         )
 
-    def _ts(self, value: Any) -> datetime:
+    def ts_of(self, row: Mapping[str, Any]) -> datetime:
+        assert self.timestamp is not None
+        value = row[self.timestamp]
         if isinstance(value, datetime):
             return value
         raise SchemaError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from connectors.sink.sql import SqlSink, SqlSinkConfig
 from connectors.sink.sql.evolution import kind_of_type
 from connectors.sqldb import describe_table
 from connectors.testing import DeadLetters, make_context
-from hub.errors import FatalError, RecordError, SchemaError
+from hub.errors import FatalError, RecordError, RetriableError, SchemaError
 from log.api import LogRecord, TopicPartition
 
 TOPIC = "shop.public.orders"
@@ -325,3 +326,23 @@ def test_another_process_can_open_the_duckdb_file_between_flushes(
     assert reader.stdout.strip() == "1"
     sink.write(s("c", 2, {"id": 2}))
     sink.flush()
+
+
+def test_a_flush_that_failed_on_a_lock_succeeds_when_retried(
+    sinks: list[SqlSink], tmp_path: Path
+) -> None:
+    path = tmp_path / "target.db"
+    url = f"sqlite:///{path}?timeout=0.1"  # sqlite3's busy timeout, in seconds
+    s = Stream()
+    sink = make(sinks, url, tmp_path)
+    sink.write(s("c", 1, {"id": 1, "v": "a"}) + s("c", 2, {"id": 2, "v": "b"}))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(RetriableError, match="database is locked"):
+            sink.flush()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert sink.flush() == {TP: 2}
+    assert rows(url) == [(1, "a"), (2, "b")]
