@@ -74,18 +74,16 @@ class BatchSink(Sink[BatchSinkConfig]):
             tp = record.tp
             if record.offset < self._next.get(tp, 0):
                 continue  # already exported (a replay from an older hub commit)
-            self._next[tp] = record.offset + 1
-            if not safe_topic(record.topic):
-                self.context.dead_letter(
-                    record, f"topic name {record.topic!r} cannot be used as a directory name"
-                )
-                continue
             try:
-                row = export_row(record)
+                if not safe_topic(record.topic):
+                    raise BadRecordError(
+                        f"topic name {record.topic!r} cannot be used as a directory name"
+                    )
+                self._pending.setdefault(tp, []).append(export_row(record))
             except BadRecordError as exc:
+                # Raises unless errors are tolerated: then the offset must not move past it.
                 self.context.dead_letter(record, str(exc))
-                continue
-            self._pending.setdefault(tp, []).append(row)
+            self._next[tp] = record.offset + 1
 
     def flush(self) -> Offsets:
         self._check_running()

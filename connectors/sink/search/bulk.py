@@ -104,6 +104,7 @@ class BulkSender:
         self._lock = threading.Lock()
         self.requests = 0
         self.bytes_sent = 0
+        self.retries = 0  # rounds of retries so far, updated while a send is still waiting
 
     def send(self, actions: Sequence[Action]) -> BulkResult:
         result = BulkResult()
@@ -125,6 +126,7 @@ class BulkSender:
             if not pending:
                 break
             result.retried += len(pending)
+            self.retries += 1
             if self._clock() + delay > deadline:
                 raise last_error or EngineUnavailableError(
                     f"{len(pending)} operation(s) still refused as overloaded after "

@@ -147,6 +147,11 @@ class SearchSink(Sink[SearchSinkConfig]):
         """``elasticsearch`` or ``opensearch`` once started (detected with ``engine: auto``)."""
         return self._engine.kind if self._engine else None
 
+    @property
+    def bulk_retries(self) -> int:
+        """Rounds of bulk retries so far (grows while a flush waits for the engine)."""
+        return self._sender.retries if self._sender else 0
+
     def metrics(self) -> dict[str, Any]:
         """Counters and rates: documents/s, bulk latency, lag in records and seconds."""
         sender = self._sender

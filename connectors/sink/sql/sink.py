@@ -78,11 +78,12 @@ class SqlSink(Sink[SqlSinkConfig]):
             tp = record.tp
             if record.offset < self._next.get(tp, 0):
                 continue  # already in the target: a replay from an older hub commit
-            self._next[tp] = record.offset + 1
             try:
                 self._add(record)
             except (BadRecordError, UnfitValueError) as exc:
+                # Raises unless errors are tolerated: then the offset must not move past it.
                 self.context.dead_letter(record, str(exc))
+            self._next[tp] = record.offset + 1
 
     def flush(self) -> Offsets:
         moved = {tp: o for tp, o in self._next.items() if o != self._durable.get(tp)}

@@ -243,3 +243,12 @@ def test_write_after_stop_is_refused(sinks: list[BatchSink], tmp_path: Path) -> 
     sink.stop()
     with pytest.raises(FatalError, match="not started \\(or was stopped\\)"):
         sink.write(records(0, range(1)))
+
+
+def test_a_record_that_failed_the_sink_is_not_covered_by_its_offsets(
+    sinks: list[BatchSink], tmp_path: Path
+) -> None:
+    sink, _ = make(sinks, tmp_path / "exports")
+    with pytest.raises(RecordError):
+        sink.write([*records(0, range(0, 2)), LogRecord(TOPIC, 0, 2, 0, None, b"garbage")])
+    assert sink.flush() == {TP0: 2}

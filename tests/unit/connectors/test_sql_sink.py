@@ -346,3 +346,14 @@ def test_a_flush_that_failed_on_a_lock_succeeds_when_retried(
         blocker.close()
     assert sink.flush() == {TP: 2}
     assert rows(url) == [(1, "a"), (2, "b")]
+
+
+def test_a_record_that_failed_the_sink_is_not_covered_by_its_offsets(
+    url: str, sinks: list[SqlSink], tmp_path: Path
+) -> None:
+    s = Stream()
+    sink = make(sinks, url, tmp_path)
+    good = s("c", 1, {"id": 1})
+    with pytest.raises(RecordError):
+        sink.write([*good, s.raw(b'{"id":2}', b"garbage")])
+    assert sink.flush() == {TP: 1}
