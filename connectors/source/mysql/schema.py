@@ -18,8 +18,9 @@ Two sources of truth, used for what each knows best:
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ import pymysql
 from pymysqlreplication.constants import NONE_SOURCE
 
 from connectors.envelope import topic_name
+from connectors.source.mysql.binlog import connection_error
 from connectors.source.mysql.server import Connection
 from connectors.source.mysql.types import (
     Converter,
@@ -85,10 +87,17 @@ class Catalog:
     Not thread-safe: the reader thread owns it.
     """
 
-    def __init__(self, conn: Connection, source_name: str) -> None:
+    def __init__(
+        self, conn: Connection, source_name: str, reconnect: Callable[[], Connection] | None = None
+    ) -> None:
         self._conn = conn
+        self._reconnect = reconnect
         self._source = source_name
         self._cache: dict[tuple[str, str], TableSchema | None] = {}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
 
     def table(self, db: str, table: str) -> TableSchema | None:
         """The table's schema, or None if it does not exist (any more)."""
@@ -114,6 +123,20 @@ class Catalog:
         return [str(r[0]) for r in rows]
 
     def _query(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._run(sql, args)
+        except pymysql.err.OperationalError as exc:
+            if self._reconnect is None:
+                raise connection_error(exc, "reading table definitions") from None
+        try:  # the connection broke (a server restart, say): reconnect once
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = self._reconnect()
+            return self._run(sql, args)
+        except pymysql.err.MySQLError as exc:
+            raise connection_error(exc, "reading table definitions") from None
+
+    def _run(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._conn.cursor() as cur:
             cur.execute(sql, args)
             return list(cur.fetchall())

@@ -76,6 +76,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
         self._snapshot_conn: Connection | None = None
         self._binlog: BinlogStream | None = None
         self._tables: list[TableSchema] = []
+        self._catalog: Catalog | None = None
         self._mariadb = False
         self.stream: ChangeStream | None = None  # for metrics and tests
         self.last_committed: dict[str, Any] | None = None
@@ -98,7 +99,10 @@ class MySqlSource(Source[MySqlSourceConfig]):
                     f"source {config.name}: the server is not ready for binlog capture:\n"
                     + "\n".join(str(f) for f in errors)
                 )
-            catalog = Catalog(ctl, config.name)
+            catalog = Catalog(
+                ctl, config.name, reconnect=lambda: connect(settings, "reconnecting")
+            )
+            self._catalog = catalog
             self._tables = self._captured_tables(catalog)
             start, snapshot = self._plan(cp, settings)
         except BaseException:
@@ -321,6 +325,8 @@ class MySqlSource(Source[MySqlSourceConfig]):
                 heartbeat.postpone()
 
     def _close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
         for attr in ("_snapshot_conn", "_ctl"):
             conn = getattr(self, attr)
             setattr(self, attr, None)

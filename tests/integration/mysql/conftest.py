@@ -20,12 +20,14 @@ def make_database(server: MariaDBServer) -> Iterator[Database]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     root = Database.root(server)
     root.execute(f"CREATE DATABASE `{name}` DEFAULT CHARACTER SET utf8mb4")
-    root.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{server.user}'@'%'")
+    root.close()
     db = Database(server=server, name=name)
+    db.grant()
     try:
         yield db
     finally:
         db.close()
+        root = Database.root(server)  # a new connection: the server may have restarted
         root.execute(f"DROP DATABASE IF EXISTS `{name}`")
         root.close()
 

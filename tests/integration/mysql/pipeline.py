@@ -52,6 +52,12 @@ class Database:
                 cur.execute("SET SESSION time_zone = '+00:00'")
         return self._conn
 
+    def grant(self) -> None:
+        """Give the capture user its database (again: a restart of the service resets it)."""
+        root = Database.root(self.server)
+        root.execute(f"GRANT ALL PRIVILEGES ON `{self.name}`.* TO '{self.server.user}'@'%'")
+        root.close()
+
     def execute(self, sql: str, args: Any = None) -> None:
         with self.conn.cursor() as cur:
             cur.execute(sql, args)
