@@ -25,15 +25,19 @@ import orjson
 from connectors.api import SourceRecord
 
 __all__ = [
+    "ENVELOPE",
+    "READ_HEAD",
     "SNAPSHOT_FALSE",
     "encode_row",
     "envelope",
+    "read_suffix",
     "source_tail",
-    "transaction_block",
 ]
 
 _OPTS: Final = orjson.OPT_NON_STR_KEYS
-_ENVELOPE: Final = b'{"before":%b,"after":%b,"op":"%b","ts_ms":%d,"source":%b%d%b,"transaction":%b}'
+# The envelope with a %b slot for each part: before, after, op, ts_ms, source, transaction.
+ENVELOPE: Final = b'{"before":%b,"after":%b,"op":"%b","ts_ms":%b,"source":%b,"transaction":%b}'
+_ENVELOPE: Final = ENVELOPE % (b"%b", b"%b", b"%b", b"%d", b"%b%d%b", b"%b")
 SNAPSHOT_FALSE: Final = b"false"
 
 
@@ -52,11 +56,16 @@ def source_tail(commit_lsn: int, tx_id: int | None, commit_ms: int, snapshot: by
     )
 
 
-def transaction_block(tx_id: int, total_order: int, table_order: int) -> bytes:
-    return b'{"id":"%d","total_order":%d,"data_collection_order":%d}' % (
-        tx_id,
-        total_order,
-        table_order,
+READ_HEAD: Final = b'{"before":null,"after":'
+
+
+def read_suffix(ts_ms: int, source_head: bytes, lsn: int, source_tail: bytes) -> bytes:
+    """What follows the row in a snapshot read: ``READ_HEAD + row + read_suffix(…)``."""
+    return b',"op":"r","ts_ms":%d,"source":%b%d%b,"transaction":null}' % (
+        ts_ms,
+        source_head,
+        lsn,
+        source_tail,
     )
 
 

@@ -14,27 +14,25 @@ rows for updates and deletes); otherwise it cannot be captured and the error say
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from connectors.envelope import topic_name
 from connectors.source.postgres.catalog import TableInfo
-from connectors.source.postgres.pgoutput import UNCHANGED, Relation, TupleData
+from connectors.source.postgres.pgoutput import (
+    UNCHANGED,
+    ColumnValue,
+    JsonColumn,
+    Relation,
+    TupleData,
+)
 from connectors.source.postgres.types import Converter, TypeMap
 from hub.errors import SchemaError
 
-__all__ = ["KeyPolicy", "TableSchema", "choose_key"]
+__all__ = ["TableSchema", "choose_key"]
 
 _OPTS = orjson.OPT_NON_STR_KEYS
-
-
-@dataclass(frozen=True)
-class KeyPolicy:
-    """Where the key of each table comes from (see the module doc)."""
-
-    key_columns: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 def choose_key(
@@ -85,6 +83,7 @@ class TableSchema:
         "columns",
         "converters",
         "identity",
+        "json_columns",
         "key",
         "key_index",
         "oid",
@@ -115,6 +114,11 @@ class TableSchema:
         self.columns = tuple(columns)
         self.type_oids = tuple(type_oids)
         self.converters: tuple[Converter, ...] = tuple(types.converters(type_oids))
+        prefixes = [orjson.dumps(c) + b":" for c in self.columns]
+        self.json_columns: tuple[JsonColumn, ...] = tuple(
+            (p, j, p + b"null")
+            for p, j in zip(prefixes, types.json_converters(type_oids), strict=True)
+        )
         self.key = None if key is None else tuple(key)
         self.key_index = None if key is None else tuple(self.columns.index(k) for k in key)
         self.identity = identity
@@ -183,7 +187,7 @@ class TableSchema:
             types=types,
         )
 
-    def row(self, values: TupleData) -> dict[str, Any]:
+    def row(self, values: Sequence[ColumnValue]) -> dict[str, Any]:
         if len(values) != len(self.columns):
             raise SchemaError(
                 f"a change of {self.qualified} has {len(values)} columns, its schema "
@@ -197,7 +201,7 @@ class TableSchema:
         except (ValueError, IndexError, TypeError) as exc:
             raise self._conversion_error(values, exc) from None
 
-    def _conversion_error(self, values: TupleData, exc: Exception) -> SchemaError:
+    def _conversion_error(self, values: Sequence[ColumnValue], exc: Exception) -> SchemaError:
         for name, conv, oid, v in zip(
             self.columns, self.converters, self.type_oids, values, strict=False
         ):
@@ -210,6 +214,19 @@ class TableSchema:
                         f"{inner}; value starts {bytes(v[:40])!r}"
                     )
         return SchemaError(f"cannot map a row of {self.qualified}: {exc}")
+
+    def row_json(self, parts: list[bytes]) -> bytes:
+        """The row's JSON object from :func:`pgoutput.tuple_json`'s members."""
+        return b"{%b}" % b",".join(parts)
+
+    def key_json(self, parts: list[bytes]) -> bytes | None:
+        """The event key from a row's JSON members: equal to :meth:`key_of` of the row."""
+        index = self.key_index
+        if index is None:
+            return None
+        if len(index) == 1:
+            return b"{%b}" % parts[index[0]]
+        return b"{%b}" % b",".join([parts[i] for i in index])
 
     def key_of(self, row: Mapping[str, Any]) -> bytes | None:
         """The event key: the key columns as a JSON object in key order (None: keyless)."""

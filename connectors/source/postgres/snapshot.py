@@ -36,11 +36,13 @@ from psycopg import sql
 from connectors.api import SourceRecord
 from connectors.source.postgres.catalog import TableInfo, catalog_error, quote_table
 from connectors.source.postgres.checkpoint import SnapshotProgress
-from connectors.source.postgres.encoding import encode_row, envelope, source_tail
-from connectors.source.postgres.pgoutput import TupleData
+from connectors.source.postgres.encoding import READ_HEAD as _READ_HEAD
+from connectors.source.postgres.encoding import read_suffix, source_tail
 from connectors.source.postgres.schema import TableSchema
 
 __all__ = ["SnapshotChunk", "TableReader", "parse_copy_line", "read_snapshot"]
+
+_CONVERSION_FAILS = (ValueError, IndexError, TypeError)
 
 _ESCAPES = {
     ord("b"): b"\b",
@@ -85,14 +87,14 @@ def _unescape(field: bytes) -> bytes:
     return bytes(out)
 
 
-def parse_copy_line(line: bytes) -> TupleData:
+def parse_copy_line(line: bytes) -> list[bytes | None]:
     """One line of ``COPY … TO STDOUT`` text output (without its newline) as field values."""
-    fields: TupleData = list(line.split(b"\t"))
+    fields: list[bytes | None] = list(line.split(b"\t"))
     if b"\\" in line:
         for i, f in enumerate(fields):
             if f == b"\\N":
                 fields[i] = None
-            elif isinstance(f, bytes) and b"\\" in f:
+            elif f is not None and b"\\" in f:
                 fields[i] = _unescape(f)
     return fields
 
@@ -145,7 +147,7 @@ class TableReader:
                 parts.append(sql.SQL(" LIMIT {}").format(sql.Literal(limit)))
         return sql.Composed(parts)
 
-    def rows(self, after: Sequence[str] | None, limit: int | None) -> Iterator[TupleData]:
+    def rows(self, after: Sequence[str] | None, limit: int | None) -> Iterator[list[bytes | None]]:
         """The rows of one chunk as text values (all rows if the table has no key)."""
         copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(self.query(after, limit))
         try:
@@ -156,7 +158,7 @@ class TableReader:
         except psycopg.Error as exc:
             raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
 
-    def key_text(self, row: TupleData) -> tuple[str, ...]:
+    def key_text(self, row: Sequence[bytes | None]) -> tuple[str, ...]:
         assert self._key_index is not None
         out = []
         for i in self._key_index:
@@ -184,42 +186,43 @@ def read_snapshot(
         name = progress.pending[0]
         info, schema = tables[name]
         reader = TableReader(conn, info, schema)
+        columns, topic, key_json = schema.json_columns, schema.topic, schema.key_json
         table_rows = 0
         while True:
             limit = chunk_size if reader.pageable else None
             records: list[SourceRecord] = []
-            last: TupleData | None = None
+            append = records.append
+            last: list[bytes | None] | None = None
             now = clock_ms()
+            # Every read of this chunk shares all of its envelope but the row and key.
+            suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
             count = 0
             for values in reader.rows(progress.after, limit):
-                row = schema.row(values)
-                envelope(
-                    topic=schema.topic,
-                    key=schema.key_of(row),
-                    op=b"r",
-                    before=b"null",
-                    after=encode_row(row),
-                    ts_ms=now,
-                    source_head=schema.source_head,
-                    lsn=progress.lsn,
-                    source_tail=tail,
-                    transaction=b"null",
-                    out=records,
+                try:
+                    parts = [
+                        null if v is None else prefix + (v if conv is None else conv(v))
+                        for (prefix, conv, null), v in zip(columns, values, strict=True)
+                    ]
+                except _CONVERSION_FAILS:
+                    schema.row(values)  # raises SchemaError naming the column
+                    raise
+                append(
+                    SourceRecord(
+                        topic,
+                        key_json(parts),
+                        b"%b%b%b" % (_READ_HEAD, b"{%b}" % b",".join(parts), suffix),
+                        now,
+                    )
                 )
                 last = values
                 count += 1
-                if not reader.pageable and count % chunk_size == 0:
+                if not reader.pageable and count == chunk_size:
                     # A keyless table cannot resume mid-way: its chunks keep `after` unset.
                     table_rows += count
-                    yield SnapshotChunk(
-                        records,
-                        replace(progress, rows=progress.rows + count),
-                        name,
-                        table_rows,
-                        done=False,
-                    )
                     progress = replace(progress, rows=progress.rows + count)
+                    yield SnapshotChunk(records, progress, name, table_rows, done=False)
                     records, count = [], 0
+                    append = records.append
             table_rows += count
             finished = not reader.pageable or count < chunk_size
             if finished:

@@ -68,14 +68,13 @@ from connectors.source.postgres.heartbeat import (
     emit_heartbeat_message,
     measure_lag,
 )
-from connectors.source.postgres.pgoutput import PgOutputDecoder, Relation
+from connectors.source.postgres.pgoutput import Relation
 from connectors.source.postgres.publication import ensure_publication
 from connectors.source.postgres.replication import (
     KEEPALIVE,
     XLOGDATA,
     ReplicationConnection,
     parse_keepalive,
-    parse_xlogdata,
 )
 from connectors.source.postgres.schema import TableSchema, choose_key
 from connectors.source.postgres.slot import check_usable, drop_slot, read_slot
@@ -407,7 +406,6 @@ class PostgresSource(Source[PostgresSourceConfig]):
             protocol_version=PROTOCOL_VERSION,
         )
         self._log.info("streaming from slot %s at LSN %X", config.slot, position.lsn)
-        decoder = PgOutputDecoder(PROTOCOL_VERSION)
         changes: ChangeStream
         toast = ToastImages(
             config.toast,
@@ -417,7 +415,11 @@ class PostgresSource(Source[PostgresSourceConfig]):
             drain=self._drain,
         )
         changes = ChangeStream(
-            start=position, schema_for=self._schema_for, toast=toast, clock_ms=_now_ms
+            start=position,
+            schema_for=self._schema_for,
+            toast=toast,
+            clock_ms=_now_ms,
+            protocol_version=PROTOCOL_VERSION,
         )
         catalog = self._catalog
         heartbeat = Heartbeat(
@@ -431,7 +433,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         awaiting_keepalive = False
         beat_pending = False  # a heartbeat moved the position: hand it over even if empty
         max_events, max_bytes = config.max_batch_events, config.max_batch_bytes
-        handle, decode, read = changes.handle, decoder.decode, repl.read_nowait
+        feed, read = changes.feed, repl.read_nowait
         handoff = self._handoff
         countdown = _CHECK_TAKER_EVERY
 
@@ -448,8 +450,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
             if message is not None:
                 tag = message[0]
                 if tag == XLOGDATA:
-                    lsn, _, payload = parse_xlogdata(message)
-                    handle(decode(payload), lsn)
+                    feed(message)
                     countdown -= 1
                     if countdown == 0:
                         countdown = _CHECK_TAKER_EVERY
@@ -462,9 +463,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
                     status.received = max(status.received, wal_end)
                     if awaiting_keepalive and not changes.in_transaction:
                         awaiting_keepalive = False
-                        before = changes.position.lsn
-                        changes.advance(wal_end)
-                        beat_pending = changes.position.lsn > before
+                        beat_pending = changes.advance(wal_end) or beat_pending
                     if reply:
                         self._send_status(repl, status)
                 continue

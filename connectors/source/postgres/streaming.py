@@ -1,11 +1,12 @@
-"""Streaming: decoded pgoutput messages -> change events, with the position after them.
+"""Streaming: pgoutput messages -> change events, with the position after them.
 
-:class:`ChangeStream` is fed the messages of the replication stream in order, one call per
-message, and appends the events they make to :attr:`ChangeStream.records`; the caller cuts
-a batch whenever it likes with :meth:`ChangeStream.cut`, which returns the records and the
-:class:`Checkpoint` after them (also in the middle of a transaction, see ``checkpoint.py``).
-No I/O here except through the callbacks it is given (catalog lookups for keys and types,
-the TOAST filler, the signal handler), so it is tested without a server.
+:class:`ChangeStream` is fed the XLogData messages of the replication stream in order
+(:meth:`ChangeStream.feed`) and appends the events they make to
+:attr:`ChangeStream.records`; the caller cuts a batch whenever it likes with
+:meth:`ChangeStream.cut`, which returns the records and the :class:`Checkpoint` after them
+(also in the middle of a transaction, see ``checkpoint.py``). No I/O here except through
+the callbacks it is given (catalog lookups for keys and types, the TOAST filler, the signal
+handler), so it is tested without a server.
 
 Every event carries the transaction's id, the commit time and its order: ``total_order`` (the
 event's place among all events of the transaction, from 1) and ``data_collection_order``
@@ -19,21 +20,27 @@ events leave in commit order and a key's events in the order they happened.
   tombstone; Truncate -> one ``t`` per table, key null.
 * Logical messages whose prefix starts with ``changehub.`` go to ``on_message`` (incremental
   snapshot watermarks and signals); the rest are not events.
+
+The hot path: inserts, updates and deletes go from the message's bytes straight to the
+event's JSON (:func:`pgoutput.tuple_json`), with no message object and no row dict. Anything
+unusual (an unchanged TOASTed value, a message of another kind) takes the general path:
+:class:`pgoutput.PgOutputDecoder` and rows as dicts. Both make the same bytes.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from connectors.api import SourceRecord
 from connectors.source.postgres.checkpoint import Checkpoint
 from connectors.source.postgres.encoding import (
+    ENVELOPE,
     SNAPSHOT_FALSE,
     encode_row,
     envelope,
     source_tail,
-    transaction_block,
 )
 from connectors.source.postgres.pgoutput import (
     UNCHANGED,
@@ -44,6 +51,7 @@ from connectors.source.postgres.pgoutput import (
     Insert,
     Message,
     Origin,
+    PgOutputDecoder,
     PgOutputMessage,
     Relation,
     StreamAbort,
@@ -54,11 +62,13 @@ from connectors.source.postgres.pgoutput import (
     TypeInfo,
     Update,
     pg_time_to_unix_ms,
+    tuple_json,
 )
+from connectors.source.postgres.replication import XLOGDATA_HEADER
 from connectors.source.postgres.schema import TableSchema
 from hub.errors import SchemaError
 
-__all__ = ["ChangeStream", "OpenTransaction", "ToastFiller"]
+__all__ = ["SIGNAL_PREFIX", "ChangeStream", "OpenTransaction", "ToastFiller"]
 
 
 class ToastFiller(Protocol):
@@ -71,8 +81,8 @@ class ToastFiller(Protocol):
     ) -> dict[str, Any]:
         """``row`` with every UNCHANGED value replaced, or raise SchemaError."""
 
-    def note(self, topic: str, key: bytes | None, after: dict[str, Any] | None) -> None:
-        """The latest image of a key of a tracked topic."""
+    def note(self, topic: str, key: bytes | None, after: bytes | None) -> None:
+        """The latest image (JSON) of a key of a tracked topic; None: deleted."""
 
 
 MessageHandler = Callable[[Message, int, "ChangeStream"], None]
@@ -80,21 +90,36 @@ SchemaFactory = Callable[[Relation], TableSchema]
 
 SIGNAL_PREFIX: Final = "changehub."
 _SKIP_ALL: Final = 1 << 62
+_LSN = struct.Struct(">Q").unpack_from
+_OID_KIND = struct.Struct(">IB").unpack_from
+_BODY: Final = XLOGDATA_HEADER + 6  # tag, relation OID, tuple kind: then the tuple
+_INSERT, _UPDATE, _DELETE = 0x49, 0x55, 0x44
+_NEW, _KEY, _OLD = 0x4E, 0x4B, 0x4F
+_FAST_FAILS = (struct.error, IndexError, ValueError, TypeError)
+_EVENT: Final = ENVELOPE % (
+    b"%b",
+    b"%b",
+    b"%b",
+    b"%d",
+    b"%b%d%b",
+    b'{"id":"%b","total_order":%d,"data_collection_order":%d}',
+)
 
 
 class OpenTransaction:
     """The transaction whose Begin came and whose Commit has not yet."""
 
-    __slots__ = ("commit_lsn", "commit_ms", "events", "skip", "tables", "tails", "xid")
+    __slots__ = ("commit_lsn", "commit_ms", "events", "skip", "tables", "tail", "xid", "xid_text")
 
     def __init__(self, begin: Begin, skip: int) -> None:
         self.xid = begin.xid
+        self.xid_text = b"%d" % begin.xid
         self.commit_lsn = begin.final_lsn
         self.commit_ms = pg_time_to_unix_ms(begin.commit_ts)
         self.events = 0  # events of this transaction so far, emitted or skipped
         self.skip = skip  # the first `skip` events are in the log already
         self.tables: dict[int, int] = {}  # relation oid -> events of it so far
-        self.tails = source_tail(self.commit_lsn, self.xid, self.commit_ms, SNAPSHOT_FALSE)
+        self.tail = source_tail(self.commit_lsn, self.xid, self.commit_ms, SNAPSHOT_FALSE)
 
 
 class ChangeStream:
@@ -108,12 +133,15 @@ class ChangeStream:
         toast: ToastFiller,
         on_message: MessageHandler | None = None,
         clock_ms: Callable[[], int],
+        protocol_version: int = 1,
     ) -> None:
-        self.position = start  # the checkpoint after `records`
+        self.base = start  # the checkpoint's other parts (snapshot, incremental)
+        self.lsn = start.lsn  # end of the last transaction whose events are all emitted
         self.records: list[SourceRecord] = []
         self.nbytes = 0
         self.relations: dict[int, TableSchema] = {}
         self.txn: OpenTransaction | None = None
+        self.decoder = PgOutputDecoder(protocol_version)
         self._schema_for = schema_for
         self._toast = toast
         self._on_message = on_message
@@ -138,8 +166,20 @@ class ChangeStream:
 
     # -- feeding ------------------------------------------------------------------------------
 
+    def feed(self, message: bytes) -> None:
+        """Process one XLogData message (``w``, with its header) of the replication stream."""
+        if len(message) <= XLOGDATA_HEADER:
+            raise DecodeError(f"XLogData message of {len(message)} bytes has no payload")
+        (lsn,) = _LSN(message, 1)
+        tag = message[XLOGDATA_HEADER]
+        if (
+            tag == _INSERT or tag == _UPDATE or tag == _DELETE  # noqa: PLR1714 - fastest
+        ) and self._fast(message, tag, lsn):
+            return
+        self.handle(self.decoder.decode(message[XLOGDATA_HEADER:]), lsn)
+
     def handle(self, message: PgOutputMessage, lsn: int) -> None:
-        """Process one message; ``lsn`` is its XLogData start (the change's own LSN)."""
+        """Process one decoded message; ``lsn`` is its XLogData start (the change's LSN)."""
         self._handlers[message.__class__](message, lsn)
 
     def tick(self) -> None:
@@ -150,31 +190,155 @@ class ChangeStream:
     def in_transaction(self) -> bool:
         return self.txn is not None
 
+    @property
+    def position(self) -> Checkpoint:
+        """The checkpoint after the records emitted so far."""
+        txn = self.txn
+        if txn is None:
+            return self.base.with_(lsn=self.lsn, txn_commit_lsn=None, txn_events=0)
+        return self.base.with_(
+            lsn=self.lsn, txn_commit_lsn=txn.commit_lsn, txn_events=max(txn.events, txn.skip)
+        )
+
     def cut(self) -> tuple[list[SourceRecord], Checkpoint]:
         """Take the records so far and the checkpoint after them."""
         records, self.records, self.nbytes = self.records, [], 0
-        txn = self.txn
-        if txn is None:
-            return records, self.position.with_(txn_commit_lsn=None, txn_events=0)
-        return records, self.position.with_(
-            txn_commit_lsn=txn.commit_lsn, txn_events=max(txn.events, txn.skip)
-        )
+        return records, self.position
 
-    def advance(self, lsn: int) -> None:
-        """Move the position to ``lsn`` outside a transaction (keepalive, heartbeat)."""
-        if self.txn is None and lsn > self.position.lsn:
-            self.position = self.position.with_(lsn=lsn)
+    def advance(self, lsn: int) -> bool:
+        """Move the position to ``lsn`` outside a transaction (keepalive); True if it moved."""
+        if self.txn is None and lsn > self.lsn:
+            self.lsn = lsn
+            return True
+        return False
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def _fast(self, m: bytes, tag: int, lsn: int) -> bool:
+        """Insert/update/delete straight from bytes to JSON; False: take the general path."""
+        txn = self.txn
+        if txn is None or self.decoder.in_stream:
+            return False
+        try:
+            oid, kind = _OID_KIND(m, XLOGDATA_HEADER + 1)
+            table = self.relations.get(oid)
+            if table is None:
+                return False
+            columns = table.json_columns
+            old = None
+            if kind == _NEW:
+                if tag == _DELETE:
+                    return False
+                new, end = tuple_json(m, _BODY, columns)
+            else:
+                if kind != _KEY and kind != _OLD:  # noqa: PLR1714
+                    return False
+                old, end = tuple_json(m, _BODY, columns)
+                if old is None:
+                    return False
+                if tag == _DELETE:
+                    new = None
+                else:
+                    if m[end] != _NEW:
+                        return False
+                    new, end = tuple_json(m, end + 1, columns)
+                    if new is None:
+                        return False
+            if end != len(m) or (new is None and tag != _DELETE):
+                return False
+        except _FAST_FAILS:
+            return False  # the general path says precisely what is wrong
+        if tag == _INSERT:
+            assert new is not None
+            order = self._count(txn, oid)
+            if order is not None:
+                after = table.row_json(new)
+                self._emit(table, txn, order, b"c", table.key_json(new), b"null", after, lsn)
+        elif tag == _UPDATE:
+            assert new is not None
+            after = table.row_json(new)
+            key = table.key_json(new)
+            if old is not None and table.key_index is not None:
+                old_key = table.key_json(old)
+                if old_key != key:
+                    old_json = table.row_json(old) if kind == _OLD else old_key
+                    assert old_json is not None
+                    self._key_change(table, txn, old_key, old_json, key, after, lsn)
+                    return True
+            order = self._count(txn, oid)
+            if order is not None:
+                before = table.row_json(old) if old is not None and kind == _OLD else b"null"
+                self._emit(table, txn, order, b"u", key, before, after, lsn)
+        else:
+            assert old is not None
+            order = self._count(txn, oid)
+            if order is not None:
+                key = table.key_json(old)
+                before = key if kind == _KEY and key is not None else table.row_json(old)
+                self._emit(table, txn, order, b"d", key, before, b"null", lsn)
+        return True
+
+    def _emit(
+        self,
+        table: TableSchema,
+        txn: OpenTransaction,
+        order: tuple[int, int],
+        op: bytes,
+        key: bytes | None,
+        before: bytes,
+        after: bytes,
+        lsn: int,
+    ) -> None:
+        self.nbytes += len(before) + len(after) + 300
+        tracked = self._toast.tracked
+        if tracked and table.topic in tracked:
+            self._toast.note(table.topic, key, None if op == b"d" else after)
+        now = self.now_ms
+        # connectors.envelope's layout, spliced from pieces (see encoding.py).
+        value = _EVENT % (
+            before,
+            after,
+            op,
+            now,
+            table.source_head,
+            lsn,
+            txn.tail,
+            txn.xid_text,
+            order[0],
+            order[1],
+        )
+        self.records.append(SourceRecord(table.topic, key, value, now))
+        if op == b"d":
+            self.records.append(SourceRecord(table.topic, key, None, now))
+
+    def _key_change(
+        self,
+        table: TableSchema,
+        txn: OpenTransaction,
+        old_key: bytes | None,
+        before: bytes,
+        new_key: bytes | None,
+        after: bytes,
+        lsn: int,
+    ) -> None:
+        """The key changed: delete the old row, create the new one (partitions differ)."""
+        order = self._count(txn, table.oid)
+        if order is not None:
+            self._emit(table, txn, order, b"d", old_key, before, b"null", lsn)
+        order = self._count(txn, table.oid)
+        if order is not None:
+            self._emit(table, txn, order, b"c", new_key, b"null", after, lsn)
 
     # -- transactions -------------------------------------------------------------------------
 
     def _begin(self, m: Begin, lsn: int) -> None:
         if self.txn is not None:
             raise DecodeError(f"Begin of xid {m.xid} inside open transaction xid {self.txn.xid}")
-        position = self.position
-        if position.is_written(m.final_lsn):
-            skip = _SKIP_ALL
-        elif m.final_lsn == position.txn_commit_lsn:
-            skip = position.txn_events
+        base = self.base
+        if m.final_lsn < self.lsn:
+            skip = _SKIP_ALL  # in the log already
+        elif m.final_lsn == base.txn_commit_lsn:
+            skip = base.txn_events
         else:
             skip = 0
         self.txn = OpenTransaction(m, skip)
@@ -186,8 +350,7 @@ class ChangeStream:
                 f"Commit at {m.commit_lsn:X} does not match its Begin ({txn.commit_lsn:X})"
             )
         self.txn = None
-        if m.end_lsn > self.position.lsn:
-            self.position = self.position.with_(lsn=m.end_lsn, txn_commit_lsn=None, txn_events=0)
+        self.lsn = max(self.lsn, m.end_lsn)
 
     def _open(self, m: object) -> OpenTransaction:
         txn = self.txn
@@ -215,46 +378,15 @@ class ChangeStream:
             raise DecodeError(f"change for relation {oid} before its Relation message")
         return table
 
-    # -- changes ------------------------------------------------------------------------------
-
-    def _emit(
-        self,
-        table: TableSchema,
-        txn: OpenTransaction,
-        order: tuple[int, int],
-        op: bytes,
-        key: bytes | None,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
-        lsn: int,
-    ) -> None:
-        before_json = encode_row(before)
-        after_json = encode_row(after)
-        self.nbytes += len(before_json) + len(after_json) + 300
-        if self._toast.tracked and table.topic in self._toast.tracked:
-            self._toast.note(table.topic, key, after)
-        envelope(
-            topic=table.topic,
-            key=key,
-            op=op,
-            before=before_json,
-            after=after_json,
-            ts_ms=self.now_ms,
-            source_head=table.source_head,
-            lsn=lsn,
-            source_tail=txn.tails,
-            transaction=transaction_block(txn.xid, order[0], order[1]),
-            out=self.records,
-        )
+    # -- the general path ---------------------------------------------------------------------
 
     def _insert(self, m: Insert, lsn: int) -> None:
         txn = self._open(m)
         table = self._table(m.relation_oid)
-        order = self._count(txn, m.relation_oid)
-        if order is None:
-            return
         row = table.row(m.new)
-        self._emit(table, txn, order, b"c", table.key_of(row), None, row, lsn)
+        order = self._count(txn, m.relation_oid)
+        if order is not None:
+            self._emit(table, txn, order, b"c", table.key_of(row), b"null", encode_row(row), lsn)
 
     def _update(self, m: Update, lsn: int) -> None:
         txn = self._open(m)
@@ -274,19 +406,13 @@ class ChangeStream:
             new = filled
         new_key = table.key_of(new)
         if keyed and old_key != new_key:
-            # The key changed: delete the old row, create the new one (partitions differ).
-            order = self._count(txn, m.relation_oid)
-            if order is not None:
-                self._emit(table, txn, order, b"d", old_key, old, None, lsn)
-            order = self._count(txn, m.relation_oid)
-            if order is not None:
-                self._emit(table, txn, order, b"c", new_key, None, new, lsn)
+            assert old is not None
+            self._key_change(table, txn, old_key, encode_row(old), new_key, encode_row(new), lsn)
             return
         order = self._count(txn, m.relation_oid)
         if order is not None:
-            self._emit(
-                table, txn, order, b"u", new_key, old if m.old_kind == "O" else None, new, lsn
-            )
+            before = encode_row(old) if m.old_kind == "O" else b"null"
+            self._emit(table, txn, order, b"u", new_key, before, encode_row(new), lsn)
 
     def _fill_unchanged(
         self,
@@ -317,14 +443,14 @@ class ChangeStream:
     def _delete(self, m: Delete, lsn: int) -> None:
         txn = self._open(m)
         table = self._table(m.relation_oid)
-        order = self._count(txn, m.relation_oid)
-        if order is None:
-            return
         if m.old_kind == "O" or table.key is None:
             before = table.row(m.old)
         else:
             before = table.key_from_tuple(m.old)
-        self._emit(table, txn, order, b"d", table.key_of(before), before, None, lsn)
+        order = self._count(txn, m.relation_oid)
+        if order is not None:
+            key = table.key_of(before)
+            self._emit(table, txn, order, b"d", key, encode_row(before), b"null", lsn)
 
     def _truncate(self, m: Truncate, lsn: int) -> None:
         txn = self._open(m)
@@ -332,15 +458,15 @@ class ChangeStream:
             table = self._table(oid)
             order = self._count(txn, oid)
             if order is not None:
-                self._emit(table, txn, order, b"t", None, None, None, lsn)
+                self._emit(table, txn, order, b"t", None, b"null", b"null", lsn)
 
     def _message(self, m: Message, lsn: int) -> None:
         if not m.prefix.startswith(SIGNAL_PREFIX) or self._on_message is None:
             return
         if m.transactional:
             txn = self._open(m)
-            if txn.events < txn.skip or txn.skip == _SKIP_ALL:
-                return  # replayed from before the checkpoint: already acted on
+            if txn.events < txn.skip:
+                return  # replayed from before the checkpoint: acted on already
         self._on_message(m, lsn, self)
 
     def _ignore(self, m: object, lsn: int) -> None:
@@ -354,19 +480,20 @@ class ChangeStream:
 
     # -- for watermark handling ---------------------------------------------------------------
 
-    def emit_read(self, table: TableSchema, row: dict[str, Any], lsn: int, tail: bytes) -> None:
-        """Append a snapshot read (``r``) of ``row``, stamped with ``lsn``."""
-        after_json = encode_row(row)
-        self.nbytes += len(after_json) + 300
-        key = table.key_of(row)
-        if self._toast.tracked and table.topic in self._toast.tracked:
-            self._toast.note(table.topic, key, row)
+    def emit_read(
+        self, table: TableSchema, row_json: bytes, key: bytes | None, lsn: int, tail: bytes
+    ) -> None:
+        """Append a snapshot read (``r``) of a row, stamped with ``lsn``."""
+        self.nbytes += len(row_json) + 300
+        tracked = self._toast.tracked
+        if tracked and table.topic in tracked:
+            self._toast.note(table.topic, key, row_json)
         envelope(
             topic=table.topic,
             key=key,
             op=b"r",
             before=b"null",
-            after=after_json,
+            after=row_json,
             ts_ms=self.now_ms,
             source_head=table.source_head,
             lsn=lsn,

@@ -24,6 +24,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import orjson
+
 from connectors.api import SourceRecord
 from connectors.envelope import decode_value
 from connectors.source.postgres.pgoutput import UNCHANGED
@@ -55,13 +57,14 @@ class ToastImages:
         self._partitions = partitions
         self._pending = pending
         self._drain = drain
-        self._cache: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._cache_size = cache_size
         self.tracked: set[str] = set()  # topics whose events keep the cache current
         self.lookups = 0  # log scans done (for tests and metrics)
 
-    def note(self, topic: str, key: bytes | None, after: dict[str, Any] | None) -> None:
-        """An event of a tracked topic: its image is now the key's latest (None: deleted)."""
+    def note(self, topic: str, key: bytes | None, after: bytes | None) -> None:
+        """An event of a tracked topic: its image (JSON) is now the key's latest (None:
+        deleted)."""
         if key is None:
             return
         if after is None:
@@ -96,7 +99,8 @@ class ToastImages:
     def _find(self, topic: str, key: bytes) -> dict[str, Any] | None:
         cached = self._cache.get((topic, key))
         if cached is not None:
-            return cached
+            image = orjson.loads(cached)
+            return image if isinstance(image, dict) else None
         for record in reversed(self._pending()):
             if record.topic == topic and record.key == key:
                 return _after(record.value)

@@ -46,13 +46,19 @@ import orjson
 __all__ = [
     "SESSION_OPTIONS",
     "Converter",
+    "JsonConverter",
     "PgType",
     "TypeMap",
+    "json_converter",
     "parse_array",
     "parse_range",
 ]
 
 Converter = Callable[[bytes], Any]
+# Text value -> its JSON bytes, equal to orjson.dumps(converter(text)); None: the text is the
+# JSON already (integers, json, jsonb).
+JsonConverter = Callable[[bytes], bytes] | None
+_OPTS: Final = orjson.OPT_NON_STR_KEYS
 
 # Session settings under which the text forms below are produced. lc_monetary=C makes money
 # print as "-$1,234.56"; extra_float_digits=3 keeps floats exact on every server version.
@@ -85,6 +91,11 @@ class PgType:
 
 def _text(b: bytes) -> str:
     return b.decode("utf-8")
+
+
+def _ascii(b: bytes) -> str:
+    """Types whose text form is ASCII without quotes or backslashes (numeric, uuid, inet…)."""
+    return b.decode("ascii")
 
 
 def _bool(b: bytes) -> bool:
@@ -194,26 +205,88 @@ _BASE: Final[dict[int, Converter]] = {
     5069: int,  # xid8
     700: _float,
     701: _float,
-    1700: _text,  # numeric: every digit, as a string
+    1700: _ascii,  # numeric: every digit, as a string
     790: _money,
     114: _json,
     3802: _json,
     1082: _date,
-    1083: _text,  # time
+    1083: _ascii,  # time
     1266: _timetz,
     1114: _timestamp,
     1184: _timestamptz,
-    1186: _text,  # interval, already ISO-8601 under IntervalStyle=iso_8601
+    1186: _ascii,  # interval, already ISO-8601 under IntervalStyle=iso_8601
     # The most common text-like types, known here so they need no catalog query.
     18: _text,  # "char"
     19: _text,  # name
     25: _text,
     1042: _text,  # bpchar
     1043: _text,  # varchar
-    2950: _text,  # uuid
-    869: _text,  # inet
-    650: _text,  # cidr
+    2950: _ascii,  # uuid
+    869: _ascii,  # inet
+    650: _ascii,  # cidr
+    829: _ascii,  # macaddr
 }
+
+
+# --- JSON converters: the hot path, straight from text to JSON bytes ------------------------
+
+
+def _quoted(b: bytes) -> bytes:
+    return b'"%b"' % b
+
+
+def _text_json(b: bytes) -> bytes:
+    return orjson.dumps(b.decode("utf-8"))
+
+
+def _bool_json(b: bytes) -> bytes:
+    return b"true" if b == b"t" else b"false"
+
+
+def _timestamptz_json(b: bytes) -> bytes:
+    # The common case under TimeZone=UTC: "2024-01-31 12:00:00.5+00".
+    if len(b) > 19 and b[10] == 0x20 and b[-3:] == b"+00":
+        return b'"%bT%bZ"' % (b[:10], b[11:-3])
+    return orjson.dumps(_timestamptz(b))
+
+
+def _timestamp_json(b: bytes) -> bytes:
+    if len(b) >= 19 and b[10] == 0x20 and 0x30 <= b[-1] <= 0x39:
+        return b'"%bT%b"' % (b[:10], b[11:])
+    return orjson.dumps(_timestamp(b))
+
+
+def _date_json(b: bytes) -> bytes:
+    return b'"%b"' % b if len(b) == 10 else orjson.dumps(_date(b))
+
+
+def _float_json(b: bytes) -> bytes:
+    return orjson.dumps(_float(b))
+
+
+_JSON_FOR: Final[dict[Converter, JsonConverter]] = {
+    int: None,
+    _json: None,
+    _ascii: _quoted,
+    _text: _text_json,
+    _bool: _bool_json,
+    _timestamptz: _timestamptz_json,
+    _timestamp: _timestamp_json,
+    _date: _date_json,
+    _float: _float_json,
+}
+
+
+def json_converter(value_converter: Converter) -> JsonConverter:
+    """The hot path's converter for values mapped by ``value_converter``."""
+    if value_converter in _JSON_FOR:
+        return _JSON_FOR[value_converter]
+
+    def convert(b: bytes) -> bytes:
+        return orjson.dumps(value_converter(b), option=_OPTS)
+
+    return convert
+
 
 # Built-in arrays, ranges and multiranges, so that the common cases need no catalog query.
 _BUILTIN_ARRAYS: Final = {
@@ -254,6 +327,10 @@ class TypeMap:
             return found
         with self._lock:
             return self._resolve(oid, depth=0)
+
+    def json_converters(self, oids: Iterable[int]) -> list[JsonConverter]:
+        """JSON converters (text -> JSON bytes) for a relation's columns."""
+        return [json_converter(c) for c in self.converters(oids)]
 
     def converters(self, oids: Iterable[int]) -> list[Converter]:
         """Converters for a relation's columns; unknown user types are looked up in one query."""

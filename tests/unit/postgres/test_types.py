@@ -210,3 +210,28 @@ def test_unknown_types_without_a_catalog_come_out_as_text() -> None:
 def test_malformed_arrays_raise_value_error(bad: str) -> None:
     with pytest.raises((ValueError, IndexError)):
         parse_array(bad, int)
+
+
+JSON_SAMPLES = [
+    (16, "t"), (16, "f"), (20, "-9223372036854775808"), (23, "0"), (700, "NaN"),
+    (701, "-2.2250738585072014e-308"), (701, "1e+100"), (1700, "-12.500"), (790, "-$1,234.56"),
+    (25, 'quote " backslash \\ newline \n tab \t é \u2028'), (1043, ""),
+    (2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+    (17, "\\x00ff"), (1082, "2024-02-29"), (1082, "0044-03-15 BC"), (1082, "infinity"),
+    (1083, "23:59:59.999999"), (1266, "12:00:00+02"), (1114, "2024-01-31 12:00:00.5"),
+    (1114, "0044-03-15 12:00:00 BC"), (1114, "infinity"), (1114, "12345-01-01 00:00:00"),
+    (1184, "2024-01-31 12:00:00.123+00"), (1184, "2024-01-31 12:00:00+05:30"),
+    (1184, "-infinity"), (1184, "0044-03-15 12:00:00+00 BC"), (1186, "P1Y-2M"),
+    (114, '{"a": [1, 2.0]}'),
+    (3802, "[]"), (1007, "{1,NULL}"), (3904, "[1,2)"), (869, "::1"), (99999, "(1,x)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("oid", "text"), JSON_SAMPLES)
+def test_json_converters_make_the_bytes_orjson_makes_of_the_value(oid: int, text: str) -> None:
+    types = TypeMap()
+    raw = text.encode()
+    value_converter = types.converter(oid)
+    (json_converter,) = types.json_converters([oid])
+    got = raw if json_converter is None else json_converter(raw)
+    assert got == orjson.dumps(value_converter(raw), option=orjson.OPT_NON_STR_KEYS)

@@ -1,0 +1,401 @@
+"""Benchmark of the Postgres source against the walsender's own rate (``pg_recvlogical``).
+
+Measures in one run, on one PostgreSQL 15 started by ``services/run up postgres`` (or the
+server of ``--dsn``/``--superuser-dsn``):
+
+* streaming throughput into the durable embedded log (fsync per batch) for ``--rows``
+  single-row inserts and then as many single-row updates (each in one transaction), beside
+  ``pg_recvlogical`` draining an identical pgoutput slot of the same WAL to /dev/null: the
+  rate at which the walsender can send, the ceiling for any client;
+* commit-to-log latency (commit time in Postgres to the batch being durable in the log)
+  while a writer commits ``--latency-rate`` single-row transactions per second;
+* snapshot throughput into the log beside ``COPY … TO STDOUT`` of the same table read by
+  psycopg and thrown away;
+* resident memory of the process while it snapshots ``--memory-rows`` rows (0: skip).
+
+Prints a table and writes ``bench/results/postgres.json``::
+
+    .venv/bin/python bench/pg_bench.py                       # the recorded run
+    .venv/bin/python bench/pg_bench.py --rows 200000 --memory-rows 0   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from connectors.api import ConnectorContext
+from connectors.envelope import decode_value
+from connectors.source.postgres.source import PostgresSource, PostgresSourceConfig
+from hub.source_worker import route
+from log.api import Durability, TopicConfig
+from log.embedded import EmbeddedLog
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "postgres.json"
+SOURCE = "bench"
+TABLE_DDL = (
+    "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, qty int NOT NULL, "
+    "price numeric(10,2) NOT NULL, updated_at timestamptz NOT NULL)"
+)
+FILL = (
+    "INSERT INTO items SELECT g, 'item ' || g, g % 1000, (g % 10000) / 100.0, "
+    "'2024-01-01'::timestamptz + g * interval '1 second' FROM generate_series({lo}, {hi}) g"
+)
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres(args: argparse.Namespace) -> Iterator[dict[str, str]]:
+    """The server facts (PG_DSN, PG_SUPERUSER_DSN, PG_BIN): given, or a fresh server."""
+    if args.dsn:
+        yield {
+            "PG_DSN": args.dsn,
+            "PG_SUPERUSER_DSN": args.superuser_dsn or args.dsn,
+            "PG_BIN": args.pg_bin,
+        }
+        return
+    work = Path(tempfile.mkdtemp(prefix="changehub-pgbench-"))
+    os.chmod(work, 0o755)  # the postgres account must reach its data directory
+    run = ROOT / "services" / "run"
+    try:
+        out = subprocess.run(
+            [str(run), "up", "postgres", "--dir", str(work)],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        facts = dict(line.split("=", 1) for line in out.split() if "=" in line)
+        yield facts
+    finally:
+        subprocess.run([str(run), "down", "postgres", "--dir", str(work)], check=False,
+                       capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fresh_database(facts: dict[str, str], name: str) -> str:
+    with psycopg.connect(facts["PG_SUPERUSER_DSN"], autocommit=True) as su:
+        su.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE database = %s",
+            (name,),
+        )
+        su.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        user = psycopg.conninfo.conninfo_to_dict(facts["PG_DSN"])["user"]
+        su.execute(f'CREATE DATABASE "{name}" OWNER "{user}"')
+    return psycopg.conninfo.make_conninfo(facts["PG_DSN"], dbname=name)
+
+
+def current_lsn(conn: psycopg.Connection[Any]) -> int:
+    return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])  # type: ignore[index]
+
+
+def lsn_text(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+# -- the source into the log, as the hub runs it ------------------------------------------------
+
+
+class Runner:
+    """A PostgresSource appending into an embedded log, the way the hub's source worker does."""
+
+    def __init__(self, dsn: str, log_dir: Path, **config: Any) -> None:
+        self.log = EmbeddedLog(log_dir, Durability("batch"), background_jobs=False)
+        self.config = PostgresSourceConfig(
+            name=SOURCE, type="postgres", dsn=dsn, tables=["public.items"], **config
+        )
+        self.source = PostgresSource(
+            self.config,
+            ConnectorContext(
+                name=SOURCE,
+                log=self.log,
+                data_dir=log_dir,
+                logger=logging.getLogger("bench"),
+                topic_partitions=self._topic,
+            ),
+        )
+        self.records = 0
+        self.on_append: Callable[[list[Any]], None] | None = None
+
+    def _topic(self, topic: str) -> int:
+        self.log.create_topic(topic, TopicConfig(partitions=1, retention_ms=None))
+        return 1
+
+    def start(self) -> None:
+        self.source.start(self.log.last_checkpoint(SOURCE))
+        for topic in self.source.topics():
+            self._topic(topic)
+
+    def run_until(self, done: Callable[[dict[str, Any]], bool], timeout: float = 1800) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = self.source.poll(0.5)
+            if batch is None:
+                continue
+            self.log.append_checkpointed(SOURCE, route(batch.records, self._topic),
+                                         batch.checkpoint)
+            self.source.committed(batch.checkpoint)
+            self.records += len(batch.records)
+            if self.on_append is not None:
+                self.on_append(batch.records)
+            if done(batch.checkpoint):
+                return
+        raise TimeoutError("the source did not get there in time")
+
+    def close(self) -> None:
+        self.source.stop()
+        self.log.close()
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+def recvlogical(facts: dict[str, str], dsn: str, slot: str, end: int) -> float:
+    """Seconds pg_recvlogical takes to drain ``slot`` up to ``end`` into /dev/null."""
+    binary = Path(facts.get("PG_BIN") or "/usr/lib/postgresql/15/bin") / "pg_recvlogical"
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    env = dict(os.environ, PGPASSWORD=str(params.get("password", "")))
+    started = time.perf_counter()
+    subprocess.run(
+        [str(binary), "-d", psycopg.conninfo.make_conninfo(dsn, password=None), "--slot", slot,
+         "--start", "-o", "proto_version=1", "-o", "publication_names=bench",
+         "--endpos", lsn_text(end), "-f", "/dev/null", "--no-loop"],
+        check=True, env=env,
+    )
+    return time.perf_counter() - started
+
+
+def bench_streaming(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]:
+    dsn = fresh_database(facts, "bench_stream")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+        conn.execute("CREATE PUBLICATION bench FOR TABLE items")
+        conn.execute(
+            "SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput'), "
+            "pg_create_logical_replication_slot('changehub_bench', 'pgoutput')"
+        )
+        results: dict[str, Any] = {"rows": rows}
+        for phase, sql in (
+            ("insert", FILL.format(lo=1, hi=rows)),
+            ("update", "UPDATE items SET qty = qty + 1, updated_at = now()"),
+        ):
+            conn.execute(sql)
+            end = current_lsn(conn)
+            # pg_recvlogical stops at --endpos: it reads the slot up to the end of the WAL.
+            recv_s = recvlogical(facts, dsn, "recvlogical", end)
+            runner = Runner(dsn, work / f"log-{phase}", snapshot="never", publication="bench",
+                            heartbeat_interval=500)
+            try:
+                started = time.perf_counter()
+                runner.start()
+                runner.run_until(lambda cp: cp["lsn"] >= end or runner.records >= rows)
+                ours_s = time.perf_counter() - started
+            finally:
+                runner.close()
+            if phase == "insert":
+                # The next phase's slot starts after the inserts: move ours there too.
+                conn.execute(
+                    "SELECT pg_replication_slot_advance('changehub_bench', %s::pg_lsn)",
+                    (lsn_text(end),),
+                )
+            shutil.rmtree(work / f"log-{phase}", ignore_errors=True)
+            results[phase] = {
+                "pg_recvlogical_s": round(recv_s, 2),
+                "pg_recvlogical_per_s": round(rows / recv_s),
+                "changehub_s": round(ours_s, 2),
+                "changehub_per_s": round(rows / ours_s),
+                "ratio": round(recv_s / ours_s, 3),
+            }
+    return results
+
+
+def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) -> dict[str, Any]:
+    dsn = fresh_database(facts, "bench_latency")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+    runner = Runner(dsn, work / "log-latency", snapshot="never")
+    latencies: list[float] = []
+
+    def measure(records: list[Any]) -> None:
+        now = time.time() * 1000
+        for r in records:
+            value = decode_value(r.value)
+            if value is not None:
+                latencies.append(now - value["source"]["ts_ms"])
+
+    runner.on_append = measure
+    stop = threading.Event()
+
+    def write() -> None:
+        with psycopg.connect(dsn, autocommit=True) as w:
+            w.execute("SET synchronous_commit = off")  # 5,000 commits/s need no fsync each
+            interval = 1.0 / rate
+            next_at = time.perf_counter()
+            i = 0
+            while not stop.is_set():
+                i += 1
+                w.execute(
+                    "INSERT INTO items VALUES (%s, 'x', 1, 1.0, now())", (i,), prepare=True
+                )
+                next_at += interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        return
+
+    try:
+        runner.start()
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        started = time.monotonic()
+        runner.run_until(lambda cp: time.monotonic() - started > seconds)
+        stop.set()
+        writer.join()
+    finally:
+        runner.close()
+    latencies.sort()
+    measured = latencies[len(latencies) // 10 :]  # leave the warm-up out
+    return {
+        "rate_target_per_s": rate,
+        "events": len(measured),
+        "rate_achieved_per_s": round(len(latencies) / seconds),
+        "p50_ms": round(statistics.median(measured), 2),
+        "p99_ms": round(measured[int(len(measured) * 0.99) - 1], 2),
+        "max_ms": round(measured[-1], 2),
+    }
+
+
+def bench_snapshot(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]:
+    dsn = fresh_database(facts, "bench_snapshot")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+        conn.execute(FILL.format(lo=1, hi=rows))
+        conn.execute("VACUUM ANALYZE items")
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY items TO STDOUT") as copy:
+            for _ in copy:
+                pass
+        copy_s = time.perf_counter() - started
+    runner = Runner(dsn, work / "log-snapshot", snapshot="initial_only")
+    try:
+        started = time.perf_counter()
+        runner.start()
+        runner.run_until(lambda cp: "snapshot" not in cp)
+        ours_s = time.perf_counter() - started
+    finally:
+        runner.close()
+        shutil.rmtree(work / "log-snapshot", ignore_errors=True)
+    return {
+        "rows": rows,
+        "copy_to_stdout_s": round(copy_s, 2),
+        "copy_to_stdout_per_s": round(rows / copy_s),
+        "changehub_s": round(ours_s, 2),
+        "changehub_per_s": round(rows / ours_s),
+        "ratio": round(copy_s / ours_s, 3),
+    }
+
+
+def bench_memory(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]:
+    dsn = fresh_database(facts, "bench_memory")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+        step = 1_000_000
+        for lo in range(1, rows + 1, step):
+            conn.execute(FILL.format(lo=lo, hi=min(rows, lo + step - 1)))
+        conn.execute("VACUUM ANALYZE items")
+    process = psutil.Process()
+    samples: list[tuple[int, int]] = []
+    runner = Runner(dsn, work / "log-memory", snapshot="initial_only")
+    runner.on_append = lambda records: samples.append((runner.records, process.memory_info().rss))
+    try:
+        runner.start()
+        runner.run_until(lambda cp: "snapshot" not in cp, timeout=7200)
+    finally:
+        runner.close()
+        shutil.rmtree(work / "log-memory", ignore_errors=True)
+    tenth = max(1, len(samples) // 10)
+    early = max(rss for _, rss in samples[tenth : 2 * tenth])
+    return {
+        "rows": rows,
+        "rss_mb_at_10_to_20_percent": round(early / 2**20),
+        "rss_mb_max": round(max(rss for _, rss in samples) / 2**20),
+        "rss_mb_at_end": round(samples[-1][1] / 2**20),
+    }
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--latency-rate", type=int, default=5000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--snapshot-rows", type=int, default=1_000_000)
+    parser.add_argument("--memory-rows", type=int, default=10_000_000)
+    parser.add_argument("--only", choices=["streaming", "latency", "snapshot", "memory"])
+    parser.add_argument("--dsn")
+    parser.add_argument("--superuser-dsn")
+    parser.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="changehub-pgbench-log-"))
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "platform": platform.platform()},
+    }
+    try:
+        with postgres(args) as facts:
+            with psycopg.connect(facts["PG_DSN"]) as conn:
+                results["machine"]["postgres"] = conn.info.server_version
+            wanted = [args.only] if args.only else ["streaming", "latency", "snapshot", "memory"]
+            if "streaming" in wanted:
+                results["streaming"] = bench_streaming(facts, work, args.rows)
+                print_streaming(results["streaming"])
+            if "latency" in wanted:
+                results["latency"] = bench_latency(facts, work, args.latency_rate,
+                                                   args.latency_seconds)
+                print("latency:", results["latency"])
+            if "snapshot" in wanted:
+                results["snapshot"] = bench_snapshot(facts, work, args.snapshot_rows)
+                print("snapshot:", results["snapshot"])
+            if "memory" in wanted and args.memory_rows:
+                results["memory"] = bench_memory(facts, work, args.memory_rows)
+                print("memory:", results["memory"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not args.no_save:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def print_streaming(r: dict[str, Any]) -> None:
+    print(f"{'phase':8} {'pg_recvlogical/s':>17} {'changehub/s':>12} {'ratio':>6}")
+    for phase in ("insert", "update"):
+        p = r[phase]
+        print(f"{phase:8} {p['pg_recvlogical_per_s']:>17,} {p['changehub_per_s']:>12,} "
+              f"{p['ratio']:>6.0%}")
+
+
+if __name__ == "__main__":
+    main()

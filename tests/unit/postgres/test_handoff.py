@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from connectors.api import SourceBatch
+from connectors.source.postgres.handoff import HandOff, HandOffClosedError, Waker
+from hub.errors import RetriableError
+
+
+def batch(n: int) -> SourceBatch:
+    return SourceBatch([], {"lsn": n})
+
+
+def test_batches_come_out_in_order_and_none_after_the_timeout() -> None:
+    h = HandOff(depth=3)
+    for i in range(3):
+        assert h.put(batch(i), timeout=0)
+    assert [h.take(0.01).checkpoint["lsn"] for _ in range(3)] == [0, 1, 2]  # type: ignore[union-attr]
+    assert h.take(0.01) is None
+
+
+def test_a_full_hand_off_blocks_the_reader_until_the_hub_takes() -> None:
+    h = HandOff(depth=1)
+    h.put(batch(0))
+    assert not h.put(batch(1), timeout=0.01)
+    done = threading.Event()
+
+    def reader() -> None:
+        h.put(batch(1))
+        done.set()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert not done.wait(0.05)
+    assert h.take(1) is not None
+    assert done.wait(5)
+    t.join()
+
+
+def test_an_error_is_raised_in_its_place_after_the_batches_before_it() -> None:
+    h = HandOff()
+    h.put(batch(0))
+    h.put(RetriableError("connection lost"))
+    assert h.take(0.01) is not None
+    with pytest.raises(RetriableError, match="connection lost"):
+        h.take(0.01)
+
+
+def test_close_wakes_a_waiting_taker_and_refuses_puts() -> None:
+    h = HandOff()
+    result: list[object] = []
+    t = threading.Thread(target=lambda: result.append(h.take(30)))
+    t.start()
+    h.close()
+    t.join(5)
+    assert result == [None]
+    with pytest.raises(HandOffClosedError):
+        h.put(batch(0))
+
+
+def test_a_waiting_taker_nudges_the_reader() -> None:
+    nudged = threading.Event()
+    h = HandOff(on_taker=nudged.set)
+    assert not h.taker_waiting
+    t = threading.Thread(target=lambda: h.take(30))
+    t.start()
+    assert nudged.wait(5)
+    assert h.wait_for_taker(5) and h.taker_waiting
+    h.put(batch(0))
+    t.join(5)
+
+
+def test_a_waker_wakes_select_until_cleared() -> None:
+    import select
+
+    w = Waker()
+    try:
+        assert select.select([w], [], [], 0)[0] == []
+        w.wake()
+        w.wake()
+        assert select.select([w], [], [], 0)[0] == [w]
+        w.clear()
+        assert select.select([w], [], [], 0)[0] == []
+    finally:
+        w.close()
