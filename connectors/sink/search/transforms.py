@@ -101,11 +101,11 @@ class RowFilter:
             if isinstance(op, ast.In | ast.NotIn) and isinstance(right, list):
                 return fn(left, right)
             return False
-        if isinstance(op, ast.In | ast.NotIn):
-            items = [_numeric(i, left) for i in right] if isinstance(right, list) else right
-            return fn(_numeric(left, items[0] if items else None), items)
-        left, right = _numeric(left, right), _numeric(right, left)
         try:
+            if isinstance(op, ast.In | ast.NotIn):
+                items = [_numeric(i, left) for i in right] if isinstance(right, list) else right
+                return fn(_numeric(left, items[0] if items else None), items)
+            left, right = _numeric(left, right), _numeric(right, left)
             return fn(left, right)
         except TypeError:
             raise FilterError(
