@@ -404,6 +404,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
             position.lsn,
             publication=config.publication_name,
             protocol_version=PROTOCOL_VERSION,
+            messages=self._catalog.info.server_version >= 140000,  # the option is 14+
         )
         self._log.info("streaming from slot %s at LSN %X", config.slot, position.lsn)
         changes: ChangeStream
