@@ -160,6 +160,11 @@ class Pipeline:
         if self._owns_log:
             self.log.close()
 
+    @staticmethod
+    def config_placeholder(db: Database) -> MySqlSourceConfig:
+        """A config for a pipeline only used to read a log back."""
+        return config(db)
+
     def topic(self, db: Database, table: str) -> str:
         return f"{self.config.name}.{db.name}.{table}"
 
