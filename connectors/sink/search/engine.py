@@ -134,7 +134,7 @@ class Engine:
     def update_aliases(self, actions: list[dict[str, Any]]) -> None:
         """Apply alias actions atomically (the engine does them in one cluster-state change)."""
         self._call("updating aliases",
-                   lambda: self._client.indices.update_aliases(**self._body({"actions": actions})))
+                   lambda: self._client.indices.update_aliases(body={"actions": actions}))
 
     def close(self) -> None:
         self._client.close()

@@ -32,7 +32,7 @@ state.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ from connectors.api import ConnectorContext, Offsets
 from connectors.envelope import decode_key, decode_value
 from connectors.sink.search.config import NestedConfig, SearchSinkConfig
 from connectors.sink.search.documents import Action, BadRecordError, document_id
-from connectors.sink.search.mapping import index_name
 from connectors.sink.search.transforms import Transform
 from log.api import LogRecord, TopicPartition
 
@@ -183,14 +182,15 @@ class NestedDocuments:
 
     # -- documents out of the store ---------------------------------------------------------
 
-    def actions(self) -> list[tuple[Action, LogRecord]]:
-        """Operations rebuilding every parent touched since the last commit."""
+    def actions(self, name_for: Callable[[str, Any], str]) -> list[tuple[Action, LogRecord]]:
+        """Operations rebuilding every parent touched since the last commit; ``name_for``
+        gives the index of a parent topic."""
         if not self._dirty:
             return []
         version = self._sequence + 1
         out: list[tuple[Action, LogRecord]] = []
         for (topic, doc_id), cause in self._dirty.items():
-            index = index_name(self._config.index, topic, None)
+            index = name_for(topic, None)
             row = self._row(topic, doc_id)
             if row is None or not self._transform.keeps(row):
                 out.append((Action("delete", index, doc_id, version), cause))

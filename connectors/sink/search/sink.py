@@ -215,8 +215,8 @@ class SearchSink(Sink[SearchSinkConfig]):
         self._pending.clear()
 
     def _send_nested(self) -> None:
-        assert self._nested is not None
-        actions = self._nested.actions()
+        assert self._nested is not None and self._indexes is not None
+        actions = self._nested.actions(self._indexes.name_for)
         by_action = {id(a): r for a, r in actions}
         self._send([a for a, _ in actions], by_action)
         self._nested.commit(self._next)
