@@ -217,6 +217,28 @@ def reset(config_path: Path, sink: str, to: str, topic_glob: str | None) -> None
 
 @cli.command()
 @config_option
+@click.argument("sink")
+@click.option("--keep-old", is_flag=True, help="Keep the old index after the alias swap.")
+def reindex(config_path: Path, sink: str, keep_old: bool) -> None:
+    """Rebuild search sink SINK's indexes from the log and swap their aliases (no downtime)."""
+    import logging
+
+    from connectors.sink.search.config import SearchSinkConfig
+    from connectors.sink.search.reindex import reindex as rebuild
+
+    config = _load(config_path)
+    matches = [s for s in config.sinks if s.name == sink]
+    if not matches or not isinstance(matches[0], SearchSinkConfig):
+        raise UsageError(f"no search sink named {sink!r} in {config_path}")
+    with _open_log(config) as log_:
+        for r in rebuild(matches[0], log_, logging.getLogger("changehub.reindex"),
+                         keep_old=keep_old):
+            out.print(f"{r.alias}: {r.records} records -> {r.new} "
+                      f"(was {', '.join(r.old) or 'nothing'})")
+
+
+@cli.command()
+@config_option
 @click.option("--watch", is_flag=True, help="Refresh every second until interrupted.")
 def status(config_path: Path, watch: bool) -> None:
     """Sources (checkpoints) and sinks (lag) of the pipeline."""
