@@ -143,7 +143,7 @@ class Source(ABC, Generic[SourceConfigT]):
     def poll(self, timeout: float) -> SourceBatch | None:
         """Return the next batch, or None when nothing came within ``timeout`` seconds."""
 
-    def committed(self, checkpoint: Mapping[str, Any]) -> None:  # noqa: B027
+    def committed(self, checkpoint: Mapping[str, Any]) -> None:
         """The log made everything up to ``checkpoint`` durable: release upstream now."""
 
     @abstractmethod
@@ -180,8 +180,17 @@ class Sink(ABC, Generic[SinkConfigT]):
     def flush(self) -> Offsets:
         """Make everything written durable in the target; return the next offset per partition."""
 
-    def stop(self) -> None:  # noqa: B027
+    def stop(self) -> None:
         """Release resources. Unflushed writes may be dropped: they will be replayed."""
+
+    def rewind(self, offsets: Offsets) -> Offsets:
+        """``changehub reset`` is moving this sink back to ``offsets`` (hub stopped, sink not
+        started). A sink that keeps its own offsets in its target moves them too, so the
+        replay is applied rather than skipped as already seen. Returns the offsets the hub
+        should commit: ``offsets``, or earlier ones where the target can only rewind to a
+        boundary (a file holding offsets on both sides of the point).
+        """
+        return dict(offsets)
 
 
 def dead_letter_topic(config: SinkConfig) -> str:

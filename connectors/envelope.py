@@ -69,8 +69,8 @@ def event_records(
 
 
 def decode_key(key: bytes | None) -> dict[str, Any] | None:
-    return None if key is None else orjson.loads(key)  # type: ignore[no-any-return]
+    return None if key is None else orjson.loads(key)
 
 
 def decode_value(value: bytes | None) -> dict[str, Any] | None:
-    return None if value is None else orjson.loads(value)  # type: ignore[no-any-return]
+    return None if value is None else orjson.loads(value)

@@ -195,7 +195,7 @@ def offsets(config_path: Path, sink: str | None) -> None:
 @click.option("--topic", "topic_glob", default=None, help="Only partitions of topics matching.")
 def reset(config_path: Path, sink: str, to: str, topic_glob: str | None) -> None:
     """Move SINK's committed offsets (the hub must not be running)."""
-    from hub.runtime import open_pipeline_log
+    from hub.runtime import Hub, open_pipeline_log
 
     spec = _offset_spec(to)
     config = _load(config_path)
@@ -211,7 +211,13 @@ def reset(config_path: Path, sink: str, to: str, topic_glob: str | None) -> None
         patterns = [topic_glob] if topic_glob else matches[0].topics
         tps = _sink_partitions(log_, patterns)
         new = log_.reset_offsets(sink, tps, spec)
-        for tp, off in sorted(new.items()):
+        # A sink keeping its own offsets in the target (sql, batch files) rewinds them too;
+        # it may move a partition further back, to a boundary it can rewrite whole.
+        hub = Hub(config, log_)
+        rewound = hub.build_sink(sink).rewind(new)
+        if rewound != new:
+            log_.commit_offsets(sink, {**log_.committed_offsets(sink), **rewound})
+        for tp, off in sorted(rewound.items()):
             out.print(f"{sink} {tp} -> {off}")
 
 

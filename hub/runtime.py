@@ -16,8 +16,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from log.factory import open_log
-
 from connectors.api import ConnectorContext, Sink, SinkConfig, Source, SourceConfig
 from connectors.registry import load_sink, load_source
 from hub.config import PipelineConfig
@@ -27,6 +25,7 @@ from hub.source_worker import SourceWorker
 from hub.state import ConnectorStatus
 from hub.worker import Worker
 from log.api import Log, LogRecord
+from log.factory import open_log
 
 __all__ = ["Hub", "open_pipeline_log"]
 
@@ -112,6 +111,13 @@ class Hub:
         return SourceWorker(
             ConnectorStatus(cfg.name, "source", cfg.type), make, self.log, self.ensure_topic
         )
+
+    def build_sink(self, name: str) -> Sink[Any]:
+        """A sink connector, not started (for ``changehub reset``'s rewind)."""
+        for cfg in self.config.sinks:
+            if cfg.name == name:
+                return load_sink(cfg.type)(cfg, self._context(name))
+        raise UsageError(f"no sink named {name!r} in {self.config.path}")
 
     def _sink_worker(self, cfg: SinkConfig) -> SinkWorker:
         cls = load_sink(cfg.type)

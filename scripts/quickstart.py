@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -24,7 +24,7 @@ def make(rows: int) -> None:
     )
     (start,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM orders").fetchone()
     rng = random.Random(start)
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     db.executemany(
         "INSERT INTO orders VALUES (?, ?, ?, ?, ?)",
         [
@@ -54,14 +54,16 @@ def report() -> None:
     print(f"source rows (SQLite)          : {src}")
     print(f"change events in Parquet files: {in_files} in {len(files)} file(s) under "
           f"{BASE / 'exports'}")
-    print(f"rows in DuckDB warehouse      : {in_duck} in {BASE / 'warehouse.duckdb'} (table orders)")
+    print(f"rows in DuckDB warehouse      : {in_duck} in {BASE / 'warehouse.duckdb'} "
+          "(table orders)")
     print("latest rows in DuckDB         :")
     for row in sample:
         print("   ", row)
     print()
     print("Look around:")
     print("  .venv/bin/changehub topics -c configs/quickstart.yaml")
-    print("  .venv/bin/changehub tail legacy.orders --from earliest -n 5 -c configs/quickstart.yaml")
+    print("  .venv/bin/changehub tail legacy.orders --from earliest -n 5 "
+          "-c configs/quickstart.yaml")
     print("  .venv/bin/changehub offsets -c configs/quickstart.yaml")
     print("Run ./quickstart again: it adds rows, and only the new ones flow (offsets persist).")
     if not (src == in_duck == in_files or in_files >= src == in_duck):

@@ -217,19 +217,31 @@ def test_tail_of_an_unknown_topic_names_it(workdir: Path) -> None:
     assert lines[3]["value"]["after"]["id"] == 4
 
 
-def test_reset_replays_a_sink_and_the_target_stays_exact(workdir: Path) -> None:
+def test_reset_replays_sinks_and_the_targets_stay_exact(workdir: Path) -> None:
     insert_rows(workdir / "legacy.db", 1, 2500)
     res = run_cli(workdir, "run", "pipeline.yaml", "--until-caught-up")
     assert res.returncode == 0, res.stderr
     assert committed_offset(workdir, "warehouse") == 2500
+    # Lose a row in the warehouse: only a replay that is applied (not skipped as already
+    # seen) brings it back.
+    con = duckdb.connect(str(workdir / "warehouse.duckdb"))
+    con.execute("DELETE FROM orders WHERE id = 5")
+    con.close()
     res = run_cli(workdir, "reset", "warehouse", "--to", "earliest", "-c", "pipeline.yaml")
     assert res.returncode == 0, res.stderr
     assert "legacy.orders[0] -> 0" in res.stdout
-    # The SQL sink keeps its own offsets with its rows: the replay is recognised and skipped,
-    # and either way the upserts leave the table exactly equal to the source.
+    # Mid-way for the files: a file straddling 1000 is rewritten whole, so the reset lands on
+    # that file's first offset, at or before 1000.
+    res = run_cli(workdir, "reset", "files", "--to", "1000", "-c", "pipeline.yaml")
+    assert res.returncode == 0, res.stderr
+    landed = int(res.stdout.strip().rsplit("-> ", 1)[1])
+    assert 0 < landed <= 1000
+    assert committed_offset(workdir, "files") == landed
     res = run_cli(workdir, "run", "pipeline.yaml", "--until-caught-up")
     assert res.returncode == 0, res.stderr
     assert committed_offset(workdir, "warehouse") == 2500
+    assert committed_offset(workdir, "files") == 2500
+    # The replays were applied (not skipped) and left every target exactly equal.
     check_targets_equal_source(workdir)
 
 

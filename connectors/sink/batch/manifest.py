@@ -102,6 +102,36 @@ class Manifest:
                 out[e.tp] = e.last_offset + 1
         return out
 
+    def drop_from(self, offsets: Offsets) -> tuple[list[Entry], Offsets]:
+        """Forget every file holding an offset at or past ``offsets`` of its partition.
+
+        The manifest is rewritten whole (temporary file, fsync, rename, fsync of the
+        directory), so a crash leaves the old or the new one. The forgotten files become
+        strays, removed at the next start. Returns them and, per partition, the offset a
+        replay must start from to rewrite them whole (a file may straddle the point).
+        """
+        keep: list[Entry] = []
+        dropped: list[Entry] = []
+        start = dict(offsets)
+        for e in self.entries:
+            at = offsets.get(e.tp)
+            if at is not None and e.last_offset >= at:
+                dropped.append(e)
+                start[e.tp] = min(start[e.tp], e.first_offset)
+            else:
+                keep.append(e)
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                for e in keep:
+                    f.write(orjson.dumps(asdict(e), option=orjson.OPT_APPEND_NEWLINE))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            fsync_dir(self.path.parent)
+            self.entries = keep
+        return dropped, start
+
     def files(self) -> set[str]:
         return {e.file for e in self.entries}
 

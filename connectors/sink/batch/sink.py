@@ -97,6 +97,20 @@ class BatchSink(Sink[BatchSinkConfig]):
     def stop(self) -> None:
         self._stopped.set()
 
+    def rewind(self, offsets: Offsets) -> Offsets:
+        """Forget the files at or past ``offsets`` so the replay writes them again."""
+        try:
+            self._manifest.load()
+            dropped, start = self._manifest.drop_from(offsets)
+            remove_strays(self._root, self._manifest.files())
+        except OSError as exc:
+            raise _storage_error(exc, f"rewinding export directory {self._root}") from exc
+        self.context.logger.info(
+            "batch sink %s: rewound, %d file(s) will be written again", self.config.name,
+            len(dropped),
+        )
+        return start
+
     def _write_file(self, tp: TopicPartition, rows: list[ExportRow]) -> None:
         first, last = rows[0].offset, rows[-1].offset
         relative = data_file(tp.topic, tp.partition, first, last, self._extension)

@@ -103,6 +103,17 @@ class SqlSink(Sink[SqlSinkConfig]):
         if self._db is not None:
             self._db.close()
 
+    def rewind(self, offsets: Offsets) -> Offsets:
+        """Move the offsets stored in the target, so the replay is applied, not skipped."""
+        self._db = SharedEngine(self.config.url, f"sql sink {self.config.name!r}")
+        try:
+            with self._transaction("rewinding the stored offsets") as conn:
+                ensure_offsets_table(conn)
+                store_offsets(conn, self.config.name, dict(offsets))
+        finally:
+            self.stop()
+        return dict(offsets)
+
     # -- write: records into per-table batches ----------------------------------------------
 
     def _add(self, record: LogRecord) -> None:
