@@ -100,21 +100,24 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     env = env_for(db)
     rng = random.Random(7)
     log_path = tmp_path / "log"
+    hub_log = tmp_path / "hub.log"
+    hub_log.touch()
     with writer(db, seed=3):
-        for _ in range(20):
-            with open(tmp_path / "hub.log", "ab") as out:
+        for run in range(1, 21):
+            with open(hub_log, "ab") as out:
                 hub = subprocess.Popen(
                     [*CHANGEHUB, "run", "pipeline.yaml"], cwd=tmp_path, env=env,
                     stdout=subprocess.DEVNULL, stderr=out,
                 )  # fmt: skip
-            # Kill at a random moment once it is up (the log directory exists), so that
-            # most kills land in the middle of real work.
             wait_until(
-                lambda h=hub: log_path.exists() or h.poll() is not None,  # type: ignore[misc]
+                lambda n=run, h=hub: (
+                    hub_log.read_text().count("changehub running") >= n  # type: ignore[misc]
+                    or h.poll() is not None
+                ),
                 "the hub to start",
             )
-            time.sleep(rng.uniform(0.2, 1.5))  # the random moment of the crash, not a wait
-            assert hub.poll() is None, (tmp_path / "hub.log").read_text()[-3000:]
+            time.sleep(rng.uniform(0.05, 1.0))  # the random moment of the crash, not a wait
+            assert hub.poll() is None, hub_log.read_text()[-3000:]
             hub.send_signal(signal.SIGKILL)
             hub.wait(timeout=30)
     run_until_caught_up(tmp_path, tmp_path / "pipeline.yaml", env)
