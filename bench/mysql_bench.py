@@ -1,0 +1,327 @@
+"""Benchmark of the MySQL / MariaDB source against the bare library loop and mariadb-binlog.
+
+Measures in one run, on one MariaDB started by ``services/run up mariadb`` (or the server of
+``--url``), on the same binlog:
+
+* **changehub**: the source (snapshot: never) reading ``--rows`` single-row inserts, written
+  as ``--statements`` multi-row INSERTs, into the durable embedded log (fsync per batch):
+  changes/s from the first to the last change durable in the log;
+* **bare mysql-replication loop**: ``BinLogStreamReader`` over the same binlog, touching
+  every row's values and nothing else — the library's own decoding speed;
+* **mariadb-binlog** ``--read-from-remote-server --base64-output=DECODE-ROWS -v`` over the
+  same range to /dev/null: what the server can send and a C decoder can decode;
+* **commit-to-log latency**: a writer commits ``--latency-rate`` single-row inserts per
+  second for ``--latency-seconds``; each row carries its commit start time, and the latency
+  runs from there to its batch being durable in the log.
+
+Prints a table and writes ``bench/results/mysql.json``::
+
+    .venv/bin/python bench/mysql_bench.py                 # the recorded run
+    .venv/bin/python bench/mysql_bench.py --rows 20000    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.row_event import WriteRowsEvent
+
+from connectors.api import ConnectorContext
+from connectors.envelope import decode_value
+from connectors.source.mysql.source import MySqlSource, MySqlSourceConfig
+from hub.source_worker import route
+from log.api import TopicConfig
+from log.embedded import EmbeddedLog
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "mysql.json"
+DB = "bench"
+TABLE_DDL = (
+    "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(40) NOT NULL, qty INT NOT NULL, "
+    "price DECIMAL(10,2) NOT NULL, updated_at DATETIME(6) NOT NULL, t BIGINT NOT NULL DEFAULT 0)"
+)
+
+
+@contextmanager
+def mariadb(args: argparse.Namespace) -> Iterator[str]:
+    """The root URL of the server: given, or a fresh one."""
+    if args.url:
+        yield args.url
+        return
+    work = Path(tempfile.mkdtemp(prefix="changehub-mysqlbench-"))
+    os.chmod(work, 0o755)  # the mysql account must reach its data directory
+    run = ROOT / "services" / "run"
+    try:
+        out = subprocess.run(
+            [str(run), "up", "mariadb", "--dir", str(work)],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        facts = dict(line.split("=", 1) for line in out.split() if "=" in line)
+        yield facts["MYSQL_ROOT_URL"]
+    finally:
+        subprocess.run([str(run), "down", "mariadb", "--dir", str(work)], check=False,
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def settings(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": parts.username or "root",
+        "password": parts.password or "",
+    }
+
+
+def connect(url: str, db: str | None = None) -> Any:
+    return pymysql.connect(**settings(url), database=db, autocommit=True, charset="utf8mb4")
+
+
+def position(conn: Any) -> tuple[str, str, int]:
+    with conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        file, pos = cur.fetchone()[:2]
+        cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+        return str(cur.fetchone()[0]), str(file), int(pos)
+
+
+def write_rows(conn: Any, rows: int, statements: int, first: int = 1) -> None:
+    per = rows // statements
+    with conn.cursor() as cur:
+        for s in range(statements):
+            lo = first + s * per
+            values = ",".join(
+                f"({i},'item {i}',{i % 1000},{(i % 10000) / 100:.2f},"
+                f"'2024-01-01 00:00:00.{i % 1000000:06d}',0)"
+                for i in range(lo, lo + per)
+            )
+            cur.execute(f"INSERT INTO items VALUES {values}")
+
+
+def bench_changehub(url: str, gtid: str, rows: int, work: Path) -> dict[str, Any]:
+    config = MySqlSourceConfig(
+        name="bench", type="mariadb", url=url,
+        databases=[DB], snapshot="never",
+    )  # fmt: skip
+    log = EmbeddedLog(work / "log")
+    topic = f"bench.{DB}.items"
+
+    def ensure(t: str) -> int:
+        log.create_topic(t, TopicConfig(partitions=1))
+        return 1
+
+    ensure(topic)
+    context = ConnectorContext(
+        name="bench", log=log, data_dir=work, logger=logging.getLogger("bench"),
+        topic_partitions=ensure,
+    )  # fmt: skip
+    source = MySqlSource(config, context)
+    checkpoint = {"v": 1, "gtid": gtid, "file": "", "pos": 4, "skip": 0}
+    source.start(checkpoint)
+    count = 0
+    started = None
+    try:
+        while count < rows:
+            batch = source.poll(5.0)
+            if batch is None:
+                raise RuntimeError(f"changehub stalled after {count} changes")
+            if started is None:
+                started = time.perf_counter()
+            log.append_checkpointed("bench", route(batch.records, ensure), batch.checkpoint)
+            source.committed(batch.checkpoint)
+            count += len(batch.records)
+        assert started is not None
+        elapsed = time.perf_counter() - started
+    finally:
+        source.stop()
+        log.close()
+    return {"changes": count, "seconds": round(elapsed, 3), "per_s": round(count / elapsed)}
+
+
+def bench_bare(url: str, gtid: str, rows: int) -> dict[str, Any]:
+    stream = BinLogStreamReader(
+        connection_settings=settings(url), server_id=9301, is_mariadb=True,
+        auto_position=gtid, blocking=True, only_events=[WriteRowsEvent],
+        only_schemas=[DB], enable_logging=False,
+    )  # fmt: skip
+    count = 0
+    started = time.perf_counter()
+    try:
+        for event in stream:
+            for row in event.rows:
+                for _ in row["values"].values():
+                    pass
+                count += 1
+            if count >= rows:
+                break
+    finally:
+        stream.close()
+    elapsed = time.perf_counter() - started
+    return {"changes": count, "seconds": round(elapsed, 3), "per_s": round(count / elapsed)}
+
+
+def bench_mariadb_binlog(url: str, start: tuple[str, int], end: int, rows: int) -> dict[str, Any]:
+    s = settings(url)
+    started = time.perf_counter()
+    subprocess.run(
+        ["mariadb-binlog", "--read-from-remote-server", f"--host={s['host']}",
+         f"--port={s['port']}", f"--user={s['user']}", f"--password={s['password']}",
+         "--base64-output=DECODE-ROWS", "-v", f"--start-position={start[1]}",
+         f"--stop-position={end}", start[0]],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    return {"changes": rows, "seconds": round(elapsed, 3), "per_s": round(rows / elapsed)}
+
+
+def bench_latency(url: str, rate: int, seconds: float, work: Path) -> dict[str, Any]:
+    config = MySqlSourceConfig(name="lat", type="mariadb", url=url, databases=[DB],
+                               snapshot="never")  # fmt: skip
+    log = EmbeddedLog(work / "latlog")
+
+    def ensure(t: str) -> int:
+        log.create_topic(t, TopicConfig(partitions=1))
+        return 1
+
+    context = ConnectorContext(
+        name="lat", log=log, data_dir=work, logger=logging.getLogger("lat"),
+        topic_partitions=ensure,
+    )  # fmt: skip
+    source = MySqlSource(config, context)
+    source.start(None)
+    total = int(rate * seconds)
+    stop = threading.Event()
+
+    def writer() -> None:
+        conn = connect(url, DB)
+        interval = 1 / rate
+        next_at = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(total):
+                now = time.time_ns() // 1000
+                cur.execute(
+                    "INSERT INTO items VALUES (%s, 'l', 1, 1.00, '2024-01-01', %s)",
+                    (10_000_000 + i, now),
+                )
+                next_at += interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the writer, not synchronisation
+                if stop.is_set():
+                    break
+        conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + seconds + 30
+        while len(latencies) < total and time.monotonic() < deadline:
+            batch = source.poll(1.0)
+            if batch is None:
+                continue
+            log.append_checkpointed("lat", route(batch.records, ensure), batch.checkpoint)
+            durable = time.time_ns() // 1000
+            source.committed(batch.checkpoint)
+            for record in batch.records:
+                value = decode_value(record.value)
+                if value is not None:
+                    latencies.append((durable - value["after"]["t"]) / 1000)
+    finally:
+        stop.set()
+        thread.join()
+        source.stop()
+        log.close()
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
+
+    return {
+        "rate_per_s": rate,
+        "changes": len(latencies),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1], 2),
+        "mean_ms": round(statistics.fmean(latencies), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="root URL of a running server (default: start one)")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--statements", type=int, default=10)
+    parser.add_argument("--latency-rate", type=int, default=2000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="changehub-mysqlbench-log-"))
+    try:
+        with mariadb(args) as url:
+            conn = connect(url)
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {DB}")
+                cur.execute(f"CREATE DATABASE {DB}")
+                cur.execute(f"USE {DB}")
+                cur.execute(TABLE_DDL)
+            gtid, file, pos = position(conn)
+            write_rows(conn, args.rows, args.statements)
+            _, _, end = position(conn)
+            results = {
+                "changehub": bench_changehub(url, gtid, args.rows, work),
+                "bare_mysql_replication": bench_bare(url, gtid, args.rows),
+                "mariadb_binlog": bench_mariadb_binlog(url, (file, pos), end, args.rows),
+                "latency": bench_latency(url, args.latency_rate, args.latency_seconds, work),
+            }
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                version = str(cur.fetchone()[0])
+            conn.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ratio = results["changehub"]["per_s"] / results["bare_mysql_replication"]["per_s"]
+    out = {
+        "workload": f"{args.rows} single-row inserts in {args.statements} multi-row statements",
+        "server": version,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg(),
+        },
+        **results,
+        "changehub_vs_bare": round(ratio, 2),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    lat = results["latency"]
+    print("| measure | changes/s |\n|---|---|")
+    for name in ("changehub", "bare_mysql_replication", "mariadb_binlog"):
+        print(f"| {name} | {results[name]['per_s']:,} |")
+    print(f"changehub / bare loop: {ratio:.2f}x")
+    print(f"latency at {lat['rate_per_s']}/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
+          f"max {lat['max_ms']} ms")  # fmt: skip
+    print(f"written to {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
