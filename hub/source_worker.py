@@ -12,13 +12,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from log.partitioner import partition_for
-
 from connectors.api import Source, SourceBatch, SourceRecord
 from hub.backoff import Backoff
 from hub.state import ConnectorStatus
 from hub.worker import Worker
 from log.api import Log, Record, TopicPartition
+from log.partitioner import partition_for
 
 __all__ = ["SourceWorker", "route"]
 
