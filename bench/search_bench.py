@@ -1,0 +1,252 @@
+"""Benchmark of Postgres -> changehub -> search index against the engine's own bulk ingest.
+
+Measures in one run, on one PostgreSQL (``services/run up postgres``) and one search node
+(``services/run up opensearch`` or ``elasticsearch``; or the servers given by ``--dsn`` and
+``--search-url``), with the pipeline running in this process (``hub.runtime.Hub``, embedded
+log with fsync per batch, the search sink with its defaults: 1,000 documents per bulk, 2 in
+flight, external versions):
+
+* **end-to-end throughput**: ``--rows`` rows inserted in transactions of 1,000 rows while the
+  pipeline streams; changes/s from the first commit to the moment all rows are searchable;
+* **commit-to-searchable latency**: ``--latency-rows`` single-row transactions, one every
+  20 ms; for each, the time from its commit to the first search that finds it (searches poll
+  every 10 ms; the index's ``refresh_interval`` is ``--refresh`` and is part of the figure);
+* **the engine's limit**: the same documents, pre-built as bulk bodies, indexed into a fresh
+  index with the same bulk size and concurrency and external versions, from this process.
+
+Prints a table and writes ``bench/results/search.json``::
+
+    .venv/bin/python bench/search_bench.py                     # OpenSearch, 100,000 rows
+    .venv/bin/python bench/search_bench.py --engine elasticsearch --rows 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import opensearchpy
+import psycopg
+
+from connectors.sink.search.bulk import split
+from connectors.sink.search.documents import Action
+from hub.config import load_pipeline
+from hub.runtime import Hub
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "search.json"
+DDL = ("CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, qty int NOT NULL, "
+       "price numeric(10,2) NOT NULL, updated_at timestamptz NOT NULL)")
+INSERT = ("INSERT INTO items SELECT g, 'item ' || g, g %% 1000, (g %% 10000) / 100.0, "
+          "now() FROM generate_series(%s::bigint, %s::bigint) g")
+PIPELINE = """
+log: {{backend: embedded, path: {log}}}
+api: {{enabled: false}}
+sources:
+  - name: bench
+    type: postgres
+    dsn: "{dsn}"
+    tables: [public.items]
+    snapshot: initial
+    heartbeat_interval: 1s
+sinks:
+  - name: search
+    type: {engine}
+    topics: ["bench.*"]
+    hosts: ["{url}"]
+    index: "{{table}}"
+    settings: {{refresh_interval: "{refresh}"}}
+    flush_interval: 100ms
+"""
+
+
+@contextmanager
+def service(name: str, given: str | None, key: str, work: Path) -> Iterator[str]:
+    if given:
+        yield given
+        return
+    run = ROOT / "services" / "run"
+    directory = work / name
+    directory.mkdir()
+    out = subprocess.run([str(run), "up", name, "--dir", str(directory)], check=True,
+                         capture_output=True, text=True).stdout
+    facts = dict(line.split("=", 1) for line in out.split())
+    try:
+        yield facts[key].strip("'")
+    finally:
+        subprocess.run([str(run), "down", name, "--dir", str(directory)], check=False,
+                       capture_output=True)
+
+
+def count(client: opensearchpy.OpenSearch, index: str) -> int:
+    if not client.indices.exists(index=index):
+        return 0
+    client.indices.refresh(index=index)
+    return int(client.count(index=index)["count"])
+
+
+def wait_for(predicate: Any, deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def end_to_end(args: argparse.Namespace, dsn: str, url: str, work: Path) -> dict[str, Any]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS items")
+        conn.execute(DDL)
+    client = opensearchpy.OpenSearch([url], timeout=60)
+    client.indices.delete(index="items*", ignore_unavailable=True)
+    pipeline = work / "pipeline.yaml"
+    pipeline.write_text(PIPELINE.format(log=work / "log", dsn=dsn, url=url,
+                                        engine=args.engine, refresh=args.refresh))
+    hub = Hub(load_pipeline(pipeline))
+    hub.start()
+    try:
+        # A first row makes the index and proves the pipeline runs.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(INSERT, (0, 0))
+        wait_for(lambda: count(client, "items") == 1, 120, "the pipeline to start")
+
+        rows = args.rows
+        started = time.perf_counter()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for lo in range(1, rows + 1, 1000):
+                conn.execute(INSERT, (lo, min(lo + 999, rows)))
+        committed = time.perf_counter() - started
+        wait_for(lambda: count(client, "items") == rows + 1, 600, "all rows to be searchable")
+        elapsed = time.perf_counter() - started
+
+        latencies = commit_to_searchable(dsn, client, rows + 1, args.latency_rows)
+    finally:
+        hub.stop()
+        client.close()
+    ordered = sorted(latencies)
+    return {
+        "rows": rows,
+        "insert_s": round(committed, 2),
+        "end_to_end_s": round(elapsed, 2),
+        "end_to_end_changes_per_s": round(rows / elapsed),
+        "latency_rows": len(latencies),
+        "latency_p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "latency_p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+                                * 1000, 1),
+        "latency_max_ms": round(ordered[-1] * 1000, 1),
+        "refresh_interval": args.refresh,
+    }
+
+
+def commit_to_searchable(
+    dsn: str, client: opensearchpy.OpenSearch, first_id: int, n: int
+) -> list[float]:
+    committed: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set() or len(seen) < len(committed):
+            pending = [i for i in committed if i not in seen]
+            if pending:
+                hits = client.search(index="items", body={
+                    "query": {"ids": {"values": [str(i) for i in pending]}}, "size": len(pending),
+                    "_source": False})["hits"]["hits"]
+                now = time.perf_counter()
+                for h in hits:
+                    seen.setdefault(int(h["_id"]), now)
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(first_id, first_id + n):
+            conn.execute(INSERT, (i, i))
+            committed[i] = time.perf_counter()
+            time.sleep(0.02)  # the pace of the writer
+    done.set()
+    poller.join(120)
+    return [seen[i] - committed[i] for i in committed if i in seen]
+
+
+def engine_limit(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """The same documents, pre-built, bulk-indexed straight into a fresh index."""
+    client = opensearchpy.OpenSearch([url], timeout=60, pool_maxsize=4)
+    index = "items-limit"
+    client.indices.delete(index=index, ignore_unavailable=True)
+    client.indices.create(index=index, body={"settings": {"refresh_interval": args.refresh}})
+    ts = "2026-01-01T00:00:00.000000Z"
+    actions = [
+        Action("index", index, str(g), g + 1,
+               {"id": g, "name": f"item {g}", "qty": g % 1000,
+                "price": f"{(g % 10000) / 100:.2f}", "updated_at": ts})
+        for g in range(1, args.rows + 1)
+    ]
+    bodies = [b"".join(e for _, e in chunk)
+              for chunk in split([(a, a.encode()) for a in actions], 1000, 5 * 1024 * 1024)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        for answer in pool.map(lambda b: client.bulk(body=b), bodies):
+            assert not answer["errors"]
+    wait_for(lambda: count(client, index) == args.rows, 600, "the engine's own ingest")
+    elapsed = time.perf_counter() - started
+    client.indices.delete(index=index)
+    client.close()
+    return {"rows": args.rows, "seconds": round(elapsed, 2),
+            "docs_per_s": round(args.rows / elapsed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", choices=["opensearch", "elasticsearch"], default="opensearch")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--latency-rows", type=int, default=300)
+    parser.add_argument("--refresh", default="1s", help="index refresh_interval")
+    parser.add_argument("--dsn", help="a PostgreSQL with wal_level=logical (default: start one)")
+    parser.add_argument("--search-url", help="a search node (default: start one)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="changehub-searchbench-"))
+    os.chmod(work, 0o755)
+    key = "OPENSEARCH_URL" if args.engine == "opensearch" else "ELASTICSEARCH_URL"
+    try:
+        with service("postgres", args.dsn, "PG_DSN", work) as dsn, \
+                service(args.engine, args.search_url, key, work) as url:
+            limit = engine_limit(args, url)
+            e2e = end_to_end(args, dsn, url, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "engine": args.engine,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_avg_at_start": os.getloadavg()},
+        "end_to_end": e2e,
+        "engine_limit": limit,
+        "ratio_to_limit": round(e2e["end_to_end_changes_per_s"] / limit["docs_per_s"], 3),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"engine {args.engine}, {args.rows} rows, refresh_interval {args.refresh}")
+    print(f"  end to end           {e2e['end_to_end_changes_per_s']:>10,} changes/s")
+    print(f"  engine bulk limit    {limit['docs_per_s']:>10,} docs/s")
+    print(f"  ratio                {result['ratio_to_limit']:>10.0%}")
+    print(f"  commit->searchable   p50 {e2e['latency_p50_ms']} ms, p99 {e2e['latency_p99_ms']} ms")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
