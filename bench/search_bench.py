@@ -70,7 +70,7 @@ sinks:
     hosts: ["{url}"]
     index: "{{table}}"
     settings: {{refresh_interval: "{refresh}"}}
-    flush_interval: 100ms
+    flush_interval: {flush}
 """
 
 
@@ -115,7 +115,8 @@ def end_to_end(args: argparse.Namespace, dsn: str, url: str, work: Path) -> dict
     client.indices.delete(index="items*", ignore_unavailable=True)
     pipeline = work / "pipeline.yaml"
     pipeline.write_text(PIPELINE.format(log=work / "log", dsn=dsn, url=url,
-                                        engine=args.engine, refresh=args.refresh))
+                                        engine=args.engine, refresh=args.refresh,
+                                        flush=args.flush_interval))
     hub = Hub(load_pipeline(pipeline))
     hub.start()
     try:
@@ -149,6 +150,7 @@ def end_to_end(args: argparse.Namespace, dsn: str, url: str, work: Path) -> dict
                                 * 1000, 1),
         "latency_max_ms": round(ordered[-1] * 1000, 1),
         "refresh_interval": args.refresh,
+        "flush_interval": args.flush_interval,
     }
 
 
@@ -216,6 +218,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--latency-rows", type=int, default=300)
     parser.add_argument("--refresh", default="1s", help="index refresh_interval")
+    parser.add_argument("--flush-interval", default="1s", help="the sink's flush_interval")
     parser.add_argument("--dsn", help="a PostgreSQL with wal_level=logical (default: start one)")
     parser.add_argument("--search-url", help="a search node (default: start one)")
     args = parser.parse_args()
