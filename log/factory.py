@@ -35,7 +35,17 @@ def open_log(
     if backend == "embedded":
         return EmbeddedLog(path, durability, default_topic_config, read_only=read_only, **options)
     if backend == "kafka":
-        raise UsageError(
-            "log backend 'kafka' is not installed in this build yet; use backend: embedded"
+        if kafka is None:
+            raise UsageError("log backend 'kafka' needs a log.kafka section with bootstrap")
+        from log.kafka import KafkaLog  # confluent-kafka only when the kafka backend is used
+
+        return KafkaLog(
+            kafka.bootstrap,
+            client_config=kafka.config,
+            replication_factor=kafka.replication_factor,
+            min_insync_replicas=kafka.min_insync_replicas,
+            default_topic_config=default_topic_config,
+            read_only=read_only,
+            **options,
         )
     raise UsageError(f"unknown log backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -21,8 +21,8 @@ def test_embedded_backend_opens_an_embedded_log(tmp_path: Path) -> None:
         log.close()
 
 
-def test_kafka_backend_is_not_there_yet(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="kafka' is not installed"):
+def test_kafka_backend_needs_its_cluster_settings(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="needs a log.kafka section"):
         open_log("kafka", tmp_path, Durability(), TopicConfig())
 
 
