@@ -91,7 +91,9 @@ def run(file: Path, until_caught_up: bool) -> None:
     hub = Hub(config)
     names = ", ".join([s.name for s in config.sources] + [s.name for s in config.sinks])
     hub.run_until_signalled(
-        ready=lambda: err.print(f"changehub running {file}: {names}"),
+        ready=lambda: err.print(f"changehub running {file}: {names}"
+                                + (f"; API and status page on {hub.api_url}" if hub.api_url
+                                   else "")),
         until_caught_up=until_caught_up,
     )
     failed = [s for s in hub.statuses() if s.state.value == "FAILED"]

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.api import ConnectorContext, Sink, SinkConfig, Source, SourceConfig
 from connectors.registry import load_sink, load_source
@@ -26,6 +26,9 @@ from hub.state import ConnectorStatus
 from hub.worker import Worker
 from log.api import Log, LogRecord
 from log.factory import open_log
+
+if TYPE_CHECKING:
+    from hub.api.server import ApiServer
 
 __all__ = ["Hub", "open_pipeline_log"]
 
@@ -61,6 +64,7 @@ class Hub:
         self._partitions: dict[str, int] = {}
         self._workers: dict[str, Worker] = {}
         self._stopped = threading.Event()
+        self.api_url: str | None = None  # where the REST API listens, once it does
 
     # -- topics ---------------------------------------------------------------------------
 
@@ -164,12 +168,15 @@ class Hub:
     def resume(self, name: str) -> None:
         self.worker(name).resume()
 
-    def restart(self, name: str) -> None:
-        """Stop a connector's worker (gracefully) and start a fresh one from durable state."""
+    def restart(self, name: str, *, paused: bool = False) -> None:
+        """Stop a connector's worker (gracefully) and start a fresh one from durable state
+        (``paused``: it opens, then waits for :meth:`resume` before its first step)."""
         old = self.worker(name)
         old.stop()
         old.join(STOP_TIMEOUT_S)
         new = self._build(name)
+        if paused:
+            new.pause()
         self._workers[name] = new
         new.start()
 
@@ -188,6 +195,23 @@ class Hub:
             elif isinstance(w, SinkWorker) and not w.caught_up():
                 return False
         return True
+
+    def _serve_api(self) -> ApiServer | None:
+        """Start the REST API if configured. A busy port is not fatal: the pipeline matters
+        more than its dashboard, so the hub logs why and runs on without the API."""
+        from hub.api.server import start_api
+
+        if not self.config.api.enabled:
+            return None
+        try:
+            api = start_api(self, self.config.api)
+        except OSError as exc:
+            log.warning("REST API not started on %s: %s (set api.listen to a free address, "
+                        "or api.enabled: false)", self.config.api.listen, exc)
+            return None
+        self.api_url = api.url
+        log.info("REST API and status page on %s", api.url)
+        return api
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -221,8 +245,10 @@ class Hub:
             wake.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        api = None
         try:
             self.start()
+            api = self._serve_api()
             if ready is not None:
                 ready()
             while not wake.wait(0.2) and not self._stopped.is_set():
@@ -230,6 +256,8 @@ class Hub:
                     log.info("caught up: every source idle, every sink at the end of its topics")
                     break
         finally:
+            if api is not None:
+                api.stop()
             self.stop()
             for s, handler in previous.items():
                 signal.signal(s, handler)

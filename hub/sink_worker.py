@@ -210,6 +210,11 @@ class SinkWorker(Worker):
     def committed(self) -> Offsets:
         return dict(self._committed)
 
+    @property
+    def connector(self) -> Sink[Any] | None:
+        """The running sink (None between attempts), for metrics and the API."""
+        return self._sink
+
 
 def _fmt(offsets: Offsets) -> str:
     if not offsets:

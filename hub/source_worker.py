@@ -94,6 +94,11 @@ class SourceWorker(Worker):
         self.cell.update(checkpoint=batch.checkpoint)
         self.cell.add(records=len(batch.records))
 
+    @property
+    def connector(self) -> Source[Any] | None:
+        """The running source (None between attempts), for metrics and the API."""
+        return self._source
+
     def interrupt(self) -> None:
         # Sources poll with a short timeout, so the loop notices `stopping` by itself; an
         # explicit stop here could race with a poll in progress on the worker thread.
