@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from hub.errors import UnknownTopicError, UsageError
 from log.api import TopicConfig, TopicPartition
@@ -35,6 +35,25 @@ from log.kafka.errors import error_code, log_error
 __all__ = ["TopicAdmin", "kafka_topic_configs"]
 
 _READY_POLL_S = 0.05
+T = TypeVar("T")
+
+
+def _TRANSIENT() -> frozenset[Any]:  # noqa: N802 - a constant, built lazily (lazy import)
+    from confluent_kafka import KafkaError
+
+    return frozenset(
+        {
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+            KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.REQUEST_TIMED_OUT,
+            KafkaError._TIMED_OUT,
+            KafkaError._TRANSPORT,
+            KafkaError._ALL_BROKERS_DOWN,
+        }
+    )
 
 
 def kafka_topic_configs(config: TopicConfig) -> dict[str, str]:
@@ -81,12 +100,31 @@ class TopicAdmin:
 
         self.bootstrap = bootstrap
         self.timeout = timeout
-        self.client = AdminClient(dict(client_config))
+        # librdkafka's admin handle is a producer, whose metadata requests would create a
+        # missing topic on a broker with auto.create.topics.enable (the default)
+        self.client = AdminClient({**client_config, "allow.auto.create.topics": False})
         self._lock = threading.Lock()
         self._partitions: dict[str, int] = {}
 
     def _fail(self, exc: BaseException, what: str) -> Exception:
         return log_error(exc, what, self.bootstrap)
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()``, retried while the cluster reports a passing state (leader moving,
+        coordinator loading) until the timeout; other errors become log errors."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + self.timeout
+        pause = _READY_POLL_S
+        while True:
+            try:
+                return fn()
+            except KafkaException as e:
+                err = error_code(e)
+                if err is None or err.code() not in _TRANSIENT() or time.monotonic() > deadline:
+                    raise self._fail(e, what) from e
+            threading.Event().wait(pause)
+            pause = min(pause * 2, 1.0)
 
     def check_reachable(self) -> None:
         """Raise LogStorageError naming the bootstrap servers if no broker answers."""
@@ -208,23 +246,21 @@ class TopicAdmin:
             threading.Event().wait(_READY_POLL_S)
 
     def config(self, name: str) -> TopicConfig:
-        from confluent_kafka import KafkaException
         from confluent_kafka.admin import (  # type: ignore[attr-defined]
             ConfigResource,
             ResourceType,
         )
 
         n = self.partition_count(name)
-        try:
+
+        def describe() -> TopicConfig:
             meta = self.client.list_topics(topic=name, timeout=self.timeout)
             replicas = len(meta.topics[name].partitions[0].replicas)
             resource = ConfigResource(ResourceType.TOPIC, name)
-            entries = self.client.describe_configs([resource], request_timeout=self.timeout)[
-                resource
-            ].result()
-        except KafkaException as e:
-            raise self._fail(e, f"reading the config of topic {name!r}") from e
-        return _topic_config(entries, n, replicas)
+            answer = self.client.describe_configs([resource], request_timeout=self.timeout)
+            return _topic_config(answer[resource].result(), n, replicas)
+
+        return self.call(describe, f"reading the config of topic {name!r}")
 
     def delete(self, name: str) -> None:
         """Delete ``name`` and wait until the cluster no longer lists it."""
@@ -248,13 +284,14 @@ class TopicAdmin:
     def _list_offsets(
         self, specs: Mapping[TopicPartition, Any], what: str
     ) -> dict[TopicPartition, int]:
-        from confluent_kafka import IsolationLevel, KafkaException
+        from confluent_kafka import IsolationLevel
         from confluent_kafka import TopicPartition as KafkaTopicPartition
 
         if not specs:
             return {}
         request = {KafkaTopicPartition(tp.topic, tp.partition): spec for tp, spec in specs.items()}
-        try:
+
+        def list_offsets() -> dict[TopicPartition, int]:
             futures = self.client.list_offsets(
                 request,
                 isolation_level=IsolationLevel.READ_COMMITTED,
@@ -264,8 +301,8 @@ class TopicAdmin:
                 TopicPartition(k.topic, k.partition): int(f.result().offset)
                 for k, f in futures.items()
             }
-        except KafkaException as e:
-            raise self._fail(e, what) from e
+
+        return self.call(list_offsets, what)
 
     def start_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ Thread-safe (librdkafka's admin client is).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from hub.errors import LogError, UsageError
 from log.api import TopicPartition
@@ -47,27 +48,28 @@ class KafkaGroupOffsets:
         parts = [KafkaTopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
         request = ConsumerGroupTopicPartitions(group, parts)
         a = self._admin
-        try:
-            result = a.client.alter_consumer_group_offsets([request], request_timeout=a.timeout)
-            answer = result[group].result()
-        except KafkaException as e:
-            raise a._fail(e, f"committing offsets of group {group!r}") from e
+
+        def alter() -> Any:
+            futures = a.client.alter_consumer_group_offsets([request], request_timeout=a.timeout)
+            return futures[group].result()
+
+        answer = a.call(alter, f"committing offsets of group {group!r}")
         for p in answer.topic_partitions:
             if p.error is not None:
                 what = f"committing {p.topic}[{p.partition}] of group {group!r}"
                 raise a._fail(KafkaException(p.error), what)
 
     def committed(self, group: str) -> dict[TopicPartition, int]:
-        from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
+        from confluent_kafka import ConsumerGroupTopicPartitions
 
         a = self._admin
-        try:
-            result = a.client.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=a.timeout
-            )
-            answer = result[group].result()
-        except KafkaException as e:
-            raise a._fail(e, f"reading offsets of group {group!r}") from e
+        request = [ConsumerGroupTopicPartitions(group)]
+
+        def list_offsets() -> Any:
+            futures = a.client.list_consumer_group_offsets(request, request_timeout=a.timeout)
+            return futures[group].result()
+
+        answer = a.call(list_offsets, f"reading offsets of group {group!r}")
         return {
             TopicPartition(p.topic, p.partition): int(p.offset)
             for p in answer.topic_partitions
@@ -75,13 +77,11 @@ class KafkaGroupOffsets:
         }
 
     def groups(self) -> list[str]:
-        from confluent_kafka import KafkaException
-
         a = self._admin
-        try:
-            answer = a.client.list_consumer_groups(request_timeout=a.timeout).result()
-        except KafkaException as e:
-            raise a._fail(e, "listing consumer groups") from e
+        answer = a.call(
+            lambda: a.client.list_consumer_groups(request_timeout=a.timeout).result(),
+            "listing consumer groups",
+        )
         if answer.errors:
             raise LogError(
                 f"listing consumer groups on {a.bootstrap} failed: "
