@@ -196,19 +196,23 @@ def test_kill_9_at_random_moments_leaves_the_index_equal_to_the_table(
     insert_orders(db, range(1, 301))
     env = env_for(db, opensearch.url)
     rng = random.Random(11)
-    data = tmp_path / "data" / "pg-to-search" / "log"
+    hub_log = tmp_path / "hub.log"
+    hub_log.touch()
     kills = 0
     with workload(db, seed=5):
-        for _ in range(20):
-            with open(tmp_path / "hub.log", "ab") as out:
+        for run in range(1, 21):
+            with open(hub_log, "ab") as out:
                 hub = subprocess.Popen([*CHANGEHUB, "run", str(CONFIG)], cwd=tmp_path, env=env,
                                        stdout=subprocess.DEVNULL, stderr=out)
+            # Wait until this run's sink is up, so that every kill lands in the sink's work
+            # (and the source's), however slow the machine is.
             deadline = time.monotonic() + DEADLINE_S
-            while not data.exists() and hub.poll() is None:
-                assert time.monotonic() < deadline, "the hub did not start"
+            while hub_log.read_text().count("sink search started") < run:
+                assert hub.poll() is None, hub_log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the sink did not start"
                 time.sleep(0.05)
-            time.sleep(rng.uniform(0.3, 2.0))  # the random moment of the crash, not a wait
-            assert hub.poll() is None, (tmp_path / "hub.log").read_text()[-3000:]
+            time.sleep(rng.uniform(0.0, 1.5))  # the random moment of the crash, not a wait
+            assert hub.poll() is None, hub_log.read_text()[-3000:]
             hub.send_signal(signal.SIGKILL)
             hub.wait(timeout=30)
             kills += 1
