@@ -40,7 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import psycopg
@@ -58,7 +58,11 @@ from connectors.source.postgres.catalog import (
     session_conninfo,
     table_info,
 )
-from connectors.source.postgres.checkpoint import Checkpoint, SnapshotProgress
+from connectors.source.postgres.checkpoint import (
+    Checkpoint,
+    IncrementalProgress,
+    SnapshotProgress,
+)
 from connectors.source.postgres.config import PostgresSourceConfig
 from connectors.source.postgres.handoff import HandOff, HandOffClosedError, Waker
 from connectors.source.postgres.heartbeat import (
@@ -68,6 +72,7 @@ from connectors.source.postgres.heartbeat import (
     emit_heartbeat_message,
     measure_lag,
 )
+from connectors.source.postgres.incremental_snapshot import IncrementalSnapshot
 from connectors.source.postgres.pgoutput import Relation
 from connectors.source.postgres.publication import ensure_publication
 from connectors.source.postgres.replication import (
@@ -125,6 +130,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._stopping = False
         self._catalog: psycopg.Connection[Any] | None = None
         self._repl: ReplicationConnection | None = None
+        self._incremental: IncrementalSnapshot | None = None
         self._tables: dict[str, tuple[TableInfo, TableSchema]] = {}
         self._db = ""
         self._types = TypeMap()
@@ -265,11 +271,24 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 f"{cp.lsn:X} are lost. To capture again from a fresh snapshot, start this "
                 "source once with `snapshot: always`, or reset it (changehub reset)"
             )
+        cp = self._queue_new_tables(cp)
         if cp.snapshot is not None:
             return Plan(cp, snapshot=True)
         if config.snapshot == "always":
             return Plan(cp, snapshot=True)
         return Plan(cp)
+
+    def _queue_new_tables(self, cp: Checkpoint) -> Checkpoint:
+        """Tables added to the config since ``cp``: read by an incremental snapshot."""
+        config = self.config
+        new = [t for t in config.tables if t not in cp.tables]
+        cp = cp.with_(tables=tuple(config.tables))
+        if not new or config.snapshot in ("never", "always"):
+            return cp  # never: nothing to read; always: everything is read anyway
+        progress = cp.incremental or IncrementalProgress()
+        queued = tuple(t for t in new if t not in progress.pending)
+        self._log.info("new tables %s: an incremental snapshot reads them", ", ".join(new))
+        return cp.with_(incremental=replace(progress, pending=progress.pending + queued))
 
     # -- the reader thread --------------------------------------------------------------------
 
@@ -299,6 +318,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
         finally:
             if snapshot is not None:
                 snapshot[0].close()
+            if self._incremental is not None:
+                self._incremental.close()
             self._repl.close()
 
     def _close_connections(self) -> None:
@@ -415,13 +436,19 @@ class PostgresSource(Source[PostgresSourceConfig]):
             pending=lambda: changes.records,
             drain=self._drain,
         )
+        incremental = IncrementalSnapshot(
+            config=config, table=lambda name: self._tables[name], clock_ms=_now_ms
+        )
+        self._incremental = incremental
         changes = ChangeStream(
             start=position,
             schema_for=self._schema_for,
             toast=toast,
+            on_message=incremental.on_message,
             clock_ms=_now_ms,
             protocol_version=PROTOCOL_VERSION,
         )
+        incremental.start(changes)
         catalog = self._catalog
         heartbeat = Heartbeat(
             config.heartbeat_interval,

@@ -142,6 +142,10 @@ class ChangeStream:
         self.relations: dict[int, TableSchema] = {}
         self.txn: OpenTransaction | None = None
         self.decoder = PgOutputDecoder(protocol_version)
+        # An incremental snapshot's open window: rows read, by key, that streamed events of
+        # `window_topic` replace (see incremental_snapshot.py).
+        self.window: dict[bytes | None, bytes] | None = None
+        self.window_topic: str | None = None
         self._schema_for = schema_for
         self._toast = toast
         self._on_message = on_message
@@ -290,6 +294,12 @@ class ChangeStream:
         lsn: int,
     ) -> None:
         self.nbytes += len(before) + len(after) + 300
+        window = self.window
+        if window is not None and table.topic == self.window_topic:
+            if op == b"t":
+                window.clear()
+            else:
+                window.pop(key, None)
         tracked = self._toast.tracked
         if tracked and table.topic in tracked:
             self._toast.note(table.topic, key, None if op == b"d" else after)
