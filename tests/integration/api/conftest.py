@@ -1,9 +1,10 @@
 """A real hub with its API on a free loopback port, for the API tests.
 
 The pipeline needs no server: a SQLite table polled into the embedded log, out to JSON
-Lines files (batch) and a SQLite warehouse (sql), plus an OpenSearch sink pointed at a port
-where nothing listens, with a password, so that one connector keeps RETRYING with an error
-whose text must never show the password.
+Lines files (batch) and a SQLite warehouse (sql). Two connectors are broken on purpose: a
+source polling a table that does not exist (FAILED), and an OpenSearch sink pointed at a
+port where nothing listens, with a password (RETRYING, with an error whose text must never
+show the password).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ sources:
     mode: incrementing
     incrementing_column: id
     interval: 100ms
+  - name: ghost
+    type: sql_poll
+    url: sqlite:///./legacy.db
+    table: missing
+    mode: incrementing
+    incrementing_column: id
 sinks:
   - name: files
     type: batch

@@ -18,7 +18,7 @@ from tests.integration.api.conftest import TOKEN, RunningHub
 EXAMPLES = 25
 # The hub's connectors, most of the time, so that operations run for real; a made-up name
 # for the 404 answers.
-NAMES = ["legacy", "files", "warehouse", "search", "no-such-connector"]
+NAMES = ["legacy", "ghost", "files", "warehouse", "search", "no-such-connector"]
 
 
 def test_every_operation_answers_as_its_schema_says(running_hub: RunningHub) -> None:

@@ -24,11 +24,23 @@ def test_connectors_list_every_configured_connector_with_kind_type_and_state(
         wait_for(lambda: _state(c, "files") == "RUNNING", what="files RUNNING")
         body = c.get("/connectors").json()
     by_name = {x["name"]: x for x in body}
-    assert set(by_name) == {"legacy", "files", "warehouse", "search"}
+    assert set(by_name) == {"legacy", "ghost", "files", "warehouse", "search"}
     assert by_name["legacy"]["kind"] == "source"
     assert by_name["legacy"]["type"] == "sql_poll"
     assert by_name["files"]["kind"] == "sink"
     assert by_name["files"]["lag"] == {"records": 0, "seconds": 0.0}
+
+
+def test_a_source_whose_table_is_missing_is_failed_with_the_reason(
+    running_hub: RunningHub,
+) -> None:
+    with running_hub.client() as c:
+        wait_for(lambda: _state(c, "ghost") == "FAILED", what="ghost FAILED")
+        ghost = c.get("/connectors/ghost").json()
+        assert "does not exist" in ghost["error"]
+        refused = c.put("/connectors/ghost/pause")
+        assert refused.status_code == 409
+        assert "restart it instead" in refused.json()["detail"]
 
 
 def test_a_sink_that_cannot_reach_its_engine_shows_retrying_with_the_error_masked(
