@@ -1,7 +1,7 @@
 """Bulk requests: built by count and bytes, sent several at a time, answers sorted out.
 
-:class:`BulkSender.send` takes the operations of one flush (at most one per document, so
-their order does not matter), cuts them into requests of at most ``max_actions`` operations
+:class:`BulkSender.send` takes a batch of operations (the sink keeps it to one per
+document), cuts them into requests of at most ``max_actions`` operations
 and ``max_bytes`` bytes, and keeps up to ``concurrency`` requests in flight. Each item of
 each answer is one of:
 
@@ -13,8 +13,10 @@ each answer is one of:
   back with the engine's reason, for the dead-letter topic.
 
 Retries back off exponentially (with jitter) for up to ``retry_timeout_s``; then
-:class:`~.engine.EngineUnavailableError` is raised and the caller lets the hub restart the sink
-from its committed offsets. ``stopping`` cuts a wait short.
+:class:`~.engine.EngineUnavailableError` is raised and the caller lets the hub restart the
+sink from its committed offsets. ``stopping`` cuts a wait short. :meth:`BulkSender.submit`
+runs a send in the background, so the sink can decode the next records while earlier bulks
+are on the wire.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +102,8 @@ class BulkSender:
         self._version_type = version_type
         self._clock = clock
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="changehub-bulk")
+        # Runs whole sends (with their retries) in the background for submit().
+        self._dispatch = ThreadPoolExecutor(concurrency, thread_name_prefix="changehub-send")
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._lock = threading.Lock()
         self.requests = 0
@@ -126,7 +130,8 @@ class BulkSender:
             if not pending:
                 break
             result.retried += len(pending)
-            self.retries += 1
+            with self._lock:
+                self.retries += 1
             if self._clock() + delay > deadline:
                 raise last_error or EngineUnavailableError(
                     f"{len(pending)} operation(s) still refused as overloaded after "
@@ -137,11 +142,16 @@ class BulkSender:
             delay = min(delay * 2, BACKOFF_MAX_S)
         return result
 
+    def submit(self, actions: Sequence[Action]) -> Future[BulkResult]:
+        """:meth:`send` in the background; the future holds its result or its error."""
+        return self._dispatch.submit(self.send, actions)
+
     def latencies(self) -> list[float]:
         with self._lock:
             return list(self._latencies)
 
     def close(self) -> None:
+        self._dispatch.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _request(self, items: list[tuple[Action, bytes]]) -> _Attempt:

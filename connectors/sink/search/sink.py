@@ -3,9 +3,11 @@
 ``write`` turns each record into one operation (:mod:`.documents`): ``c``/``u``/``r`` index
 the row (after the sink's :mod:`.transforms`) as the document whose id is the primary key,
 ``d`` deletes it, a row the filter drops is deleted too (it may have matched before), and a
-tombstone is ignored. Operations are collapsed to the last one per document until ``flush``
-sends them in bulk (:mod:`.bulk`) with external versions (:mod:`.versioning`), creating
-missing indexes on the way (:mod:`.mapping`). A truncate first sends what came before it,
+tombstone is ignored. Operations are collapsed to the last one per document; each time
+``bulk_actions`` of them are pending they go out in a bulk in the background (up to
+``concurrency`` in flight), and ``flush`` sends the rest and waits for all (:mod:`.bulk`),
+with external versions (:mod:`.versioning`), creating missing indexes on the way
+(:mod:`.mapping`). A truncate first sends what came before it,
 then empties the index (recreates it, or deletes by query).
 
 The target keeps no offsets of its own: ``start`` returns the hub's, and a replay from them
@@ -22,12 +24,14 @@ from its committed offsets, with backoff, for as long as it takes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, ClassVar
 
 from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
 from connectors.envelope import decode_key, decode_value
-from connectors.sink.search.bulk import BulkSender, SenderStoppedError
+from connectors.sink.search.bulk import BulkResult, BulkSender, SenderStoppedError
 from connectors.sink.search.config import SearchSinkConfig
 from connectors.sink.search.documents import Action, BadRecordError, document_id
 from connectors.sink.search.engine import (
@@ -64,6 +68,9 @@ class SearchSink(Sink[SearchSinkConfig]):
         self._transform = Transform.of(config.transforms)
         self._nested = NestedDocuments(config, context) if config.nested else None
         self._pending: dict[tuple[str, str], tuple[Action, LogRecord]] = {}
+        self._in_flight: deque[tuple[Future[BulkResult], list[Action], dict[int, LogRecord]]] = (
+            deque()
+        )
         self._next: Offsets = {}
         self._flushed: Offsets = {}
         self.stats = SinkMetrics()
@@ -116,6 +123,8 @@ class SearchSink(Sink[SearchSinkConfig]):
                     self._add(record)
                 except (BadRecordError, FilterError) as exc:
                     self._dead_letter(record, str(exc))
+                if len(self._pending) >= self.config.bulk_actions:
+                    self._send_pending(wait=False)
 
     def flush(self) -> Offsets:
         with self._guard("flush"):
@@ -207,12 +216,22 @@ class SearchSink(Sink[SearchSinkConfig]):
 
     # -- flush: operations into the engine -------------------------------------------------
 
-    def _send_pending(self) -> None:
-        if not self._pending:
-            return
-        pending = list(self._pending.values())
-        self._send([a for a, _ in pending], {id(a): r for a, r in pending})
-        self._pending.clear()
+    def _send_pending(self, wait: bool = True) -> None:
+        """Send the pending operations in the background; then wait for all bulks in flight
+        (``wait``), or only until no more than ``concurrency`` are."""
+        assert self._sender is not None
+        if self._pending:
+            pending = list(self._pending.values())
+            self._pending.clear()
+            actions = [a for a, _ in pending]
+            self._ensure_indexes(actions)
+            self._in_flight.append(
+                (self._sender.submit(actions), actions, {id(a): r for a, r in pending})
+            )
+        limit = 0 if wait else self.config.concurrency
+        while len(self._in_flight) > limit:
+            future, actions, records = self._in_flight.popleft()
+            self._settle(actions, records, future.result)
 
     def _send_nested(self) -> None:
         assert self._nested is not None and self._indexes is not None
@@ -222,12 +241,29 @@ class SearchSink(Sink[SearchSinkConfig]):
         self._nested.commit(self._next)
 
     def _send(self, actions: list[Action], records: dict[int, LogRecord]) -> None:
-        assert self._sender is not None and self._indexes is not None
+        assert self._sender is not None
+        sender = self._sender
+        self._ensure_indexes(actions)
+        self._settle(actions, records, lambda: sender.send(actions))
+
+    def _ensure_indexes(self, actions: list[Action]) -> None:
+        assert self._indexes is not None
         try:
             for action in actions:
                 if action.op == "index":
                     self._indexes.ensure(action.index, action.body)
-            result = self._sender.send(actions)
+        except EngineUnavailableError as exc:
+            raise RetriableError(f"search sink {self.config.name!r}: {exc}") from exc
+        except EngineRequestError as exc:
+            raise FatalError(f"search sink {self.config.name!r}: {exc}") from exc
+
+    def _settle(
+        self, actions: list[Action], records: dict[int, LogRecord],
+        outcome: Callable[[], BulkResult],
+    ) -> None:
+        """Count a send's outcome and hand its rejected documents to the dead-letter topic."""
+        try:
+            result = outcome()
         except EngineUnavailableError as exc:
             raise RetriableError(f"search sink {self.config.name!r}: {exc}") from exc
         except EngineRequestError as exc:

@@ -26,11 +26,14 @@ index with ``changehub reindex`` (a fresh index has no versions).
 
 Deletes carry versions too, and the engine remembers a deleted document's version for
 ``index.gc_deletes`` (60 s by default; the sink sets ``gc_deletes``, default 1 h, on indexes
-it creates). Correctness does not depend on it: the hub replays in offset order, and a flush
-sends at most one operation per document (the last), with flushes one after another, so an
-older write for a key is never sent after a newer one except as part of an ordered replay,
-whose later records then win again. The longer ``gc_deletes`` only narrows the window in
-which a replayed old upsert is briefly visible before its delete is replayed.
+it creates). Correctness does not depend on it: the hub replays in offset order, so an old write
+for a key is sent again only as part of an ordered replay, whose later records then win
+again. The sink collapses pending operations to one per document, but sends full bulks in
+the background while it reads on, so two operations on one document can be in flight at
+once; whichever arrives first, the engine keeps the newer (a delete's version is remembered
+for ``gc_deletes``, far longer than a bulk is in flight) and answers 409 to the older. The
+longer ``gc_deletes`` also narrows the window in which a replayed old upsert is briefly
+visible before its delete is replayed.
 
 Documents with nested rows (:mod:`.nested`) combine several topics, so they use the
 sink's own flush sequence instead: see there.
