@@ -13,11 +13,14 @@ How a fetch waits, and what is different from the embedded log:
   transaction stay hidden until it commits, and never appear if it aborts.
 * Offsets have gaps: every transaction leaves a commit (or abort) marker, a control record
   that takes an offset and is never returned, and aborted records are skipped as well.
-* A fetch with a timeout blocks in the consumer, which the broker wakes as soon as records
-  become stable (Kafka's fetch long-poll), in slices of 0.1 s so that closing the log wakes
-  it too. When the timeout runs out without a record, the reader asks the broker for the
-  stable ends: if records lie between its position and the end (they are on their way), it
-  keeps waiting for them, so a fetch returns a record whenever one is available.
+* When the consumer has nothing at hand, the reader asks the broker for the stable ends. If
+  records lie between its position and the end, they are on their way: it waits for them
+  (however small the timeout), so a fetch returns a record whenever one is available.
+  Otherwise it waits up to the timeout for new ones, blocking in the consumer, which the
+  broker wakes as soon as records become stable (Kafka's fetch long-poll), in slices of
+  0.1 s so that closing the log wakes it too. A reader whose offset is that of a
+  transaction marker (the usual place for a sink that read everything) waits like one at
+  the end: the marker is skipped, not returned.
 * An offset asked for out of the blue (not where the reader stopped) is checked against the
   partition's start and stable end first: :class:`~hub.errors.OffsetOutOfRangeError`.
 
@@ -151,31 +154,42 @@ class Reader:
             self.broken = True  # until the bounds are known good
             ends = self._check_bounds(positions)
             self.broken = False
-            if timeout > 0:
-                ends = None  # records may arrive while we wait: ask again at the deadline
         deadline = time.monotonic() + timeout
-        patience: float | None = None  # set once records are known to be on their way
-        wait = 0.0
+        out = self._take(max_records, max_bytes, 0.0)
+        while not out:
+            if ends is None:
+                ends = self.admin.end_offsets(positions)
+            if not self._caught_up(ends):
+                return self._await_known(ends, max_records, max_bytes, closed)
+            now = time.monotonic()
+            if now >= deadline:
+                return []
+            out = self._take(max_records, max_bytes, min(_SLICE_S, deadline - now))
+            if closed():
+                raise LogClosedError("the Kafka log was closed while a reader waited")
+            if not out and time.monotonic() >= deadline:
+                ends = None  # one last look: records may have become stable just now
+                deadline = 0.0
+        return out
+
+    def _await_known(
+        self,
+        ends: Mapping[TopicPartition, int],
+        max_records: int,
+        max_bytes: int,
+        closed: Callable[[], bool],
+    ) -> list[LogRecord]:
+        """Wait for records known to lie below the stable ends (the fetch is on its way)."""
+        patience = time.monotonic() + self.timeout
         while True:
-            out = self._take(max_records, max_bytes, wait)
-            if out:
+            out = self._take(max_records, max_bytes, _SLICE_S)
+            if out or self._caught_up(ends):
                 return out
             if closed():
                 raise LogClosedError("the Kafka log was closed while a reader waited")
-            now = time.monotonic()
-            if now < deadline:
-                wait = min(_SLICE_S, deadline - now)
-                continue
-            if ends is None:
-                ends = self.admin.end_offsets(positions)
-            if self._caught_up(ends):
-                return []
-            if patience is None:
-                patience = now + self.timeout
-            elif now >= patience:
+            if time.monotonic() >= patience:
                 _log.warning("records below the stable end of %s did not arrive", list(ends))
                 return []
-            wait = _SLICE_S
 
     def _caught_up(self, ends: Mapping[TopicPartition, int]) -> bool:
         from confluent_kafka import TopicPartition as KafkaTopicPartition

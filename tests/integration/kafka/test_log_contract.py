@@ -27,9 +27,11 @@ def read_all(log: Log, tp: TopicPartition) -> list[LogRecord]:
     offset = log.start_offset(tp)
     end = log.end_offset(tp)
     while offset < end:
-        got = log.read(tp, offset, timeout=5.0)
+        # no timeout: records below the end are there (a backend waits for them), and
+        # between the last record and the end may lie only Kafka's transaction markers
+        got = log.read(tp, offset)
         if not got:
-            break  # only control records (transaction markers) lie between here and the end
+            break
         out += got
         offset = got[-1].offset + 1
     return out
