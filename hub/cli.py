@@ -249,24 +249,20 @@ def reindex(config_path: Path, sink: str, keep_old: bool) -> None:
 @config_option
 @click.option("--watch", is_flag=True, help="Refresh every second until interrupted.")
 def status(config_path: Path, watch: bool) -> None:
-    """Sources (checkpoints) and sinks (lag) of the pipeline."""
+    """Connectors with state, errors and lag: live from the running hub's API, or from the
+    log when no hub answers."""
+    from rich.live import Live
+
+    from hub.status_report import status_report
+
     config = _load(config_path)
-    while True:
-        with _open_log(config) as log_:
-            table = Table("connector", "kind", "type", "position / lag")
-            for src in config.sources:
-                cp = log_.last_checkpoint(src.name)
-                table.add_row(src.name, "source", src.type, mask(str(cp)) if cp else "not started")
-            for s in config.sinks:
-                committed = log_.committed_offsets(s.name)
-                lag = 0
-                for tp in _sink_partitions(log_, s.topics):
-                    lag += log_.end_offset(tp) - committed.get(tp, log_.start_offset(tp))
-                table.add_row(s.name, "sink", s.type, f"{lag} records behind")
-        out.print(table)
-        if not watch:
-            return
-        time.sleep(1.0)
+    if not watch:
+        out.print(status_report(config))
+        return
+    with Live(status_report(config), console=out, refresh_per_second=4) as live:
+        while True:
+            time.sleep(1.0)
+            live.update(status_report(config))
 
 
 def _sink_partitions(log_: Log, patterns: list[str]) -> list[TopicPartition]:

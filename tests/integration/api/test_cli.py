@@ -1,0 +1,129 @@
+"""The API wired into ``changehub run`` and ``changehub status`` through the real CLI: the
+running line names the API's address, ``status`` shows live states from it (and falls back
+to the log when no hub answers), and a busy port leaves the hub running without its API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.api.conftest import wait_for
+
+CHANGEHUB = [sys.executable, "-m", "hub.cli"]
+ROOT = Path(__file__).resolve().parents[3]
+
+PIPELINE = """
+log: {{backend: embedded, path: ./log}}
+api: {{listen: "127.0.0.1:{port}", token: "cli-t0ken"}}
+sources:
+  - {{name: legacy, type: sql_poll, url: "sqlite:///./legacy.db", table: orders,
+     mode: incrementing, incrementing_column: id, interval: 100ms}}
+sinks:
+  - {{name: files, type: batch, topics: ["legacy.*"], path: ./exports, flush_interval: 100ms}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run([*CHANGEHUB, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+class RunningCli:
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.stderr = cwd / "hub.stderr"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with self.stderr.open("wb") as err:
+            self.proc = subprocess.Popen([*CHANGEHUB, "run", "pipeline.yaml"], cwd=cwd,
+                                         env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+    def log(self) -> str:
+        return self.stderr.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    con = sqlite3.connect(tmp_path / "legacy.db")
+    con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+    con.executemany("INSERT INTO orders VALUES (?, ?)", [(i, f"x{i}") for i in range(1, 41)])
+    con.commit()
+    con.close()
+    return tmp_path
+
+
+@pytest.fixture
+def hub_on(workdir: Path) -> Iterator[tuple[RunningCli, int]]:
+    port = free_port()
+    (workdir / "pipeline.yaml").write_text(PIPELINE.format(port=port))
+    running = RunningCli(workdir)
+    try:
+        yield running, port
+    finally:
+        running.stop()
+
+
+def test_run_names_the_api_address_and_status_reads_it_live(
+    hub_on: tuple[RunningCli, int],
+) -> None:
+    running, port = hub_on
+    wait_for(lambda: f"API and status page on http://127.0.0.1:{port}" in running.log(),
+             what="the running line with the API address")
+    wait_for(lambda: "RUNNING" in cli(running.cwd, "status", "-c", "pipeline.yaml").stdout,
+             what="status showing RUNNING")
+    shown = cli(running.cwd, "status", "-c", "pipeline.yaml")
+    assert shown.returncode == 0, shown.stderr
+    assert f"live from the hub at http://127.0.0.1:{port}" in shown.stdout
+    assert "legacy" in shown.stdout and "files" in shown.stdout
+    assert running.stop() == 0
+    after = cli(running.cwd, "status", "-c", "pipeline.yaml")
+    assert after.returncode == 0, after.stderr
+    assert "from the log" in after.stdout
+    assert "0 records behind" in after.stdout
+
+
+def test_status_with_the_wrong_token_says_so(hub_on: tuple[RunningCli, int]) -> None:
+    running, port = hub_on
+    wait_for(lambda: "API and status page on" in running.log(), what="the API up")
+    (running.cwd / "other.yaml").write_text(
+        PIPELINE.format(port=port).replace("cli-t0ken", "not-the-t0ken"))
+    shown = cli(running.cwd, "status", "-c", "other.yaml")
+    assert shown.returncode == 2
+    assert "refused the token" in shown.stderr
+
+
+def test_a_busy_api_port_leaves_the_hub_running_without_its_api(workdir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        (workdir / "pipeline.yaml").write_text(PIPELINE.format(port=port))
+        running = RunningCli(workdir)
+        try:
+            wait_for(lambda: "REST API not started" in running.log(), what="the warning")
+            wait_for(lambda: "changehub running" in running.log(), what="the running line")
+            assert running.proc.poll() is None
+            wait_for(lambda: any((workdir / "exports").rglob("*.jsonl")),
+                     what="the pipeline exporting without its API")
+        finally:
+            assert running.stop() == 0
+    assert "API and status page on" not in running.log()
