@@ -265,6 +265,32 @@ def status(config_path: Path, watch: bool) -> None:
             live.update(status_report(config))
 
 
+@cli.command()
+@config_option
+def doctor(config_path: Path) -> None:
+    """Check every system the pipeline names (reachability, credentials, server settings,
+    permissions, disk space) and print the fix for each problem. Exit 1 on any error."""
+    from hub.doctor import diagnose
+
+    config = _load(config_path)
+    findings = diagnose(config)
+    styles = {"ok": "green", "warning": "yellow", "error": "bold red"}
+    system = None
+    for f in findings:
+        if f.system != system:
+            system = f.system
+            out.print(Text(system, style="bold"))
+        out.print(Text(f"  {f.level:<7} ", style=styles[f.level]) + Text(f"{f.check}: {f.message}"))
+        if f.fix and f.level != "ok":
+            out.print(Text(f"          fix: {f.fix}"))
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
+    if errors:
+        err.print(f"[red]{errors} problem(s) to fix[/red], {warnings} warning(s)")
+        sys.exit(1)
+    out.print(f"no problems found ({warnings} warning(s))")
+
+
 def _sink_partitions(log_: Log, patterns: list[str]) -> list[TopicPartition]:
     from hub.sink_worker import match_topics
 
