@@ -93,7 +93,8 @@ __all__ = ["PostgresSource", "PostgresSourceConfig"]
 
 PROTOCOL_VERSION = 1
 HANDOFF_DEPTH = 4
-# While messages keep coming, look whether the hub's thread waits for a batch this often.
+# While messages keep coming, look whether the hub's thread waits for a batch (and read the
+# clock for the events' ts_ms) this often.
 _CHECK_TAKER_EVERY = 256
 
 
@@ -482,6 +483,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
                     countdown -= 1
                     if countdown == 0:
                         countdown = _CHECK_TAKER_EVERY
+                        changes.tick()
                         if changes.records and handoff.taker_waiting:
                             ship()  # the hub is idle: give it what there is
                     if len(changes.records) >= max_events or changes.nbytes >= max_bytes:
@@ -498,8 +500,6 @@ class PostgresSource(Source[PostgresSourceConfig]):
             # Nothing buffered: an idle moment. Hand over, report, beat, then wait.
             if (changes.records or beat_pending) and handoff.taker_waiting:
                 ship()
-            else:
-                changes.tick()
             if self._confirmed > status.flushed or status.due():
                 self._send_status(repl, status)
             if heartbeat.due():
@@ -510,6 +510,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 guard.check(self.lag, lambda: self._drop_slot_now(repl))
             repl.wait(min(heartbeat.seconds_left(), status.seconds_left()))
             self._nudge.clear()
+            changes.tick()  # events received from here on were received now
 
     def _send_status(
         self,

@@ -7,8 +7,10 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from connectors.source.postgres.slot import drop_slot
 from hub.errors import FatalError
 from tests.integration.postgres.pipeline import Database, Pipeline, config, table_state
 
@@ -205,7 +207,8 @@ def test_a_lost_slot_fails_with_how_to_resync(items: Database, log_dir: Path) ->
         p.start()
         p.run_until(lambda: len(p.events(TOPIC)) == 3000, "the snapshot")
         p.stop()
-        items.execute("SELECT pg_drop_replication_slot('changehub_shop')")
+        with psycopg.connect(items.dsn, autocommit=True) as conn:
+            drop_slot(conn, "changehub_shop")  # waits for the walsender to let go
         with pytest.raises(FatalError, match=r"does not exist any more.*snapshot: always"):
             p.start()
     finally:
