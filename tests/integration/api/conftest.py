@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from hub.api.server import ApiServer, start_api
 from hub.config import ApiConfig, load_pipeline
@@ -119,4 +120,5 @@ def running_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run
 
 
 def open_api(hub: Hub, listen: str, token: str | None) -> ApiServer:
-    return start_api(hub, ApiConfig(listen=listen, token=token))
+    secret = SecretStr(token) if token is not None else None
+    return start_api(hub, ApiConfig(listen=listen, token=secret))
