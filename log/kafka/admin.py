@@ -246,6 +246,7 @@ class TopicAdmin:
             threading.Event().wait(_READY_POLL_S)
 
     def config(self, name: str) -> TopicConfig:
+        from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import (  # type: ignore[attr-defined]
             ConfigResource,
             ResourceType,
@@ -255,7 +256,10 @@ class TopicAdmin:
 
         def describe() -> TopicConfig:
             meta = self.client.list_topics(topic=name, timeout=self.timeout)
-            replicas = len(meta.topics[name].partitions[0].replicas)
+            t = meta.topics.get(name)
+            if t is None or not t.partitions:  # a broker that has not caught up yet
+                raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
+            replicas = max(len(p.replicas) for p in t.partitions.values())
             resource = ConfigResource(ResourceType.TOPIC, name)
             answer = self.client.describe_configs([resource], request_timeout=self.timeout)
             return _topic_config(answer[resource].result(), n, replicas)

@@ -18,6 +18,7 @@ from tests.fixtures.services import KafkaCluster
 from tests.integration.kafka.conftest import unique
 from tests.integration.kafka.test_log_contract import read_all
 
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 
 

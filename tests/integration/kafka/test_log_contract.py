@@ -21,6 +21,8 @@ from hub.errors import (
 from log.api import Log, LogRecord, OffsetSpec, Record, TopicConfig, TopicPartition
 from tests.integration.kafka.conftest import LogFactory, unique
 
+pytestmark = pytest.mark.integration
+
 
 def read_all(log: Log, tp: TopicPartition) -> list[LogRecord]:
     out: list[LogRecord] = []
