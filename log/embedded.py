@@ -167,6 +167,7 @@ class EmbeddedLog(Log):
         self._clock = clock
         self._index_interval = index_interval_bytes
         self._closed = False
+        self._clean = False  # the last close was clean: skip the full scan of active segments
         self._topics: dict[str, _Topic] = {}
         self._topics_lock = threading.RLock()
         self._source_locks: dict[str, threading.Lock] = {}
@@ -201,6 +202,7 @@ class EmbeddedLog(Log):
             self._lock.acquire()
         try:
             if not self.read_only:
+                self._clean = self._take_clean_shutdown_marker()
                 for d in (files.topics_dir(self.root), files.checkpoint_dir(self.root).parent):
                     d.mkdir(parents=True, exist_ok=True)
                 self._empty_trash()
@@ -227,7 +229,33 @@ class EmbeddedLog(Log):
         self, tp: TopicPartition, directory: Path, config: TopicConfig
     ) -> PartitionLog:
         seg = _segment_config(config, self._index_interval, writable=not self.read_only)
-        return load_partition(tp, directory, seg, clock_ms=self.clock_ms)
+        return load_partition(tp, directory, seg, clock_ms=self.clock_ms, clean=self._clean)
+
+    def _take_clean_shutdown_marker(self) -> bool:
+        """Whether the last close was clean; the marker goes before anything is written, so
+        that a crash from here on is never taken for a clean shutdown."""
+        marker = files.clean_shutdown_file(self.root)
+        if not marker.exists():
+            return False
+        marker.unlink()
+        fsync_dir(self.root)
+        return True
+
+    def _leave_clean_shutdown_marker(self) -> None:
+        parts = [p for t in self._topics.values() for p in t.partitions]
+        if any(p.failed for p in [*parts, self._checkpoints.partition]):
+            return
+        marker = files.clean_shutdown_file(self.root)
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, b'{"v": 1}\n')
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(self.root)
+        except OSError as e:  # only costs a full scan of the active segments at the next open
+            _log.warning("could not mark the log as cleanly closed: %s", e)
 
     def _load_topic(self, name: str) -> _Topic:
         config = self._read_topic_config(name)
@@ -275,6 +303,8 @@ class EmbeddedLog(Log):
             self._flusher.close()
         try:
             self._close_partitions()
+            if not self.read_only:
+                self._leave_clean_shutdown_marker()
         finally:
             self._lock.release()
 

@@ -3,6 +3,7 @@
 Layout of a log directory (see FORMAT.md)::
 
     <root>/LOCK                              held with flock while a process has the log open
+    <root>/CLEAN_SHUTDOWN                    written by a clean close, removed by the next open
     <root>/topics/<topic>/topic.json         the topic's config
     <root>/topics/<topic>/<partition>/       one directory per partition
         00000000000000000000.log             segment, named by its base offset (20 digits)
@@ -32,6 +33,7 @@ __all__ = [
     "TMP_SUFFIX",
     "TOPIC_NAME",
     "checkpoint_dir",
+    "clean_shutdown_file",
     "cleaning_dir",
     "group_file",
     "group_from_file",
@@ -63,6 +65,10 @@ _OFFSET_DIGITS = 20
 
 def lock_file(root: Path) -> Path:
     return root / "LOCK"
+
+
+def clean_shutdown_file(root: Path) -> Path:
+    return root / "CLEAN_SHUTDOWN"
 
 
 def topics_dir(root: Path) -> Path:

@@ -4,7 +4,10 @@
    (``cleaning/``) and index files whose segment is gone;
 2. **segments**: open the closed segments without reading them (their indexes load, and are
    rebuilt if they fail the sanity check, on first use); scan the active segment batch by
-   batch (framing, CRC32C, offsets), cut off a torn or corrupt tail and rebuild its indexes;
+   batch (framing, CRC32C, offsets), cut off a torn or corrupt tail and rebuild its indexes.
+   After a clean shutdown (the ``CLEAN_SHUTDOWN`` marker) only the batches after the active
+   segment's last index entry are checked, as Kafka skips recovery after a clean shutdown;
+   anything that does not add up falls back to the full scan;
 3. **transactions** (:func:`truncate_uncommitted`, once the checkpoint log is loaded): drop a
    tail written by a checkpointed append whose checkpoint never became durable.
 
@@ -55,10 +58,17 @@ def remove_leftovers(directory: Path) -> None:
 
 
 def load_partition(
-    tp: TopicPartition, directory: Path, config: SegmentConfig, *, clock_ms: Callable[[], int]
+    tp: TopicPartition,
+    directory: Path,
+    config: SegmentConfig,
+    *,
+    clock_ms: Callable[[], int],
+    clean: bool = False,
 ) -> PartitionLog:
     """Passes 1 and 2 for one partition directory (created if missing).
 
+    After a ``clean`` shutdown the active segment's state comes from its indexes and the
+    batches after the last index entry (validated) instead of a scan of the whole segment.
     With a read-only ``config`` nothing is changed: a torn tail is left out, not cut off.
     """
     if not config.writable:
@@ -78,6 +88,8 @@ def load_partition(
                 segments.append(Segment.open_closed(directory, base, next_base, config.options))
             active = Segment.open_for_scan(directory, bases[-1], config.options)
             segments.append(active)
+            if clean and active.resume():
+                return PartitionLog(tp, directory, config, segments, clock_ms=clock_ms)
             result = active.recover()
             if result.error is not None:
                 _log.warning(

@@ -542,6 +542,44 @@ class Segment:
         self.size = pos
         return ScanResult(pos, self.next_offset, error)
 
+    def resume(self) -> bool:
+        """After a clean shutdown: take the active segment's state from its indexes and the
+        few batches after the last index entry, instead of scanning it all. False (state
+        unchanged) if anything does not add up; the caller then runs :meth:`recover`."""
+        size = os.fstat(self.fd).st_size
+        if os.pread(self.fd, len(SEGMENT_HEADER), 0) != SEGMENT_HEADER:
+            return False
+        try:
+            self.offset_index.load()
+            self.time_index.load()
+            self.offset_index.check(size)
+        except CorruptIndexError:
+            self.offset_index = OffsetIndex(self.offset_index.path)
+            self.time_index = TimeIndex(self.time_index.path)
+            return False
+        entry = self.offset_index.last()
+        start = len(SEGMENT_HEADER)
+        if entry is not None:
+            rel, start = entry
+            self.next_offset = self.base_offset + rel
+        last_time = self.time_index.last()
+        if last_time is not None:
+            self.max_timestamp, self._max_ts_rel_offset = last_time
+        if size > len(SEGMENT_HEADER):
+            try:
+                first = read_header(os.pread(self.fd, HEADER_SIZE, len(SEGMENT_HEADER)))
+            except BatchError:
+                return False
+            self.created_ms = first.max_timestamp
+        result = self._scan_range(start, size)
+        if result.error is not None or self.size != size:
+            return False
+        try:
+            self.time_index.check(self.next_offset - self.base_offset)
+        except CorruptIndexError:
+            return False
+        return True
+
     def recover(self) -> ScanResult:
         """Scan the active segment and cut off a torn or corrupt tail."""
         result = self.scan()

@@ -22,7 +22,7 @@ def test_embedded_backend_opens_an_embedded_log(tmp_path: Path) -> None:
 
 
 def test_kafka_backend_needs_its_cluster_settings(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="needs a log.kafka section"):
+    with pytest.raises(UsageError, match=r"needs a log\.kafka section"):
         open_log("kafka", tmp_path, Durability(), TopicConfig())
 
 

@@ -77,5 +77,5 @@ def test_a_view_refuses_writes(open_log: OpenLog) -> None:
 
 
 def test_a_view_of_a_directory_that_is_no_log_is_a_usage_error(open_log: OpenLog) -> None:
-    with pytest.raises(UsageError, match="not a changehub log"):
+    with pytest.raises(UsageError, match="no changehub log"):
         open_log(read_only=True)
