@@ -570,7 +570,7 @@ class PartitionLog:
                 return
             self.closed = True
             try:
-                if self.failed is None:
+                if self.failed is None and self.config.writable:
                     self.active.flush()
                     self.active.flush_indexes()
             finally:
