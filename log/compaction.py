@@ -76,12 +76,15 @@ def compact_partition(partition: PartitionLog, config: TopicConfig, now_ms: int)
         return 0
     with partition.pinned():
         latest: dict[bytes | None, int] = {}
+        last_offset = -1
         for seg in eligible:
             for cols in _batches(partition, seg):
                 latest.update(zip(cols.keys, cols.offsets, strict=True))
+                last_offset = cols.offsets[-1]
         latest.pop(None, None)
         tombstone_horizon = now_ms - config.delete_retention_ms
-        protected = closed[-1].next_offset - 1 if eligible[-1] is closed[-1] else -1
+        # the last record before the active segment stays (see the module doc)
+        protected = last_offset if eligible[-1] is closed[-1] else -1
         rewritten = 0
         next_due: int | None = None
         for seg in eligible:
@@ -167,6 +170,7 @@ def _rewrite(partition: PartitionLog, old: Segment, batches: list[Columns], now_
                 set_base_offset(batch, base)
                 new.append(batch, base, now_ms)
             new.seal()
+            new.unload_indexes()
             new.next_offset = old.next_offset
             fsync_dir(cleaning)
         if not _swap(partition, old, new, cleaning):
