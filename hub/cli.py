@@ -291,6 +291,34 @@ def doctor(config_path: Path) -> None:
     out.print(f"no problems found ({warnings} warning(s))")
 
 
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Keep servers and data here (default: a temporary directory, "
+              "removed afterwards).")
+@click.option("--listen", default="127.0.0.1:8083", show_default=True,
+              help="Address of the API and status page.")
+@click.option("--for", "seconds", type=float, default=None,
+              help="Stop after SECONDS, wait for the index to catch up and compare it with "
+              "the tables (exit 1 if they differ).")
+@click.option("--keep", is_flag=True, help="Keep the temporary directory.")
+def demo(directory: Path | None, listen: str, seconds: float | None, keep: bool) -> None:
+    """A throwaway PostgreSQL and OpenSearch, a live shop, and the Postgres -> search mirror
+    with orders embedding their customer and lines; prints the status page and a query."""
+    from hub.demo import run_demo
+
+    result = run_demo(lambda line: err.print(line, markup=False), directory=directory,
+                      listen=listen, seconds=seconds, keep=keep)
+    if result is None:
+        return
+    out.print(f"{result.changes} changes written; orders: {result.orders_in_db} in Postgres, "
+              f"{result.orders_in_index} in the index; order lines: {result.lines_in_db} in "
+              f"Postgres, {result.lines_in_index} embedded in order documents")
+    if not result.equal:
+        err.print("[red]the index does not equal the tables[/red]")
+        sys.exit(1)
+    out.print("the index equals the tables")
+
+
 def _sink_partitions(log_: Log, patterns: list[str]) -> list[TopicPartition]:
     from hub.sink_worker import match_topics
 
