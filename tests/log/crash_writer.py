@@ -1,13 +1,15 @@
 """The process the crash test kills: appends forever, printing each acknowledgement.
 
-Run as ``python -m tests.log.crash_writer DIR SEED``. Every record's value names its own
-offset and length (``b"<offset>|<length>|"`` padded to the length), so that the test can tell
-a record the writer wrote from anything else. Lines on stdout, flushed as soon as the append
-returned (the acknowledgement)::
+Run as ``python -m tests.log.crash_writer DIR SEED [POLICY]`` (durability: batch, interval
+or never — all of them survive a kill -9, which leaves the page cache alone). Every
+record's value names its own offset and length (``b"<offset>|<length>|"`` padded to the
+length), so that the test can tell a record the writer wrote from anything else. Lines on
+stdout, flushed as soon as the append returned (the acknowledgement)::
 
     READY
     A <base> <count>          plain append to plain[0]
     C <end0> <end1>           checkpointed append to tx[0] and tx[1]; its checkpoint
+    G <offset>                group "g" committed <offset> for plain[0]
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import random
 import sys
 from pathlib import Path
 
-from log.api import Record, TopicConfig, TopicPartition
+from log.api import Durability, Record, TopicConfig, TopicPartition
 from log.embedded import EmbeddedLog
 
 PLAIN = TopicPartition("plain", 0)
@@ -34,14 +36,19 @@ def batch(rng: random.Random, start: int, n: int) -> list[Record]:
     return [Record(b"%d" % (start + i), value(start + i, s)) for i, s in enumerate(sizes)]
 
 
-def main(path: str, seed: int) -> None:
+def main(path: str, seed: int, policy: str) -> None:
     rng = random.Random(seed)
-    log = EmbeddedLog(Path(path), background_jobs=False)
+    durability = Durability(policy, interval_ms=2)  # type: ignore[arg-type]
+    log = EmbeddedLog(Path(path), durability, background_jobs=False)
     log.create_topic("plain", TopicConfig(segment_bytes=512 * 1024))
     log.create_topic("tx", TopicConfig(partitions=2, segment_bytes=512 * 1024))
     print("READY", flush=True)
     while True:
-        if rng.random() < 0.5:
+        if rng.random() < 0.1:
+            offset = log.end_offset(PLAIN)
+            log.commit_offsets("g", {PLAIN: offset})
+            print(f"G {offset}", flush=True)
+        elif rng.random() < 0.5:
             end = log.end_offset(PLAIN)
             n = rng.randint(1, 50)
             base = log.append(PLAIN, batch(rng, end, n))
@@ -56,4 +63,4 @@ def main(path: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "batch")
