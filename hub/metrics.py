@@ -39,6 +39,7 @@ __all__ = [
     "RateTracker",
     "SinkLag",
     "connector_extras",
+    "effective_state",
     "hub_registry",
     "measure_sink",
     "sink_lag",
@@ -80,6 +81,18 @@ class RateTracker:
             if span < _MIN_SPAN_S:
                 return 0.0
             return (total - first_total) / span
+
+
+def effective_state(status: ConnectorStatus) -> ConnectorState:
+    """The state to show: SNAPSHOTTING for a RUNNING source whose durable checkpoint still
+    carries snapshot progress (an initial snapshot, or tables pending in an incremental one;
+    the Postgres and MySQL sources keep it under ``snapshot`` / ``incremental``)."""
+    cp = status.checkpoint
+    if status.state == ConnectorState.RUNNING and status.kind == "source" and cp and (
+        cp.get("snapshot") or cp.get("incremental")
+    ):
+        return ConnectorState.SNAPSHOTTING
+    return status.state
 
 
 @dataclass(frozen=True)
@@ -237,9 +250,10 @@ class HubCollector(Collector):
         extras: dict[str, GaugeMetricFamily] = {}
         for worker in hub.workers():
             s: ConnectorStatus = worker.status
+            shown = effective_state(s)
             for st in ConnectorState:
                 state.add_metric([s.name, s.kind, s.type, st.value],
-                                 1.0 if s.state == st else 0.0)
+                                 1.0 if shown == st else 0.0)
             records.add_metric([s.name, s.kind], s.records)
             rate.add_metric([s.name, s.kind], self._rates.observe(s.name, s.records))
             retries.add_metric([s.name, s.kind], s.retries)

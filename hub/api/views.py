@@ -16,7 +16,13 @@ import psutil
 from connectors.api import SinkConfig, SourceConfig, dead_letter_topic
 from hub.api import models
 from hub.errors import ChangehubError
-from hub.metrics import RateTracker, measure_sink, sink_partitions, source_lag
+from hub.metrics import (
+    RateTracker,
+    effective_state,
+    measure_sink,
+    sink_partitions,
+    source_lag,
+)
 from hub.secrets import mask, redact
 from hub.sink_worker import SinkWorker, match_topics
 from hub.source_worker import SourceWorker
@@ -46,7 +52,7 @@ def connector_view(hub: Hub, worker: Worker, rates: RateTracker) -> models.Conne
         name=s.name,
         kind=s.kind,
         type=s.type,
-        state=s.state.value,
+        state=effective_state(s).value,
         error=mask(s.error) if s.error else None,
         since=s.since,
         records=s.records,
