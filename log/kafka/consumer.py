@@ -55,7 +55,7 @@ def consumer_config(client_config: Mapping[str, Any]) -> dict[str, Any]:
     conf: dict[str, Any] = {
         # prefetch at most this much per partition: a slow sink must not pull the log into RAM
         "queued.max.messages.kbytes": 16 * 1024,
-        "fetch.wait.max.ms": 500,
+        "fetch.wait.max.ms": 100,
     }
     conf.update(client_config)
     conf.update(
@@ -155,7 +155,7 @@ class Reader:
             ends = self._check_bounds(positions)
             self.broken = False
         deadline = time.monotonic() + timeout
-        out = self._take(max_records, max_bytes, 0.0)
+        out = self._take(max_records, max_bytes, min(timeout, _SLICE_S))
         while not out:
             if ends is None:
                 ends = self.admin.end_offsets(positions)
@@ -201,7 +201,16 @@ class Reader:
 
     def _take(self, max_records: int, max_bytes: int, wait: float) -> list[LogRecord]:
         if not self._pending:
-            for m in self.consumer.consume(min(max_records, _MAX_CONSUME), wait):
+            got = []
+            if wait > 0:
+                # consume() would wait out the whole timeout for a full batch; poll() returns
+                # at the first record, and what came with it is drained without waiting
+                first = self.consumer.poll(wait)
+                if first is None:
+                    return []
+                got.append(first)
+            got += self.consumer.consume(min(max_records, _MAX_CONSUME) - len(got), 0)
+            for m in got:
                 if m.error() is None:
                     self._pending.append(m)
                 else:

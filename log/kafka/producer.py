@@ -54,7 +54,11 @@ def producer_config(client_config: Mapping[str, Any], **extra: Any) -> dict[str,
 
 
 class Deliveries:
-    """Delivery reports of a group of produced records: first and last offset per partition."""
+    """Delivery reports of a group of produced records: first and last offset per partition.
+
+    Reports arrive in one thread (the one polling the producer), so the bookkeeping needs
+    no lock; only the waiter is woken under the condition's lock, when the last one came.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -68,17 +72,16 @@ class Deliveries:
             self.pending += n
 
     def report(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.error = self.error or err
+        else:
+            tp = TopicPartition(msg.topic(), msg.partition())
+            offset = msg.offset()
+            if tp not in self.first:  # the idempotent producer delivers in order
+                self.first[tp] = offset
+            self.last[tp] = offset
         with self._cond:
             self.pending -= 1
-            if err is not None:
-                self.error = self.error or err
-            else:
-                tp = TopicPartition(msg.topic(), msg.partition())
-                offset = msg.offset()
-                if offset < self.first.get(tp, offset + 1):
-                    self.first[tp] = offset
-                if offset > self.last.get(tp, -1):
-                    self.last[tp] = offset
             if self.pending == 0:
                 self._cond.notify_all()
 
