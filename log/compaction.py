@@ -184,6 +184,7 @@ def _rewrite(partition: PartitionLog, old: Segment, batches: list[Columns], now_
 
 def _swap(partition: PartitionLog, old: Segment, new: Segment | None, cleaning: Path) -> bool:
     def move_in() -> None:
+        old.retire()
         old.offset_index.delete()
         old.time_index.delete()
         fsync_dir(partition.directory)

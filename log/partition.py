@@ -275,6 +275,7 @@ class PartitionLog:
         try:
             keep = [s for s in self._segments if s.base_offset < offset or s is self._segments[0]]
             for s in self._segments[len(keep) :]:
+                s.retire()
                 self._retire([s])
                 s.delete_files()
             last = keep[-1]
@@ -335,6 +336,7 @@ class PartitionLog:
             ):
                 return 0
             for s in doomed:
+                s.retire()
                 s.delete_files()
             self._set_segments(self._segments[n:])
             with contextlib.suppress(OSError):
@@ -472,6 +474,9 @@ class PartitionLog:
                 partition=partition,
                 offset=e.offset,
             ) from None
+        except FileNotFoundError as e:  # retention deleted it while we were on our way
+            self.check_offset(offset)
+            raise storage_error(e, f"cannot read {self.tp} in {self.directory}") from e
         except OSError as e:
             raise storage_error(e, f"cannot read {self.tp} in {self.directory}") from e
 

@@ -99,7 +99,7 @@ class Segment:
         self,
         directory: Path,
         base_offset: int,
-        fd: int,
+        fd: int | None,
         options: SegmentOptions,
         *,
         size: int,
@@ -109,7 +109,9 @@ class Segment:
     ) -> None:
         self.directory = directory
         self.base_offset = base_offset
-        self.fd = fd
+        self._fd = -1 if fd is None else fd  # closed segments open their file on first use
+        self._closed = False
+        self.retired = False  # replaced or deleted: its index files belong to no one now
         self.options = options
         self.size = size
         self.next_offset = next_offset
@@ -121,6 +123,7 @@ class Segment:
         self.last_batch: LastBatch | None = None  # known once written, scanned or checked
         self._indexes_loaded = indexes_loaded
         self._index_lock = threading.Lock()
+        self._fd_lock = threading.Lock()
         self._bytes_since_index = 0
         self._max_ts_rel_offset = 0
 
@@ -130,6 +133,20 @@ class Segment:
     @property
     def path(self) -> Path:
         return files.log_file(self.directory, self.base_offset)
+
+    @property
+    def fd(self) -> int:
+        """The segment file's descriptor, opened on first use: a log with many old segments
+        holds descriptors only for those written or read since it was opened."""
+        fd = self._fd
+        if fd >= 0:
+            return fd
+        with self._fd_lock:
+            if self._closed:
+                raise OSError(errno.EBADF, f"{self.path} is closed")
+            if self._fd < 0:
+                self._fd = os.open(self.path, _open_flags(self.options))
+            return self._fd
 
     @property
     def dense(self) -> bool:
@@ -171,14 +188,14 @@ class Segment:
 
         ``next_offset`` is the base offset of the segment after it.
         """
-        fd = os.open(files.log_file(directory, base_offset), _open_flags(options))
+        size = os.stat(files.log_file(directory, base_offset)).st_size
         ts = TimeIndex.read_last(files.time_index_file(directory, base_offset))
         seg = cls(
             directory,
             base_offset,
-            fd,
+            None,
             options,
-            size=os.fstat(fd).st_size,
+            size=size,
             next_offset=next_offset,
             max_timestamp=-1 if ts is None else ts,
             indexes_loaded=False,
@@ -299,7 +316,7 @@ class Segment:
     def flush_indexes(self, *, fsync: bool = True) -> None:
         """Write the indexes out. Best effort: they are rebuilt when missing or damaged, so a
         full disk must not fail an append or keep the log from opening because of them."""
-        if not self.options.writable:
+        if not self.options.writable or self.retired:
             return
         try:
             self.offset_index.flush(fsync=fsync)
@@ -596,6 +613,14 @@ class Segment:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def retire(self) -> None:
+        """Take the segment out of service before its files are deleted or replaced: its
+        descriptor stays usable for readers who still hold it, but it never writes an index
+        file again (waiting for a rebuild in progress to finish)."""
+        self.fd  # noqa: B018 - open it now, before the path names another file
+        with self._index_lock:
+            self.retired = True
+
     def moved_to(self, directory: Path) -> None:
         """The segment's files were renamed into ``directory`` (descriptors stay valid)."""
         self.directory = directory
@@ -603,9 +628,12 @@ class Segment:
         self.time_index.path = files.time_index_file(directory, self.base_offset)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Close the descriptor (writes nothing: what is written is in the file already)."""
+        with self._fd_lock:
+            self._closed = True
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def delete_files(self) -> None:
         """Unlink the segment and its indexes (open descriptors keep working until closed)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from log.api import LogRecord, TopicPartition
@@ -20,9 +19,7 @@ def crash(log: EmbeddedLog) -> None:
     for p in parts:
         p.closed = True
         for seg in p.segments:
-            if seg.fd >= 0:
-                os.close(seg.fd)
-                seg.fd = -1
+            seg.close()
     log._closed = True
     log._lock.release()
 
