@@ -67,6 +67,9 @@ class MySqlSourceConfig(SourceConfig):
         default=50_000, ge=1, description="decoded changes waiting for the log, at most"
     )
     reconnect_timeout: DurationMs = Field(default=300_000, ge=0)
+    fast_decoder: bool = Field(
+        default=True, description="decode common column types without mysql-replication"
+    )
     connect_timeout: DurationMs = Field(default=10_000, ge=100)
 
     @field_validator("tables")

@@ -29,6 +29,7 @@ from pymysqlreplication.constants import NONE_SOURCE
 
 from connectors.envelope import topic_name
 from connectors.source.mysql.binlog import connection_error
+from connectors.source.mysql.decoder import RowDecoder, row_decoder
 from connectors.source.mysql.server import Connection
 from connectors.source.mysql.types import (
     Converter,
@@ -196,6 +197,7 @@ class RowShape:
     set_columns: frozenset[str]  # an empty SET comes from the binlog decoder as None
     key: tuple[str, ...]
     source_columns: Any = field(default=None, repr=False)  # the TableMap's column list
+    decoder: RowDecoder | None = field(default=None, repr=False)  # the fast path, if any
 
     def convert(self, values: dict[str, Any], none_sources: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -212,11 +214,18 @@ class RowShape:
 
 
 def shape_of(
-    db: str, table: str, topic: str, columns: Sequence[Any], primary_key: Any,
+    db: str,
+    table: str,
+    topic: str,
+    columns: Sequence[Any],
+    primary_key: Any,
     hints: TableSchema | None,
+    *,
+    fast: bool = True,
 ) -> RowShape:
     """The shape of rows under one TableMap event (``columns``: mysql-replication Columns)."""
     names: list[str] = []
+    kinds: list[str] = []
     converters: list[Converter] = []
     sets: set[str] = set()
     for i, col in enumerate(columns):
@@ -239,6 +248,7 @@ def shape_of(
         if kind == "set":
             sets.add(name)
         names.append(name)
+        kinds.append(kind)
         converters.append(binlog_converter(kind, fixed_length=fixed, members=members))
     if isinstance(primary_key, str):
         key: tuple[str, ...] = (primary_key,) if primary_key else ()
@@ -246,6 +256,7 @@ def shape_of(
         key = tuple(primary_key or ())
     if not key and hints is not None:
         key = tuple(k for k in hints.key if k in names)
+    decoder = row_decoder(columns, names, kinds, converters) if fast else None
     return RowShape(
-        db, table, topic, tuple(names), tuple(converters), frozenset(sets), key, columns
+        db, table, topic, tuple(names), tuple(converters), frozenset(sets), key, columns, decoder
     )

@@ -99,9 +99,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
                     f"source {config.name}: the server is not ready for binlog capture:\n"
                     + "\n".join(str(f) for f in errors)
                 )
-            catalog = Catalog(
-                ctl, config.name, reconnect=lambda: connect(settings, "reconnecting")
-            )
+            catalog = Catalog(ctl, config.name, reconnect=lambda: connect(settings, "reconnecting"))
             self._catalog = catalog
             self._tables = self._captured_tables(catalog)
             start, snapshot = self._plan(cp, settings)
@@ -295,6 +293,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
             captures=config.captures,
             max_events=config.max_batch_events,
             clock_ms=_now_ms,
+            fast_decoder=config.fast_decoder,
         )
         self.stream = stream
         heartbeat = Heartbeat(config.heartbeat_interval)

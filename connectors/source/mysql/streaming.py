@@ -34,6 +34,9 @@ from connectors.source.mysql.schema import Catalog, RowShape, is_ddl, shape_of
 
 __all__ = ["ChangeStream", "Chunk"]
 
+# Row events the fast decoder reads (not MySQL's partial JSON updates, a subclass).
+_PLAIN = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+
 _MARIADB_STANDALONE = 1  # GTID flag: a single statement (DDL) with no XID or COMMIT after it
 
 
@@ -55,11 +58,13 @@ class ChangeStream:
         captures: Callable[[str, str], bool],
         max_events: int,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        fast_decoder: bool = True,
     ) -> None:
         self._name = source_name
         self._catalog = catalog
         self._captures = captures
         self._max_events = max_events
+        self._fast = fast_decoder
         self._clock_ms = clock_ms
         self.position = start.position
         self._state = GtidState(start.position.gtid)
@@ -209,6 +214,7 @@ class ChangeStream:
             event.columns,
             event.primary_key,
             hints,
+            fast=self._fast,
         )
         self._shapes[table_id] = shape
         return shape
@@ -224,9 +230,14 @@ class ChangeStream:
             shape = self._shape(event)
         if shape is None:
             return None
-        rows = event.rows
+        kind: Op = (
+            "c"
+            if isinstance(event, WriteRowsEvent)
+            else ("u" if isinstance(event, UpdateRowsEvent) else "d")
+        )
+        images = self._images(event, shape, kind)
         first = self._tx_rows
-        self._tx_rows += len(rows)
+        self._tx_rows += len(images)
         if self._tx_rows <= self._skip:
             return None
         start = max(0, self._skip - first)
@@ -245,30 +256,15 @@ class ChangeStream:
             "snapshot": "false",
         }
         transaction = {"id": self._tx_id, "total_order": 0}
-        kind: Op = (
-            "c"
-            if isinstance(event, WriteRowsEvent)
-            else ("u" if isinstance(event, UpdateRowsEvent) else "d")
-        )
         key_cols = shape.key
         out = self.records
         replays = self._tx_replays
-        for i in range(start, len(rows)):
-            row = rows[i]
+        for i in range(start, len(images)):
+            before, after = images[i]
+            key_row = after if after is not None else before
+            assert key_row is not None
             src = dict(source, row=i)
             tx = dict(transaction, total_order=first + i + 1)
-            if kind == "c":
-                after = shape.convert(row["values"], row.get("none_sources", {}))
-                key_row: dict[str, Any] = after
-                before = None
-            elif kind == "d":
-                before = shape.convert(row["values"], row.get("none_sources", {}))
-                key_row = before
-                after = None
-            else:
-                before = shape.convert(row["before_values"], row.get("before_none_sources", {}))
-                after = shape.convert(row["after_values"], row.get("after_none_sources", {}))
-                key_row = after
             if replays and _left_out(replays, shape, key_row, key_cols, before):
                 continue
             key = encode_key(key_row, key_cols) if key_cols else None
@@ -293,6 +289,33 @@ class ChangeStream:
         if len(out) >= self._max_events:
             return self.cut()
         return None
+
+    def _images(
+        self, event: Any, shape: RowShape, kind: str
+    ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+        """(before, after) of every row of the event, as envelope rows."""
+        update = kind == "u"
+        if shape.decoder is not None and type(event) in _PLAIN:
+            decoded = shape.decoder.decode(event, update)
+            if decoded is not None:
+                if update:
+                    return decoded
+                if kind == "c":
+                    return [(None, row) for row in decoded]
+                return [(row, None) for row in decoded]
+        convert = shape.convert
+        if update:
+            return [
+                (
+                    convert(r["before_values"], r.get("before_none_sources", {})),
+                    convert(r["after_values"], r.get("after_none_sources", {})),
+                )
+                for r in event.rows
+            ]
+        images = [convert(r["values"], r.get("none_sources", {})) for r in event.rows]
+        if kind == "c":
+            return [(None, row) for row in images]
+        return [(row, None) for row in images]
 
 
 def _left_out(

@@ -63,6 +63,7 @@ def stream(start: Checkpoint | None = None, max_events: int = 1000) -> ChangeStr
         captures=lambda db, table: db == "shop",
         max_events=max_events,
         clock_ms=lambda: 5,
+        fast_decoder=False,  # hand-built events have no bytes
     )
 
 
