@@ -38,7 +38,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hub.errors import LogClosedError, LogError, LogStorageError, UsageError
+from hub.errors import LogClosedError, LogError, LogStorageError, UnknownTopicError, UsageError
 from log.api import (
     Log,
     LogRecord,
@@ -304,7 +304,12 @@ class KafkaLog(Log):
 
     def last_checkpoint(self, source: str) -> dict[str, Any] | None:
         self._check_open()
-        return self._checkpoints.last(source, self._is_closed)
+        try:
+            return self._checkpoints.last(source, self._is_closed)
+        except UnknownTopicError:
+            if self.read_only:  # no hub has written to this cluster yet
+                return None
+            raise
 
     # -- reading ------------------------------------------------------------------------------
 

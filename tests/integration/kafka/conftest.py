@@ -33,15 +33,17 @@ class LogFactory:
         self.bootstrap = bootstrap
         self._opened: list[Log] = []
 
-    def open(self) -> Log:
+    def open(self, *, read_only: bool = False) -> Log:
         log: Log
         if self.backend == "embedded":
-            log = EmbeddedLog(self.path, Durability(), TopicConfig(), background_jobs=False)
+            log = EmbeddedLog(
+                self.path, Durability(), TopicConfig(), background_jobs=False, read_only=read_only
+            )
         else:
             from log.kafka import KafkaLog
 
             assert self.bootstrap is not None
-            log = KafkaLog(self.bootstrap, timeout=20.0)
+            log = KafkaLog(self.bootstrap, timeout=20.0, read_only=read_only)
         self._opened.append(log)
         return log
 

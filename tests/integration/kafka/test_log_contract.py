@@ -109,6 +109,21 @@ def test_unknown_topic_and_partition_are_named_errors(log: Log, topic: str) -> N
         log.end_offset(TopicPartition(topic, 7))
 
 
+def test_read_only_log_reads_but_refuses_writes(
+    log_factory: LogFactory, log: Log, topic: str
+) -> None:
+    p0 = TopicPartition(topic, 0)
+    source = unique("src")
+    log.append_checkpointed(source, {p0: recs(b"a")}, {"n": 1})
+    inspector = log_factory.open(read_only=True)
+    assert values(read_all(inspector, p0)) == [b"a"]
+    assert inspector.last_checkpoint(source) == {"n": 1}
+    with pytest.raises(UsageError, match="read-only"):
+        inspector.append(p0, recs(b"b"))
+    with pytest.raises(UsageError, match="read-only"):
+        inspector.create_topic(unique("new"), TopicConfig())
+
+
 # -- append and read ------------------------------------------------------------------------
 
 
