@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from log.api import Record, TopicConfig, TopicPartition
+from log.api import LogRecord, Record, TopicConfig, TopicPartition
+from log.embedded import EmbeddedLog
 from log.files import clean_shutdown_file
 from log.segment import Segment
 
@@ -23,9 +24,9 @@ def state(seg: Segment) -> tuple[object, ...]:
     )
 
 
-def fill(log: object, n: int) -> None:
+def fill(log: EmbeddedLog, n: int) -> None:
     for i in range(n):
-        log.append(TP, [Record(b"k", b"v" * 50, 1000 + (i * 7) % 13)] * 3)  # type: ignore[attr-defined]
+        log.append(TP, [Record(b"k", b"v" * 50, 1000 + (i * 7) % 13)] * 3)
 
 
 def test_a_clean_close_leaves_a_marker_that_the_next_open_takes(open_log: OpenLog) -> None:
@@ -66,7 +67,7 @@ def test_appends_after_a_resume_continue_offsets_and_indexes(open_log: OpenLog) 
     log.close()
     again = open_log(index_interval_bytes=200)
     fill(again, 40)
-    got = []
+    got: list[LogRecord] = []
     while len(got) < 240:
         got += again.read(TP, len(got))
     assert [r.offset for r in got] == list(range(240))
