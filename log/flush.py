@@ -77,6 +77,9 @@ class Flusher:
                     p.flush_and_publish()
                 except LogError as e:  # the partition remembers it failed; waiters see it
                     _log.error("interval flush of %s failed: %s", p.tp, e)
+                except Exception:  # never leave appenders waiting on a dead thread
+                    p.failed = p.failed or "the interval flusher failed unexpectedly"
+                    _log.exception("interval flush of %s failed", p.tp)
             with self._cond:
                 self._completed = self._started
                 self._cond.notify_all()
