@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +81,16 @@ def postgres(args: argparse.Namespace) -> Iterator[dict[str, str]]:
     try:
         out = subprocess.run(
             [str(run), "up", "postgres", "--dir", str(work)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         facts = dict(line.split("=", 1) for line in out.split() if "=" in line)
         yield facts
     finally:
-        subprocess.run([str(run), "down", "postgres", "--dir", str(work)], check=False,
-                       capture_output=True)
+        subprocess.run(
+            [str(run), "down", "postgres", "--dir", str(work)], check=False, capture_output=True
+        )
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -150,8 +154,9 @@ class Runner:
             batch = self.source.poll(0.5)
             if batch is None:
                 continue
-            self.log.append_checkpointed(SOURCE, route(batch.records, self._topic),
-                                         batch.checkpoint)
+            self.log.append_checkpointed(
+                SOURCE, route(batch.records, self._topic), batch.checkpoint
+            )
             self.source.committed(batch.checkpoint)
             self.records += len(batch.records)
             if self.on_append is not None:
@@ -175,12 +180,31 @@ def recvlogical(facts: dict[str, str], dsn: str, slot: str, end: int) -> float:
     env = dict(os.environ, PGPASSWORD=str(params.get("password", "")))
     started = time.perf_counter()
     subprocess.run(
-        [str(binary), "-d", psycopg.conninfo.make_conninfo(dsn, password=None), "--slot", slot,
-         "--start", "-o", "proto_version=1", "-o", "publication_names=bench",
-         "--endpos", lsn_text(end), "-f", "/dev/null", "--no-loop"],
-        check=True, env=env,
+        [
+            str(binary),
+            "-d",
+            psycopg.conninfo.make_conninfo(dsn, password=None),
+            "--slot",
+            slot,
+            "--start",
+            "-o",
+            "proto_version=1",
+            "-o",
+            "publication_names=bench",
+            "--endpos",
+            lsn_text(end),
+            "-f",
+            "/dev/null",
+            "--no-loop",
+        ],
+        check=True,
+        env=env,
     )
     return time.perf_counter() - started
+
+
+def drained(runner: Runner, end: int, rows: int, checkpoint: dict[str, Any]) -> bool:
+    return int(checkpoint["lsn"]) >= end or runner.records >= rows
 
 
 def bench_streaming(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]:
@@ -201,13 +225,20 @@ def bench_streaming(facts: dict[str, str], work: Path, rows: int) -> dict[str, A
             end = current_lsn(conn)
             # pg_recvlogical stops at --endpos: it reads the slot up to the end of the WAL.
             recv_s = recvlogical(facts, dsn, "recvlogical", end)
-            runner = Runner(dsn, work / f"log-{phase}", snapshot="never", publication="bench",
-                            heartbeat_interval=500)
+            runner = Runner(
+                dsn,
+                work / f"log-{phase}",
+                snapshot="never",
+                publication="bench",
+                heartbeat_interval=500,
+            )
             try:
                 started = time.perf_counter()
+                cpu_started = time.process_time()
                 runner.start()
-                runner.run_until(lambda cp: cp["lsn"] >= end or runner.records >= rows)
+                runner.run_until(partial(drained, runner, end, rows))
                 ours_s = time.perf_counter() - started
+                cpu_s = time.process_time() - cpu_started
             finally:
                 runner.close()
             if phase == "insert":
@@ -223,6 +254,9 @@ def bench_streaming(facts: dict[str, str], work: Path, rows: int) -> dict[str, A
                 "changehub_s": round(ours_s, 2),
                 "changehub_per_s": round(rows / ours_s),
                 "ratio": round(recv_s / ours_s, 3),
+                # CPU of this process (reader thread + appending thread) per change: what
+                # it costs beside the walsender, whatever else the machine is doing.
+                "changehub_cpu_us_per_change": round(cpu_s / rows * 1e6, 2),
             }
     return results
 
@@ -252,9 +286,7 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
             i = 0
             while not stop.is_set():
                 i += 1
-                w.execute(
-                    "INSERT INTO items VALUES (%s, 'x', 1, 1.0, now())", (i,), prepare=True
-                )
+                w.execute("INSERT INTO items VALUES (%s, 'x', 1, 1.0, now())", (i,), prepare=True)
                 next_at += interval
                 delay = next_at - time.perf_counter()
                 if delay > 0:
@@ -360,8 +392,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="changehub-pgbench-log-"))
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
     }
     try:
         with postgres(args) as facts:
@@ -372,8 +407,9 @@ def main() -> None:
                 results["streaming"] = bench_streaming(facts, work, args.rows)
                 print_streaming(results["streaming"])
             if "latency" in wanted:
-                results["latency"] = bench_latency(facts, work, args.latency_rate,
-                                                   args.latency_seconds)
+                results["latency"] = bench_latency(
+                    facts, work, args.latency_rate, args.latency_seconds
+                )
                 print("latency:", results["latency"])
             if "snapshot" in wanted:
                 results["snapshot"] = bench_snapshot(facts, work, args.snapshot_rows)
@@ -390,11 +426,16 @@ def main() -> None:
 
 
 def print_streaming(r: dict[str, Any]) -> None:
-    print(f"{'phase':8} {'pg_recvlogical/s':>17} {'changehub/s':>12} {'ratio':>6}")
+    print(
+        f"{'phase':8} {'pg_recvlogical/s':>17} {'changehub/s':>12} {'ratio':>6} "
+        f"{'CPU µs/change':>14}"
+    )
     for phase in ("insert", "update"):
         p = r[phase]
-        print(f"{phase:8} {p['pg_recvlogical_per_s']:>17,} {p['changehub_per_s']:>12,} "
-              f"{p['ratio']:>6.0%}")
+        print(
+            f"{phase:8} {p['pg_recvlogical_per_s']:>17,} {p['changehub_per_s']:>12,} "
+            f"{p['ratio']:>6.0%} {p['changehub_cpu_us_per_change']:>14}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ __all__ = [
     "session_conninfo",
     "setting",
     "slot_state",
+    "snapshot_visibility",
     "table_info",
 ]
 
@@ -42,6 +43,7 @@ class TableInfo:
     columns: tuple[str, ...]  # published (non-generated) columns in attribute order
     type_oids: tuple[int, ...]
     type_names: tuple[str, ...]  # format_type(): "character varying(20)", for casts in SQL
+    collations: tuple[str, ...]  # each column's collation ("C", "en_US.utf8"; "" for none)
     primary_key: tuple[str, ...]
     identity: str  # pg_class.relreplident: d default, n nothing, f full, i index
     identity_index: tuple[str, ...]  # columns of the REPLICA IDENTITY USING INDEX index
@@ -103,12 +105,22 @@ def table_info(conn: psycopg.Connection[Any], schema: str, name: str) -> TableIn
             "fix the name in `tables`, or GRANT USAGE ON SCHEMA and SELECT on it to this user"
         )
     oid, identity, relkind = row
+    # The database's default collation; under ICU (Postgres 15+) not a libc locale name.
+    default_collation = (
+        "CASE WHEN datlocprovider = 'i' THEN 'icu' ELSE datcollate END"
+        if conn.info.server_version >= 150000
+        else "datcollate"
+    )
     if relkind not in ("r", "p"):
         raise SchemaError(f"{schema}.{name} is not a table (relkind {relkind!r}): list tables only")
     columns = conn.execute(
-        "SELECT attname, atttypid, format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = %s AND attnum > 0 "
-        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+        "SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod), "
+        "CASE WHEN a.attcollation = 0 THEN '' WHEN c.collname <> 'default' THEN c.collname "
+        f" ELSE (SELECT {default_collation} FROM pg_database "
+        "  WHERE datname = current_database()) END "
+        "FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation "
+        "WHERE a.attrelid = %s AND a.attnum > 0 "
+        "AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
         (oid,),
     ).fetchall()
     return TableInfo(
@@ -118,6 +130,7 @@ def table_info(conn: psycopg.Connection[Any], schema: str, name: str) -> TableIn
         columns=tuple(c[0] for c in columns),
         type_oids=tuple(c[1] for c in columns),
         type_names=tuple(c[2] for c in columns),
+        collations=tuple(c[3] for c in columns),
         primary_key=_index_columns(conn, oid, "indisprimary"),
         identity=identity,
         identity_index=_index_columns(conn, oid, "indisreplident"),
@@ -172,6 +185,14 @@ def estimated_rows(conn: psycopg.Connection[Any], oid: int) -> int | None:
     """The planner's row estimate (``pg_class.reltuples``); None if never analyzed."""
     row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s", (oid,)).fetchone()
     return None if row is None or row[0] < 0 else int(row[0])
+
+
+def snapshot_visibility(conn: psycopg.Connection[Any]) -> str:
+    """The transaction's snapshot as ``xmin:xmax:xip,…`` (``pg_current_snapshot``)."""
+    name = "pg_current_snapshot" if conn.info.server_version >= 130000 else "txid_current_snapshot"
+    row = conn.execute(f"SELECT {name}()::text").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def current_wal_lsn(conn: psycopg.Connection[Any]) -> Lsn:

@@ -6,7 +6,8 @@ A checkpoint is the position *after* the batch it comes with. As JSON::
      "lsn": 23456789,                               # see below
      "txn": {"commit_lsn": 23457000, "events": 500},  # optional: inside a big transaction
      "snapshot": {...},                             # optional: initial snapshot in progress
-     "incremental": {...}}                          # optional: incremental snapshot queue
+     "incremental": {...},                          # optional: incremental snapshot queue
+     "resumed": [...]}                              # optional: see resume.py
 
 ``lsn`` is the end LSN of the last transaction whose events are all in the log (the commit
 record's end, which is what the slot is told to confirm), or, before any transaction, the
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from connectors.source.postgres.resume import ReadRange
 from hub.errors import FatalError
 
 __all__ = ["Checkpoint", "IncrementalProgress", "SnapshotProgress"]
@@ -43,7 +45,9 @@ class SnapshotProgress:
     log, None to start the table from its beginning. ``lsn`` stamps the snapshot's events.
     ``exact`` is True while the rows are read in the slot's exported snapshot (the stream
     continues exactly where they end); a snapshot resumed after a crash reads the rest in a
-    new snapshot and is not exact (see :mod:`snapshot`).
+    new snapshot and is not exact (see :mod:`snapshot` and :mod:`resume`). ``first`` is False
+    for the snapshots of mode ``always`` after the first start: the log has older events of
+    the tables then.
     """
 
     lsn: int
@@ -51,6 +55,7 @@ class SnapshotProgress:
     pending: tuple[str, ...]
     after: tuple[str, ...] | None = None
     rows: int = 0
+    first: bool = True  # the log holds nothing of these tables but this snapshot's reads
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +64,7 @@ class SnapshotProgress:
             "pending": list(self.pending),
             "after": None if self.after is None else list(self.after),
             "rows": self.rows,
+            "first": self.first,
         }
 
     @classmethod
@@ -70,6 +76,7 @@ class SnapshotProgress:
             pending=tuple(str(t) for t in d["pending"]),
             after=None if after is None else tuple(str(v) for v in after),
             rows=int(d.get("rows", 0)),
+            first=bool(d.get("first", True)),
         )
 
 
@@ -111,6 +118,7 @@ class Checkpoint:
     snapshot: SnapshotProgress | None = None
     incremental: IncrementalProgress | None = None
     tables: tuple[str, ...] = field(default=())  # the tables captured when it was written
+    resumed: tuple[ReadRange, ...] = ()  # reads of a resumed snapshot (see resume.py)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"v": VERSION, "lsn": int(self.lsn), "tables": list(self.tables)}
@@ -120,6 +128,8 @@ class Checkpoint:
             d["snapshot"] = self.snapshot.to_dict()
         if self.incremental is not None and self.incremental.pending:
             d["incremental"] = self.incremental.to_dict()
+        if self.resumed:
+            d["resumed"] = [r.to_dict() for r in self.resumed]
         return d
 
     @classmethod
@@ -139,6 +149,7 @@ class Checkpoint:
                     None if incremental is None else IncrementalProgress.from_dict(incremental)
                 ),
                 tables=tuple(str(t) for t in d.get("tables", ())),
+                resumed=tuple(ReadRange.from_dict(r) for r in d.get("resumed", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FatalError(

@@ -56,6 +56,7 @@ from connectors.source.postgres.catalog import (
     estimated_rows,
     load_types,
     session_conninfo,
+    snapshot_visibility,
     table_info,
 )
 from connectors.source.postgres.checkpoint import (
@@ -80,6 +81,12 @@ from connectors.source.postgres.replication import (
     XLOGDATA,
     ReplicationConnection,
     parse_keepalive,
+)
+from connectors.source.postgres.resume import (
+    ReadRange,
+    SnapshotVisibility,
+    add_range,
+    key_orderable,
 )
 from connectors.source.postgres.schema import TableSchema, choose_key
 from connectors.source.postgres.slot import check_usable, drop_slot, read_slot
@@ -132,6 +139,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._catalog: psycopg.Connection[Any] | None = None
         self._repl: ReplicationConnection | None = None
         self._incremental: IncrementalSnapshot | None = None
+        self._empty_log = True  # no checkpoint at start: the log holds nothing of ours
         self._tables: dict[str, tuple[TableInfo, TableSchema]] = {}
         self._db = ""
         self._types = TypeMap()
@@ -142,6 +150,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
     def start(self, checkpoint: Mapping[str, Any] | None) -> None:
         config = self.config
         cp = None if checkpoint is None else Checkpoint.from_dict(checkpoint, config.name)
+        self._empty_log = cp is None
         catalog = connect(config.dsn, application_name=f"changehub {config.name}")
         self._catalog = catalog
         self._db = catalog.info.dbname
@@ -206,7 +215,10 @@ class PostgresSource(Source[PostgresSourceConfig]):
             )
         if not plan.snapshot:
             return position, None
-        return position, self._open_snapshot(position, snapshot_name, exact=plan.exact_snapshot)
+        position, conn, progress = self._open_snapshot(
+            position, snapshot_name, exact=plan.exact_snapshot
+        )
+        return position, (conn, progress)
 
     def poll(self, timeout: float) -> SourceBatch | None:
         return self._handoff.take(timeout)
@@ -349,18 +361,20 @@ class PostgresSource(Source[PostgresSourceConfig]):
 
     def _open_snapshot(
         self, position: Checkpoint, snapshot_name: str | None, *, exact: bool
-    ) -> tuple[psycopg.Connection[Any], SnapshotProgress]:
-        """The snapshot's transaction, and the progress to continue from."""
+    ) -> tuple[Checkpoint, psycopg.Connection[Any], SnapshotProgress]:
+        """The snapshot's transaction, the progress to continue from, and the position (with
+        the ranges a snapshot in a new transaction reads, see resume.py)."""
         config = self.config
         assert self._catalog is not None
         progress = position.snapshot
-        if progress is None or progress.exact != exact or not exact:
-            pending = tuple(config.tables) if progress is None else progress.pending
-            after = None if progress is None else progress.after
-            rows = 0 if progress is None else progress.rows
-            # Stamped before the snapshot is taken: every change not in it commits later.
+        if progress is None:
+            # A new snapshot: the first, or one of mode `always` with the log holding more.
             stamp = position.lsn if exact else current_wal_lsn(self._catalog)
-            progress = SnapshotProgress(stamp, exact, pending, after, rows)
+            progress = SnapshotProgress(stamp, exact, tuple(config.tables), first=self._empty_log)
+        elif not exact:
+            # An interrupted snapshot, read on in a new one. Stamped before it is taken:
+            # every change it does not contain commits later.
+            progress = replace(progress, lsn=current_wal_lsn(self._catalog), exact=False)
         conn = psycopg.connect(
             session_conninfo(config.dsn, application_name=f"changehub {config.name} snapshot")
         )
@@ -372,7 +386,11 @@ class PostgresSource(Source[PostgresSourceConfig]):
                     sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name))
                 )
             else:
-                conn.execute("SELECT 1")  # take the snapshot now
+                visibility = SnapshotVisibility.parse(snapshot_visibility(conn))  # taken now
+                if progress.first:
+                    until = current_wal_lsn(conn)
+                    ranges = self._read_ranges(position.resumed, progress, visibility, until)
+                    position = position.with_(resumed=ranges)
         except psycopg.Error as exc:
             conn.close()
             raise catalog_error(exc, "starting the snapshot") from None
@@ -383,7 +401,34 @@ class PostgresSource(Source[PostgresSourceConfig]):
             if exact
             else f"in a new snapshot, events stamped at LSN {progress.lsn:X}",
         )
-        return conn, progress
+        return position, conn, progress
+
+    def _read_ranges(
+        self,
+        ranges: tuple[ReadRange, ...],
+        progress: SnapshotProgress,
+        visibility: SnapshotVisibility,
+        until: int,
+    ) -> tuple[ReadRange, ...]:
+        """The key ranges this new snapshot reads, for the stream to skip what they contain."""
+        for i, name in enumerate(progress.pending):
+            after = progress.after if i == 0 else None
+            info, schema = self._tables[name]
+            if after is not None:
+                assert schema.key_index is not None
+                orderable = key_orderable(
+                    [info.type_oids[k] for k in schema.key_index],
+                    [info.collations[k] for k in schema.key_index],
+                )
+                if not orderable:
+                    self._log.info(
+                        "the key of %s cannot be compared outside Postgres: changes made to "
+                        "its unread rows while the source was down may show up twice",
+                        name,
+                    )
+                    continue
+            ranges = add_range(ranges, ReadRange(name, after, visibility, until))
+        return ranges
 
     def _read_snapshot(
         self, position: Checkpoint, conn: psycopg.Connection[Any], progress: SnapshotProgress

@@ -65,6 +65,7 @@ from connectors.source.postgres.pgoutput import (
     tuple_json,
 )
 from connectors.source.postgres.replication import XLOGDATA_HEADER
+from connectors.source.postgres.resume import ResumedReads
 from connectors.source.postgres.schema import TableSchema
 from hub.errors import SchemaError
 
@@ -146,6 +147,8 @@ class ChangeStream:
         # `window_topic` replace (see incremental_snapshot.py).
         self.window: dict[bytes | None, bytes] | None = None
         self.window_topic: str | None = None
+        # Changes a resumed snapshot's reads contain already (see resume.py).
+        self.resumed = ResumedReads(start.resumed)
         self._schema_for = schema_for
         self._toast = toast
         self._on_message = on_message
@@ -213,8 +216,14 @@ class ChangeStream:
         """Move the position to ``lsn`` outside a transaction (keepalive); True if it moved."""
         if self.txn is None and lsn > self.lsn:
             self.lsn = lsn
+            self._passed()
             return True
         return False
+
+    def _passed(self) -> None:
+        """Forget the resumed snapshot's ranges the stream has gone past."""
+        if self.resumed.ranges and self.resumed.passed(self.lsn):
+            self.base = self.base.with_(resumed=self.resumed.ranges)
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -293,6 +302,8 @@ class ChangeStream:
         after: bytes,
         lsn: int,
     ) -> None:
+        if self.resumed.ranges and self.resumed.covers(table, key, txn.xid):
+            return
         self.nbytes += len(before) + len(after) + 300
         window = self.window
         if window is not None and table.topic == self.window_topic:
@@ -466,6 +477,9 @@ class ChangeStream:
         txn = self._open(m)
         for oid in m.relation_oids:
             table = self._table(oid)
+            if self.resumed.ranges:
+                self.resumed.truncated(table.qualified)
+                self.base = self.base.with_(resumed=self.resumed.ranges)
             order = self._count(txn, oid)
             if order is not None:
                 self._emit(table, txn, order, b"t", None, b"null", b"null", lsn)

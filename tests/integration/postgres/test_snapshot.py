@@ -116,6 +116,7 @@ def test_snapshot_then_stream_under_concurrent_writes_rebuilds_the_table(
 def test_a_snapshot_interrupted_by_a_crash_resumes_after_its_last_chunk(
     items: Database, log_dir: Path
 ) -> None:
+    items.execute("INSERT INTO items SELECT g, 'far', 0 FROM generate_series(4001, 4003) g")
     cfg = config(items, snapshot_chunk_size=250)
     p = Pipeline(log_dir, cfg)
     try:
@@ -126,8 +127,8 @@ def test_a_snapshot_interrupted_by_a_crash_resumes_after_its_last_chunk(
         assert checkpoint is not None
         assert checkpoint["snapshot"]["after"] == ["750"]
         # Meanwhile rows change on both sides of the last key read.
-        items.execute("UPDATE items SET qty = -1 WHERE id IN (10, 2000)")
-        items.execute("DELETE FROM items WHERE id IN (20, 2500)")
+        items.execute("UPDATE items SET qty = -1 WHERE id IN (10, 2000, 4001)")
+        items.execute("DELETE FROM items WHERE id IN (20, 2500, 4002)")
         items.execute("INSERT INTO items VALUES (5000, 'late', 5)")
         with Writers(items, seed=2) as writers:
             p.start()
@@ -138,8 +139,22 @@ def test_a_snapshot_interrupted_by_a_crash_resumes_after_its_last_chunk(
         reads = Counter(e["after"]["id"] for e in p.events(TOPIC) if e["op"] == "r")
         assert max(reads.values()) == 1  # no chunk was read twice
         assert all(reads[k] == 1 for k in range(1, 751))
+        # Changes made while down: streamed for rows read before the crash; for the rest,
+        # in the rows read after it, and not streamed again.
+        # (The writers touch keys 1 to 3000 only.)
+        ops = changes_by_key(p)
+        assert ops[10][:2] == ["r", "u"] and ops[20][:2] == ["r", "d"]
+        assert ops[4001] == ["r"] and ops[5000] == ["r"] and 4002 not in ops
     finally:
         p.close()
+
+
+def changes_by_key(p: Pipeline) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for e in p.events(TOPIC):
+        row = e["after"] or e["before"]
+        out.setdefault(row["id"], []).append(e["op"])
+    return out
 
 
 def test_mode_never_streams_without_reading_existing_rows(items: Database, log_dir: Path) -> None:
