@@ -558,10 +558,13 @@ class EmbeddedLog(Log):
             p.check_offset(offset)
         deadline = time.monotonic() + timeout
         while True:
+            ends = [p.end_offset for p, _ in parts]
             out = self._fetch_now(parts, max_records, max_bytes)
             if out or time.monotonic() >= deadline:
                 return out
-            if any(offset < p.end_offset for p, offset in parts):
+            if any(p.end_offset != end for (p, _), end in zip(parts, ends, strict=True)):
+                continue  # records came in while we looked: read them
+            if any(offset < end for (_, offset), end in zip(parts, ends, strict=True)):
                 return out  # only compacted-away records lie there: nothing to wait for
             if self.read_only:
                 # another process appends: nothing in this one can wake us
