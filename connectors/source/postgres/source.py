@@ -28,6 +28,17 @@ initial_only   snapshot, no slot                  finish an unfinished snapshot;
 A checkpoint whose slot has disappeared means lost changes: the source fails and says how to
 re-sync, except in mode ``always``, which re-snapshots anyway.
 
+Large transactions: with protocol 1, Postgres sends a transaction once it commits, in
+commit order. Protocol 2 can also stream a large transaction while it still runs
+(``streaming 'on'``); this source does not ask for that. The log may only ever hold
+committed changes (what a reader has seen is never taken back), so streamed changes would
+have to be spooled to disk here until their commit or abort — the work Postgres does anyway
+when a transaction outgrows ``logical_decoding_work_mem`` (it spills to ``pg_replslot``),
+moved across the network, aborted work included. Instead a committed transaction larger
+than a batch is split across batches (``checkpoint.py``): memory stays bounded whatever the
+size of the transaction. The decoder knows protocol 2's stream messages (``pgoutput.py``);
+receiving one fails clearly.
+
 Connection loss (Postgres restarting, network): the reader fails with
 :class:`RetriableError`; the hub backs off and restarts the source from its checkpoint, which
 resumes from the slot. Slot lag is measured at every heartbeat (:attr:`lag`).

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub.errors import RetriableError
+from hub.errors import FatalError, RetriableError
 from tests.fixtures.services import PostgresServer, ServiceFactory
 from tests.integration.postgres.conftest import _database
 from tests.integration.postgres.pipeline import Database, Pipeline, config, wait_until
@@ -124,3 +124,25 @@ def _connects(db: Database) -> Callable[[], bool]:
         return True
 
     return check
+
+
+def test_the_lag_guard_drops_the_slot_and_fails_when_the_log_falls_behind(
+    db: Database, postgres: PostgresServer, log_dir: Path
+) -> None:
+    db.execute("CREATE TABLE items (id int PRIMARY KEY)")
+    cfg = config(db, snapshot="never", heartbeat_interval="200ms", max_lag_bytes="256KB")
+    p = Pipeline(log_dir, cfg)
+    busy = psycopg.connect(postgres.dsn, autocommit=True)
+    table = f"busy_{uuid.uuid4().hex[:8]}"
+    try:
+        p.start()
+        # The hub stalls (nobody appends), and the server writes a lot of WAL meanwhile.
+        busy.execute(f"CREATE TABLE {table} (v text)")
+        busy.execute(f"INSERT INTO {table} SELECT repeat('x', 1000) FROM generate_series(1, 2000)")
+        wait_until(lambda: db.slot_confirmed("changehub_shop") is None, "the slot to be dropped")
+        with pytest.raises(FatalError, match=r"max_lag_bytes .* dropped .*snapshot: always"):
+            wait_until(lambda: False, "the source to fail", step=p.step)
+    finally:
+        busy.execute(f"DROP TABLE IF EXISTS {table}")
+        busy.close()
+        p.close()
