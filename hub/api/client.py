@@ -15,7 +15,7 @@ from hub.errors import UsageError
 
 __all__ = ["api_base_url", "fetch_status"]
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = 5.0
 
 # A hub listening on every address answers on loopback too.
 _WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}

@@ -88,12 +88,16 @@ def test_run_names_the_api_address_and_status_reads_it_live(
     running, port = hub_on
     wait_for(lambda: f"API and status page on http://127.0.0.1:{port}" in running.log(),
              what="the running line with the API address")
-    wait_for(lambda: "RUNNING" in cli(running.cwd, "status", "-c", "pipeline.yaml").stdout,
-             what="status showing RUNNING")
-    shown = cli(running.cwd, "status", "-c", "pipeline.yaml")
-    assert shown.returncode == 0, shown.stderr
-    assert f"live from the hub at http://127.0.0.1:{port}" in shown.stdout
-    assert "legacy" in shown.stdout and "files" in shown.stdout
+    shown = [cli(running.cwd, "status", "-c", "pipeline.yaml")]
+
+    def live_and_running() -> bool:
+        shown[0] = cli(running.cwd, "status", "-c", "pipeline.yaml")
+        out = shown[0].stdout
+        return f"live from the hub at http://127.0.0.1:{port}" in out and "RUNNING" in out
+
+    wait_for(live_and_running, timeout=60, what="status showing RUNNING live from the API")
+    assert shown[0].returncode == 0, shown[0].stderr
+    assert "legacy" in shown[0].stdout and "files" in shown[0].stdout
     assert running.stop() == 0
     after = cli(running.cwd, "status", "-c", "pipeline.yaml")
     assert after.returncode == 0, after.stderr
