@@ -5,7 +5,7 @@ the hub does (poll -> atomic checkpointed append -> committed)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from tests.integration.mysql.pipeline import Database
 pytestmark = pytest.mark.integration
 
 
-def make_database(server: MariaDBServer) -> Iterator[Database]:
+def make_database(server: MariaDBServer) -> Generator[Database, None, None]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     root = Database.root(server)
     root.execute(f"CREATE DATABASE `{name}` DEFAULT CHARACTER SET utf8mb4")
