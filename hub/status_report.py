@@ -7,6 +7,7 @@ stopped hub).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -16,6 +17,7 @@ from rich.text import Text
 from connectors.api import dead_letter_topic
 from hub.api.client import api_base_url, fetch_status
 from hub.config import PipelineConfig
+from hub.errors import UsageError
 from hub.metrics import sink_lag, sink_partitions
 from hub.secrets import mask
 
@@ -27,9 +29,23 @@ _STYLE = {"RUNNING": "green", "FAILED": "bold red", "RETRYING": "yellow",
 
 def status_report(config: PipelineConfig) -> RenderableType:
     live = fetch_status(config.api)
-    if live is not None:
+    if live is not None and _same_file(live.get("pipeline"), config.path):
         return _live(live, api_base_url(config.api) or "")
-    return _from_log(config)
+    if live is None:
+        return _from_log(config)
+    # Another hub holds the address (two pipelines left at the default port, say): its
+    # connectors are not this file's.
+    note = (f"the API at {api_base_url(config.api)} serves another pipeline "
+            f"({live.get('pipeline')}); give each pipeline its own api.listen")
+    try:
+        table = _from_log(config)
+    except UsageError as exc:
+        raise UsageError(f"{exc}\n{note}") from None
+    return Group(table, Text(note, style="yellow"))
+
+
+def _same_file(served: object, path: Path) -> bool:
+    return isinstance(served, str) and Path(served).resolve() == path.resolve()
 
 
 def _live(status: dict[str, Any], url: str) -> RenderableType:

@@ -105,6 +105,22 @@ def test_run_names_the_api_address_and_status_reads_it_live(
     assert "0 records behind" in after.stdout
 
 
+def test_status_of_another_pipeline_at_the_same_address_is_not_mixed_up(
+    hub_on: tuple[RunningCli, int],
+) -> None:
+    running, port = hub_on
+    wait_for(lambda: "API and status page on" in running.log(), what="the API up")
+    other = running.cwd / "other"
+    other.mkdir()
+    (other / "pipeline.yaml").write_text(PIPELINE.format(port=port))
+    shown = cli(other, "status", "-c", "pipeline.yaml")
+    assert shown.returncode == 2, shown.stdout  # its own log does not exist yet
+    text = " ".join(shown.stderr.split())
+    assert "no changehub log at" in text
+    assert "serves another pipeline" in text
+    assert "legacy" not in shown.stdout
+
+
 def test_status_with_the_wrong_token_says_so(hub_on: tuple[RunningCli, int]) -> None:
     running, port = hub_on
     wait_for(lambda: "API and status page on" in running.log(), what="the API up")
