@@ -1,4 +1,4 @@
-"""Doctor's directory check: free-space thresholds and where the directory will be created."""
+"""Doctor: free-space thresholds, where a directory will be created, Kafka brokers."""
 
 from __future__ import annotations
 
@@ -48,3 +48,16 @@ def test_a_file_where_the_directory_should_be_is_an_error(tmp_path: Path) -> Non
     found = check_directory("log", tmp_path / "f", "log.path",
                             disk_usage=lambda _p: Usage(100 * GIB, 0, 100 * GIB))
     assert [(f.level, f.check) for f in found] == [("error", "directory")]
+
+
+def test_an_unreachable_kafka_broker_is_an_error_with_its_fix(tmp_path: Path) -> None:
+    from hub.config import load_pipeline
+    from hub.doctor import diagnose
+
+    file = tmp_path / "p.yaml"
+    file.write_text("log: {backend: kafka, kafka: {bootstrap: '127.0.0.1:1'}}\n"
+                    "api: {enabled: false}\n"
+                    "sinks: [{name: f, type: batch, topics: [a], path: ./x}]\n")
+    found = [f for f in diagnose(load_pipeline(file)) if f.system == "log (kafka)"]
+    assert [(f.level, f.check) for f in found] == [("error", "reachable")]
+    assert "log.kafka.bootstrap" in (found[0].fix or "")
