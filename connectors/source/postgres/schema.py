@@ -88,6 +88,7 @@ class TableSchema:
         "key_index",
         "oid",
         "schema",
+        "single_key",
         "source_head",
         "table",
         "topic",
@@ -121,6 +122,8 @@ class TableSchema:
         )
         self.key = None if key is None else tuple(key)
         self.key_index = None if key is None else tuple(self.columns.index(k) for k in key)
+        # The one key column's index, for the hot path's shortcut; None otherwise.
+        self.single_key = self.key_index[0] if self.key_index and len(self.key_index) == 1 else None
         self.identity = identity
         self.topic = topic_name(source_name, schema, table)
         # The constant part of the envelope's "source" block, up to the event's LSN.

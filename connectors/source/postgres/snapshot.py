@@ -6,11 +6,12 @@ transaction that imports it (``SET TRANSACTION SNAPSHOT``). That snapshot sees e
 transactions committed before the slot's consistent point, and the slot streams exactly
 those committed from it on: no gap, no duplicate. Such a snapshot is *exact*.
 
-Chunks: each table is read in key order, ``snapshot_chunk_size`` rows at a time, with keyset
-pagination (``WHERE (k1, k2) > (…) ORDER BY k1, k2 LIMIT n`` on the primary key's index), as
-``COPY (…) TO STDOUT`` in text form — the same text pgoutput sends, so one type mapping
-serves both, and the fastest way out of Postgres. Each chunk is one batch; its checkpoint
-holds the last key read, so memory stays flat whatever the table's size.
+Chunks: each table is read in key order with one ``COPY (SELECT … ORDER BY k1, k2) TO STDOUT``
+in text form — the same text pgoutput sends, so one type mapping serves both, and the
+fastest way out of Postgres — and cut here into chunks of ``snapshot_chunk_size`` rows. Each
+chunk is one batch whose checkpoint holds the chunk's last key, so memory stays flat
+whatever the table's size, and a resumed snapshot continues with keyset pagination
+(``WHERE (k1, k2) > (…)``, on the key's index).
 
 Resuming: an exported snapshot dies with the connection that exported it, so a snapshot
 interrupted by a crash cannot continue in it. It resumes from the chunk after the last one
@@ -43,6 +44,8 @@ from connectors.source.postgres.schema import TableSchema
 __all__ = ["SnapshotChunk", "TableReader", "parse_copy_line", "read_snapshot"]
 
 _CONVERSION_FAILS = (ValueError, IndexError, TypeError)
+# SourceRecord(...) runs a Python-level __new__; building the tuple directly is 3x cheaper.
+_record = tuple.__new__
 
 _ESCAPES = {
     ord("b"): b"\b",
@@ -182,57 +185,50 @@ def read_snapshot(
     empty; its progress has nothing pending.
     """
     tail = source_tail(progress.lsn, None, clock_ms(), b"true")
+    # Rows in key order straight from the key's index: a sort of the whole table first would
+    # hold back the first row (and spill to disk) on a large table.
+    try:
+        conn.execute("SET LOCAL enable_sort = off")
+    except psycopg.Error as exc:
+        raise catalog_error(exc, "setting up the snapshot") from None
     while progress.pending:
         name = progress.pending[0]
         info, schema = tables[name]
         reader = TableReader(conn, info, schema)
+        pageable = reader.pageable
         columns, topic, key_json = schema.json_columns, schema.topic, schema.key_json
         table_rows = 0
-        while True:
-            limit = chunk_size if reader.pageable else None
-            records: list[SourceRecord] = []
-            append = records.append
-            last: list[bytes | None] | None = None
-            now = clock_ms()
-            # Every read of this chunk shares all of its envelope but the row and key.
-            suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
-            count = 0
-            for values in reader.rows(progress.after, limit):
-                try:
-                    parts = [
-                        null if v is None else prefix + (v if conv is None else conv(v))
-                        for (prefix, conv, null), v in zip(columns, values, strict=True)
-                    ]
-                except _CONVERSION_FAILS:
-                    schema.row(values)  # raises SchemaError naming the column
-                    raise
-                append(
-                    SourceRecord(
-                        topic,
-                        key_json(parts),
-                        b"%b%b%b" % (_READ_HEAD, b"{%b}" % b",".join(parts), suffix),
-                        now,
-                    )
-                )
-                last = values
-                count += 1
-                if not reader.pageable and count == chunk_size:
-                    # A keyless table cannot resume mid-way: its chunks keep `after` unset.
-                    table_rows += count
-                    progress = replace(progress, rows=progress.rows + count)
-                    yield SnapshotChunk(records, progress, name, table_rows, done=False)
-                    records, count = [], 0
-                    append = records.append
-            table_rows += count
-            finished = not reader.pageable or count < chunk_size
-            if finished:
-                rest = progress.pending[1:]
-                progress = replace(progress, pending=rest, after=None, rows=progress.rows + count)
-            else:
-                assert last is not None
-                progress = replace(
-                    progress, after=reader.key_text(last), rows=progress.rows + count
-                )
-            yield SnapshotChunk(records, progress, name, table_rows, done=not progress.pending)
-            if finished:
-                break
+        records: list[SourceRecord] = []
+        append = records.append
+        now = clock_ms()
+        # Every read of a chunk shares all of its envelope but the row and key.
+        suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
+        count = 0
+        # One COPY for the rest of the table, in key order, cut into chunks here: no round
+        # trip per chunk, and each chunk's checkpoint still names its last key.
+        for values in reader.rows(progress.after, None):
+            try:
+                parts = [
+                    null if v is None else prefix + (v if conv is None else conv(v))
+                    for (prefix, conv, null), v in zip(columns, values, strict=True)
+                ]
+            except _CONVERSION_FAILS:
+                schema.row(values)  # raises SchemaError naming the column
+                raise
+            value = b"%b{%b}%b" % (_READ_HEAD, b",".join(parts), suffix)
+            append(_record(SourceRecord, (topic, key_json(parts), value, now)))
+            count += 1
+            if count == chunk_size:
+                table_rows += count
+                # A keyless table cannot resume mid-way: its chunks keep `after` unset.
+                after = reader.key_text(values) if pageable else None
+                progress = replace(progress, after=after, rows=progress.rows + count)
+                yield SnapshotChunk(records, progress, name, table_rows, done=False)
+                records, count = [], 0
+                append = records.append
+                now = clock_ms()
+                suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
+        table_rows += count
+        rest = progress.pending[1:]
+        progress = replace(progress, pending=rest, after=None, rows=progress.rows + count)
+        yield SnapshotChunk(records, progress, name, table_rows, done=not rest)

@@ -97,6 +97,8 @@ _BODY: Final = XLOGDATA_HEADER + 6  # tag, relation OID, tuple kind: then the tu
 _INSERT, _UPDATE, _DELETE = 0x49, 0x55, 0x44
 _NEW, _KEY, _OLD = 0x4E, 0x4B, 0x4F
 _FAST_FAILS = (struct.error, IndexError, ValueError, TypeError)
+# SourceRecord(...) runs a Python-level __new__; building the tuple directly is 3x cheaper.
+_record: Final = tuple.__new__
 _EVENT: Final = ENVELOPE % (
     b"%b",
     b"%b",
@@ -263,10 +265,15 @@ class ChangeStream:
             return False  # the general path says precisely what is wrong
         if tag == _INSERT:
             assert new is not None
-            order = self._count(txn, oid)
-            if order is not None:
-                after = table.row_json(new)
-                self._emit(table, txn, order, b"c", table.key_json(new), b"null", after, lsn)
+            # _count, inlined: this is the one line most changes take.
+            txn.events += 1
+            tables = txn.tables
+            table_order = tables[oid] = tables.get(oid, 0) + 1
+            if txn.events > txn.skip:
+                single = table.single_key
+                key = b"{%b}" % new[single] if single is not None else table.key_json(new)
+                after = b"{%b}" % b",".join(new)
+                self._emit(table, txn, txn.events, table_order, b"c", key, b"null", after, lsn)
         elif tag == _UPDATE:
             assert new is not None
             after = table.row_json(new)
@@ -281,21 +288,22 @@ class ChangeStream:
             order = self._count(txn, oid)
             if order is not None:
                 before = table.row_json(old) if old is not None and kind == _OLD else b"null"
-                self._emit(table, txn, order, b"u", key, before, after, lsn)
+                self._emit(table, txn, *order, b"u", key, before, after, lsn)
         else:
             assert old is not None
             order = self._count(txn, oid)
             if order is not None:
                 key = table.key_json(old)
                 before = key if kind == _KEY and key is not None else table.row_json(old)
-                self._emit(table, txn, order, b"d", key, before, b"null", lsn)
+                self._emit(table, txn, *order, b"d", key, before, b"null", lsn)
         return True
 
     def _emit(
         self,
         table: TableSchema,
         txn: OpenTransaction,
-        order: tuple[int, int],
+        total_order: int,
+        table_order: int,
         op: bytes,
         key: bytes | None,
         before: bytes,
@@ -325,12 +333,12 @@ class ChangeStream:
             lsn,
             txn.tail,
             txn.xid_text,
-            order[0],
-            order[1],
+            total_order,
+            table_order,
         )
-        self.records.append(SourceRecord(table.topic, key, value, now))
+        self.records.append(_record(SourceRecord, (table.topic, key, value, now)))
         if op == b"d":
-            self.records.append(SourceRecord(table.topic, key, None, now))
+            self.records.append(_record(SourceRecord, (table.topic, key, None, now)))
 
     def _key_change(
         self,
@@ -345,10 +353,10 @@ class ChangeStream:
         """The key changed: delete the old row, create the new one (partitions differ)."""
         order = self._count(txn, table.oid)
         if order is not None:
-            self._emit(table, txn, order, b"d", old_key, before, b"null", lsn)
+            self._emit(table, txn, *order, b"d", old_key, before, b"null", lsn)
         order = self._count(txn, table.oid)
         if order is not None:
-            self._emit(table, txn, order, b"c", new_key, b"null", after, lsn)
+            self._emit(table, txn, *order, b"c", new_key, b"null", after, lsn)
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -407,7 +415,7 @@ class ChangeStream:
         row = table.row(m.new)
         order = self._count(txn, m.relation_oid)
         if order is not None:
-            self._emit(table, txn, order, b"c", table.key_of(row), b"null", encode_row(row), lsn)
+            self._emit(table, txn, *order, b"c", table.key_of(row), b"null", encode_row(row), lsn)
 
     def _update(self, m: Update, lsn: int) -> None:
         txn = self._open(m)
@@ -433,7 +441,7 @@ class ChangeStream:
         order = self._count(txn, m.relation_oid)
         if order is not None:
             before = encode_row(old) if m.old_kind == "O" else b"null"
-            self._emit(table, txn, order, b"u", new_key, before, encode_row(new), lsn)
+            self._emit(table, txn, *order, b"u", new_key, before, encode_row(new), lsn)
 
     def _fill_unchanged(
         self,
@@ -471,7 +479,7 @@ class ChangeStream:
         order = self._count(txn, m.relation_oid)
         if order is not None:
             key = table.key_of(before)
-            self._emit(table, txn, order, b"d", key, encode_row(before), b"null", lsn)
+            self._emit(table, txn, *order, b"d", key, encode_row(before), b"null", lsn)
 
     def _truncate(self, m: Truncate, lsn: int) -> None:
         txn = self._open(m)
@@ -482,7 +490,7 @@ class ChangeStream:
                 self.base = self.base.with_(resumed=self.resumed.ranges)
             order = self._count(txn, oid)
             if order is not None:
-                self._emit(table, txn, order, b"t", None, b"null", b"null", lsn)
+                self._emit(table, txn, *order, b"t", None, b"null", b"null", lsn)
 
     def _message(self, m: Message, lsn: int) -> None:
         if not m.prefix.startswith(SIGNAL_PREFIX) or self._on_message is None:
