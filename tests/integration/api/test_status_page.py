@@ -56,3 +56,12 @@ def test_the_screenshot_is_a_rendered_page_with_the_failure_in_red(
     counted = colours(shot)
     assert len(counted) > 50, "the page looks blank"
     assert counted.get(FAILED_RED, 0) > 100, "the failed connector does not stand out in red"
+
+
+def test_a_hub_with_a_token_gets_a_token_prompt_and_no_data(
+    chromium: Chromium, running_hub: RunningHub
+) -> None:
+    dom = chromium.dump_dom(running_hub.url + "/", budget_ms=3000)
+    assert re.search(r'<form id="login">', dom), "the token form is not shown"
+    assert re.search(r'<main id="main" hidden', dom)
+    assert 'data-name="legacy"' not in dom
