@@ -257,7 +257,8 @@ class HubCollector(Collector):
             records.add_metric([s.name, s.kind], s.records)
             rate.add_metric([s.name, s.kind], self._rates.observe(s.name, s.records))
             retries.add_metric([s.name, s.kind], s.retries)
-            if s.progress is not None:
+            if s.progress is not None and (s.kind == "sink"
+                                           or shown == ConnectorState.SNAPSHOTTING):
                 what, done, total = s.progress
                 progress_done.add_metric([s.name, what], done)
                 if total is not None:

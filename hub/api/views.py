@@ -26,6 +26,7 @@ from hub.metrics import (
 from hub.secrets import mask, redact
 from hub.sink_worker import SinkWorker, match_topics
 from hub.source_worker import SourceWorker
+from hub.state import ConnectorState
 from hub.worker import Worker
 from log.api import Log, TopicPartition
 
@@ -44,15 +45,17 @@ def connector_view(hub: Hub, worker: Worker, rates: RateTracker) -> models.Conne
         lag = models.Lag(records=measured.records, seconds=measured.seconds)
     elif isinstance(worker, SourceWorker):
         upstream = source_lag(worker).get("lag_bytes")
+    state = effective_state(s)
     progress = None
-    if s.progress is not None:
+    # A source's progress is its snapshot's: shown while it lasts, not as a stale last value.
+    if s.progress is not None and (s.kind == "sink" or state == ConnectorState.SNAPSHOTTING):
         what, done, total = s.progress
         progress = models.Progress(what=what, done=done, total=total)
     return models.Connector(
         name=s.name,
         kind=s.kind,
         type=s.type,
-        state=effective_state(s).value,
+        state=state.value,
         error=mask(s.error) if s.error else None,
         since=s.since,
         records=s.records,

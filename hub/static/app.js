@@ -140,16 +140,23 @@ function drawGraph(status) {
                             "data-kind": kind, "data-state": item.state,
                             transform: `translate(${x},${y})` });
     g.append(el("svg:rect", { width: boxW, height: boxH }));
-    g.append(el("svg:text", { x: 10, y: 18 }, item.name));
+    g.append(el("svg:text", { x: 10, y: 18 }, fit(item.name, boxW - 16, 7)));
     let sub;
     if (kind === "topic") sub = `topic · ${fmt(item.records)} records`;
     else if (kind === "sink") sub = `${item.type} · ${item.state}` +
       (item.lag ? ` · lag ${fmt(item.lag.records)}` : "");
     else sub = `${item.type} · ${item.state}` + (item.progress ? " · " + progress(item.progress) : "");
-    g.append(el("svg:text", { x: 10, y: 35, class: "sub" }, sub));
-    if (item.error) g.append(el("svg:title", {}, item.error));
+    g.append(el("svg:text", { x: 10, y: 35, class: "sub" }, fit(sub, boxW - 16, 6.2)));
+    g.append(el("svg:title", {}, item.error ? `${item.name}: ${item.error}` : `${item.name} · ${sub}`));
     svg.append(g);
   }
+}
+
+// Text cut to the node's width (about `perChar` pixels a character), so it stays in its box;
+// the whole text is in the node's tooltip and in the table below.
+function fit(text, width, perChar) {
+  const most = Math.max(4, Math.floor(width / perChar));
+  return text.length > most ? text.slice(0, most - 1) + "…" : text;
 }
 
 function progress(p) {
