@@ -133,11 +133,12 @@ def bench_transactions(log: KafkaLog, bootstrap: str, batches: int) -> dict[str,
     raw = Producer({"bootstrap.servers": bootstrap, **DURABLE, "transactional.id": source + "-raw"})
     raw.init_transactions()
     tp = topic(log, "txn-raw")
+    checkpoints = topic(log, "txn-raw-checkpoints")  # not changehub's: that one is the hub's
     start = time.perf_counter()
     for i in range(batches):
         raw.begin_transaction()
         _produce(raw, tp, data[i % len(data)])
-        raw.produce("__changehub_checkpoints", b'{"n": %d}' % i, source.encode(), partition=0)
+        raw.produce(checkpoints.topic, b'{"n": %d}' % i, source.encode(), partition=0)
         raw.commit_transaction()
     theirs = time.perf_counter() - start
     return {

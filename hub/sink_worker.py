@@ -202,7 +202,7 @@ class SinkWorker(Worker):
             return False
         subscribed = self._subscribed()
         return all(
-            self._committed.get(tp, self._log.start_offset(tp)) >= self._log.end_offset(tp)
+            self._log.caught_up(tp, self._committed.get(tp, self._log.start_offset(tp)))
             for tp in subscribed
         ) and all(tp in self._positions for tp in subscribed)
 

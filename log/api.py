@@ -251,6 +251,15 @@ class Log(ABC):
     def offset_for_time(self, tp: TopicPartition, timestamp_ms: int) -> int:
         """The first offset whose record has a timestamp >= ``timestamp_ms`` (or the end)."""
 
+    def caught_up(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether a reader at ``offset`` has read everything ``tp`` holds for now.
+
+        Not always ``offset >= end_offset(tp)``: on Kafka the last records of a partition are
+        usually followed by a transaction marker, which takes an offset below the end but is
+        never read.
+        """
+        return offset >= self.end_offset(tp)
+
     # -- sink group offsets -----------------------------------------------------------------
 
     @abstractmethod

@@ -119,7 +119,7 @@ class KafkaLog(Log):
                     min_insync_replicas=min_insync_replicas,
                 ),
             )
-        self._groups = KafkaGroupOffsets(self._admin)
+        self._groups = KafkaGroupOffsets(self._admin, self._config)
         self._readers = ReaderPool(self._config, self._admin, timeout)
         self._checkpoints = CheckpointReader(
             self._checkpoint_tp, Reader(self._config, self._admin, timeout)
@@ -137,6 +137,7 @@ class KafkaLog(Log):
         # waiting readers notice _closed within one consume slice and raise LogClosedError
         self._readers.close()
         self._checkpoints.close()
+        self._groups.close()
         for s in sources:
             s.close()
         if self._appender is not None:
@@ -358,6 +359,10 @@ class KafkaLog(Log):
         self._check_open()
         self._admin.check_partition(tp)
         return self._admin.end_offsets([tp])[tp]
+
+    def caught_up(self, tp: TopicPartition, offset: int) -> bool:
+        # records below the end are returned (a read waits for them); markers are not
+        return offset >= self.end_offset(tp) or not self.read(tp, offset, max_records=1)
 
     def offset_for_time(self, tp: TopicPartition, timestamp_ms: int) -> int:
         self._check_open()

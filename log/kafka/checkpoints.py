@@ -22,17 +22,20 @@ Thread-safe.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from hub.errors import CorruptLogError, UsageError
+from hub.errors import UsageError
 from log.api import TopicPartition
 from log.kafka.consumer import Reader
 
 __all__ = ["CheckpointReader", "decode", "encode"]
+
+_log = logging.getLogger(__name__)
 
 _VERSION = 1
 _BATCH = 10_000
@@ -95,13 +98,15 @@ class CheckpointReader:
                     try:
                         name, checkpoint, _ends = decode(r.value)
                     except (ValueError, KeyError, TypeError) as e:
-                        raise CorruptLogError(
-                            f"checkpoint record at offset {r.offset} of {self.tp} cannot be "
-                            f"decoded: {e}",
-                            topic=self.tp.topic,
-                            partition=self.tp.partition,
-                            offset=r.offset,
-                        ) from e
+                        # on a shared cluster anyone may write here; one stray record must
+                        # not stop every source, and it cannot be a checkpoint of ours
+                        _log.warning(
+                            "skipping record at offset %d of %s: not a changehub checkpoint (%s)",
+                            r.offset,
+                            self.tp,
+                            e,
+                        )
+                        continue
                     self._keep(name, checkpoint, r.offset)
                 self._next = records[-1].offset + 1
             known = self._latest.get(source)

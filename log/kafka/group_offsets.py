@@ -2,16 +2,21 @@
 
 A sink group is a Kafka consumer group of the same name; its committed offsets live in
 ``__consumer_offsets`` like any consumer's, so Kafka's own tools (``kafka-consumer-groups``)
-show and reset them. Commits go through the admin API (``AlterConsumerGroupOffsets``), which
-Kafka accepts while the group has no active members — the hub commits for its sinks itself
-and does not keep group members joined. Commits merge: partitions not named keep their
-offsets, as in Kafka.
+show and reset them. Kafka accepts these commits while the group has no active members: the
+hub commits for its sinks itself and keeps no group members joined.
 
-Thread-safe (librdkafka's admin client is).
+Commits and reads go through one consumer per group that never joins it (librdkafka's
+"simple consumer" commit), not through the admin API: librdkafka 2.16's admin
+``list_consumer_group_offsets`` crashes the process (SIGSEGV in ``rd_kafka_cgrp_op``) when the
+group coordinator is still loading, which is the normal state of a fresh cluster. Commits
+merge: partitions not named keep their offsets, as in Kafka.
+
+Thread-safe: each group's consumer is used under its own lock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,16 +27,48 @@ from log.kafka.admin import TopicAdmin
 __all__ = ["KafkaGroupOffsets"]
 
 
-def _internal(group: str) -> bool:
-    return group.startswith(("_changehub", "__"))
+def _internal(name: str) -> bool:
+    return name.startswith(("_changehub", "__"))
+
+
+class _GroupClient:
+    def __init__(self, client_config: Mapping[str, Any], group: str) -> None:
+        from confluent_kafka import Consumer
+
+        self.lock = threading.Lock()
+        self.consumer = Consumer(
+            {
+                **client_config,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "allow.auto.create.topics": False,
+            }
+        )
 
 
 class KafkaGroupOffsets:
-    def __init__(self, admin: TopicAdmin) -> None:
+    def __init__(self, admin: TopicAdmin, client_config: Mapping[str, Any]) -> None:
         self._admin = admin
+        self._config = dict(client_config)
+        self._lock = threading.Lock()
+        self._clients: dict[str, _GroupClient] = {}
+
+    def _client(self, group: str) -> _GroupClient:
+        with self._lock:
+            client = self._clients.get(group)
+            if client is None:
+                client = self._clients[group] = _GroupClient(self._config, group)
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            with c.lock:
+                c.consumer.close()
 
     def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
-        from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
         from confluent_kafka import TopicPartition as KafkaTopicPartition
 
         if not group:
@@ -46,33 +83,43 @@ class KafkaGroupOffsets:
         if not offsets:
             return
         parts = [KafkaTopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
-        request = ConsumerGroupTopicPartitions(group, parts)
-        a = self._admin
+        client = self._client(group)
 
-        def alter() -> Any:
-            futures = a.client.alter_consumer_group_offsets([request], request_timeout=a.timeout)
-            return futures[group].result()
+        def commit() -> Any:
+            with client.lock:
+                return client.consumer.commit(offsets=parts, asynchronous=False)
 
-        answer = a.call(alter, f"committing offsets of group {group!r}")
-        for p in answer.topic_partitions:
+        answer = self._admin.call(commit, f"committing offsets of group {group!r}")
+        for p in answer or ():
             if p.error is not None:
-                what = f"committing {p.topic}[{p.partition}] of group {group!r}"
-                raise a._fail(KafkaException(p.error), what)
+                raise LogError(
+                    f"committing {p.topic}[{p.partition}] of group {group!r} on "
+                    f"{self._admin.bootstrap} failed: {p.error.str()}"
+                )
 
     def committed(self, group: str) -> dict[TopicPartition, int]:
-        from confluent_kafka import ConsumerGroupTopicPartitions
+        """Committed offsets of ``group`` on every partition of every user topic."""
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
 
         a = self._admin
-        request = [ConsumerGroupTopicPartitions(group)]
+        parts = [
+            KafkaTopicPartition(topic, p)
+            for topic, n in a.topics().items()
+            if not _internal(topic)
+            for p in range(n)
+        ]
+        if not parts:
+            return {}
+        client = self._client(group)
 
-        def list_offsets() -> Any:
-            futures = a.client.list_consumer_group_offsets(request, request_timeout=a.timeout)
-            return futures[group].result()
+        def fetch() -> Any:
+            with client.lock:
+                return client.consumer.committed(parts, timeout=a.timeout)
 
-        answer = a.call(list_offsets, f"reading offsets of group {group!r}")
+        answer = a.call(fetch, f"reading offsets of group {group!r}")
         return {
             TopicPartition(p.topic, p.partition): int(p.offset)
-            for p in answer.topic_partitions
+            for p in answer
             if p.error is None and p.offset >= 0
         }
 

@@ -338,3 +338,11 @@ def test_reset_offsets_to_earliest_latest_offset_and_time(log: Log, topic: str) 
 def test_committing_for_an_unknown_topic_is_refused(log: Log) -> None:
     with pytest.raises(UnknownTopicError):
         log.commit_offsets(unique("sink"), {TopicPartition(unique("missing"), 0): 1})
+
+
+def test_caught_up_after_reading_everything(log: Log, topic: str) -> None:
+    p0 = TopicPartition(topic, 0)
+    log.append_checkpointed(unique("src"), {p0: recs(b"a", b"b")}, {"n": 1})
+    assert not log.caught_up(p0, 0)
+    last = read_all(log, p0)[-1]
+    assert log.caught_up(p0, last.offset + 1)
