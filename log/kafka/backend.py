@@ -263,11 +263,13 @@ class KafkaLog(Log):
             except Exception as e:
                 err = error_code(e)
                 if err is None:
-                    raise
-                if err.txn_requires_abort():
                     producer.abort()
-                else:  # fenced by a newer producer of this source, or a fatal error
+                    raise
+                if err.fatal() or not err.txn_requires_abort():
+                    # fenced by a newer producer of this source, or broken: start afresh
                     self._drop_producer(source)
+                else:
+                    producer.abort()
                 raise self._txn_error(e, source) from e
         self._checkpoints.remember(source, checkpoint, cp_offset)
         self._await_visible({**ends, self._checkpoint_tp: cp_offset + 1})
