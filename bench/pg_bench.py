@@ -22,6 +22,7 @@ Prints a table and writes ``bench/results/postgres.json``::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -164,6 +165,12 @@ class Runner:
                 return
         raise TimeoutError("the source did not get there in time")
 
+    def settle(self, seconds: float) -> None:
+        """Keep appending whatever comes for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(TimeoutError):
+            self.run_until(lambda cp: False, timeout=max(0.0, deadline - time.monotonic()))
+
     def close(self) -> None:
         self.source.stop()
         self.log.close()
@@ -295,7 +302,7 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
         runner.start()
         writer = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         runner.run_until(lambda cp: writer.poll() is not None, timeout=seconds + 120)
-        runner.run_until(lambda cp: True, timeout=5)  # what the last commits left in flight
+        runner.settle(2.0)  # what the last commits left in flight
     finally:
         runner.close()
     return {
