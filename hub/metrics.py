@@ -39,6 +39,7 @@ __all__ = [
     "RateTracker",
     "SinkLag",
     "connector_extras",
+    "current_progress",
     "effective_state",
     "hub_registry",
     "measure_sink",
@@ -93,6 +94,24 @@ def effective_state(status: ConnectorStatus) -> ConnectorState:
     ):
         return ConnectorState.SNAPSHOTTING
     return status.state
+
+
+def current_progress(status: ConnectorStatus) -> tuple[str, int, int | None] | None:
+    """Long work going on now: a sink's reported progress; a source's only while it is
+    SNAPSHOTTING — from its reporter during an initial snapshot, from its checkpoint during
+    an incremental one (which reports none: pending tables and rows read so far)."""
+    if status.kind == "sink":
+        return status.progress
+    if effective_state(status) != ConnectorState.SNAPSHOTTING:
+        return None
+    cp = status.checkpoint or {}
+    incremental = cp.get("incremental")
+    if not cp.get("snapshot") and isinstance(incremental, dict):
+        pending = incremental.get("pending") or ["?"]
+        rows = incremental.get("rows")
+        return (f"incremental snapshot {pending[0]}", int(rows) if isinstance(rows, int) else 0,
+                None)
+    return status.progress
 
 
 @dataclass(frozen=True)
@@ -257,9 +276,9 @@ class HubCollector(Collector):
             records.add_metric([s.name, s.kind], s.records)
             rate.add_metric([s.name, s.kind], self._rates.observe(s.name, s.records))
             retries.add_metric([s.name, s.kind], s.retries)
-            if s.progress is not None and (s.kind == "sink"
-                                           or shown == ConnectorState.SNAPSHOTTING):
-                what, done, total = s.progress
+            work = current_progress(s)
+            if work is not None:
+                what, done, total = work
                 progress_done.add_metric([s.name, what], done)
                 if total is not None:
                     progress_total.add_metric([s.name, what], total)

@@ -18,6 +18,7 @@ from hub.api import models
 from hub.errors import ChangehubError
 from hub.metrics import (
     RateTracker,
+    current_progress,
     effective_state,
     measure_sink,
     sink_partitions,
@@ -26,7 +27,6 @@ from hub.metrics import (
 from hub.secrets import mask, redact
 from hub.sink_worker import SinkWorker, match_topics
 from hub.source_worker import SourceWorker
-from hub.state import ConnectorState
 from hub.worker import Worker
 from log.api import Log, TopicPartition
 
@@ -47,9 +47,9 @@ def connector_view(hub: Hub, worker: Worker, rates: RateTracker) -> models.Conne
         upstream = source_lag(worker).get("lag_bytes")
     state = effective_state(s)
     progress = None
-    # A source's progress is its snapshot's: shown while it lasts, not as a stale last value.
-    if s.progress is not None and (s.kind == "sink" or state == ConnectorState.SNAPSHOTTING):
-        what, done, total = s.progress
+    work = current_progress(s)
+    if work is not None:
+        what, done, total = work
         progress = models.Progress(what=what, done=done, total=total)
     return models.Connector(
         name=s.name,

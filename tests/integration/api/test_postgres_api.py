@@ -20,7 +20,7 @@ from tests.integration.postgres.pipeline import Database
 
 pytestmark = pytest.mark.integration
 
-ROWS = 30
+ROWS = 5000
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ log: {{path: ./log}}
 api: {{enabled: false}}
 sources:
   - {{name: shop, type: postgres, dsn: "{pg_db.dsn}", tables: [public.items],
-     heartbeat_interval: 500ms}}
+     heartbeat_interval: 500ms, snapshot_chunk_size: 50}}
 sinks:
   - {{name: files, type: batch, topics: ["shop.*"], path: ./exports, flush_interval: 100ms}}
 """)
@@ -69,6 +69,19 @@ def test_a_snapshot_requested_through_the_api_reads_the_table_again(api_url: str
     ok = httpx.post(f"{api_url}/connectors/shop/snapshot", json={"tables": ["public.items"]})
     assert ok.status_code == 202, ok.text
     assert "public.items" in ok.json()["message"]
+    seen: list[dict[str, object]] = []
+
+    def snapshotting() -> bool:
+        shop = httpx.get(f"{api_url}/connectors/shop").json()
+        if shop["state"] == "SNAPSHOTTING":
+            seen.append(shop)
+        return bool(seen) or _topic_records(api_url) >= 2 * ROWS
+
+    wait_for(snapshotting, timeout=60, what="SNAPSHOTTING or the snapshot done")
+    assert seen, "the incremental snapshot was never seen in progress"
+    progress = seen[0]["progress"]
+    assert isinstance(progress, dict)
+    assert progress["what"] == "incremental snapshot public.items"
     wait_for(lambda: _topic_records(api_url) >= 2 * ROWS, timeout=60,
              what="the table read again into the topic")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.metrics import RateTracker, effective_state
+from hub.metrics import RateTracker, current_progress, effective_state
 from hub.state import ConnectorState, ConnectorStatus
 
 
@@ -60,3 +60,19 @@ def test_a_running_source_with_snapshot_progress_shows_snapshotting() -> None:
     assert effective_state(_status(running, None)) == running
     paused = ConnectorState.PAUSED
     assert effective_state(_status(paused, {"snapshot": {"rows": 5}})) == paused
+
+
+def test_progress_is_shown_only_while_a_source_snapshots() -> None:
+    from dataclasses import replace
+
+    running = ConnectorState.RUNNING
+    initial = replace(_status(running, {"snapshot": {"rows": 5}}),
+                      progress=("snapshot public.t", 5, 10))
+    assert current_progress(initial) == ("snapshot public.t", 5, 10)
+    streaming = replace(_status(running, {"lsn": 9}), progress=("snapshot public.t", 10, 10))
+    assert current_progress(streaming) is None
+    incremental = replace(
+        _status(running, {"lsn": 9, "incremental": {"pending": ["public.u"], "rows": 40}}),
+        progress=("snapshot public.t", 10, 10),
+    )
+    assert current_progress(incremental) == ("incremental snapshot public.u", 40, None)
