@@ -72,19 +72,6 @@ def consumer_config(client_config: Mapping[str, Any]) -> dict[str, Any]:
     return conf
 
 
-def _record(m: Any) -> LogRecord:
-    headers = m.headers()
-    return LogRecord(
-        m.topic(),
-        m.partition(),
-        m.offset(),
-        m.timestamp()[1],
-        m.key(),
-        m.value(),
-        tuple((k, v if v is not None else b"") for k, v in headers) if headers else (),
-    )
-
-
 class Reader:
     """One assigned ``read_committed`` consumer. See the module doc."""
 
@@ -215,18 +202,36 @@ class Reader:
                     self._pending.append(m)
                 else:
                     self._on_error(m)
+        # the hot loop of reading: one LogRecord per message, nothing else per record
         out: list[LogRecord] = []
+        append = out.append
         budget = max_bytes
-        while self._pending and len(out) < max_records:
-            m = self._pending[0]
-            size = len(m.key() or b"") + len(m.value() or b"")
+        pending = self._pending
+        last: dict[tuple[str, int], int] = {}
+        while pending and len(out) < max_records:
+            m = pending[0]
+            key, value = m.key(), m.value()
+            size = (len(key) if key else 0) + (len(value) if value else 0)
             if out and size > budget:
                 break
-            self._pending.popleft()
-            r = _record(m)
-            out.append(r)
+            pending.popleft()
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            headers = m.headers()
+            append(
+                LogRecord(
+                    topic,
+                    partition,
+                    offset,
+                    m.timestamp()[1],
+                    key,
+                    value,
+                    tuple((k, v if v is not None else b"") for k, v in headers) if headers else (),
+                )
+            )
+            last[topic, partition] = offset
             budget -= size
-            self.next[r.tp] = r.offset + 1
+        for (topic, partition), offset in last.items():
+            self.next[TopicPartition(topic, partition)] = offset + 1
         return out
 
     def _on_error(self, m: Any) -> None:
