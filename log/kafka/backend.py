@@ -12,7 +12,9 @@ How it differs from the embedded log (the contract is :mod:`log.api`):
 
 * Offsets have gaps: each transaction of :meth:`KafkaLog.append_checkpointed` leaves a
   commit marker that takes an offset and is never read, so a reader may skip offsets. The
-  end offset is the *last stable offset* (read_committed).
+  end offset is the *last stable offset* (read_committed), so a reader that read the last
+  record usually stands one below it, on the marker: :meth:`KafkaLog.caught_up` says
+  whether anything is left to read.
 * :meth:`KafkaLog.append` uses an idempotent producer with ``acks=all`` and no transaction:
   the records of one call can be split over Kafka batches; if the cluster fails mid-call a
   prefix may be written before the call raises. While another writer holds a transaction
@@ -25,7 +27,8 @@ How it differs from the embedded log (the contract is :mod:`log.api`):
   embedded log's fsync policy does not apply.
 * :meth:`KafkaLog.describe_topic` reports sizes of 0: confluent-kafka has no
   DescribeLogDirs call. Offsets are exact.
-* ``list_topics`` and ``list_groups`` hide names starting with ``__`` or ``_changehub``.
+* ``list_topics`` and ``list_groups`` hide names starting with ``__`` or ``_changehub``;
+  ``list_groups`` lists every consumer group on the cluster, not only changehub's sinks.
 
 Thread-safe: one writer per partition and per source, many readers.
 """
