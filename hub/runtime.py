@@ -210,7 +210,7 @@ class Hub:
                         "or api.enabled: false)", self.config.api.listen, exc)
             return None
         self.api_url = api.url
-        log.info("REST API and status page on %s", api.url)
+        log.info("REST API and status page on %s", api.url, extra={"url": api.url})
         return api
 
     # -- stopping -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ to the log when no hub answers), and a busy port leaves the hub running without 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -44,13 +45,14 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 class RunningCli:
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *options: str) -> None:
         self.cwd = cwd
         self.stderr = cwd / "hub.stderr"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen([*CHANGEHUB, "run", "pipeline.yaml"], cwd=cwd,
-                                         env=env, stdout=subprocess.DEVNULL, stderr=err)
+            self.proc = subprocess.Popen([*CHANGEHUB, *options, "run", "pipeline.yaml"],
+                                         cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                         stderr=err)
 
     def log(self) -> str:
         return self.stderr.read_text()
@@ -147,3 +149,19 @@ def test_a_busy_api_port_leaves_the_hub_running_without_its_api(workdir: Path) -
         finally:
             assert running.stop() == 0
     assert "API and status page on" not in running.log()
+
+
+def test_json_logs_carry_the_api_address_and_one_line_per_state_change(workdir: Path) -> None:
+    port = free_port()
+    (workdir / "pipeline.yaml").write_text(PIPELINE.format(port=port))
+    running = RunningCli(workdir, "--log-format", "json")
+    try:
+        wait_for(lambda: '"url"' in running.log(), what="the API line")
+    finally:
+        assert running.stop() == 0
+    lines = [json.loads(x) for x in running.log().splitlines() if x.startswith("{")]
+    [api] = [x for x in lines if x.get("url")]
+    assert api["url"] == f"http://127.0.0.1:{port}"
+    states = [(x["connector"], x["state"]) for x in lines if x["logger"] == "changehub.state"]
+    assert ("files", "RUNNING") in states and ("files", "STOPPED") in states
+    assert "cli-t0ken" not in running.log()
