@@ -6,7 +6,8 @@ checks: wal_level or binlog settings, privileges, slots, tables; polled SQL data
 reachable, credentials, the table there) and each sink (SQL targets reachable with their
 credentials, search engines answering, export directories writable). Every problem comes
 with the exact fix. Nothing here changes any system; file databases (SQLite, DuckDB) are
-not opened, so that doctor neither creates them nor takes their lock from a running hub.
+not opened for writing (SQLite is read for its table list, read-only; DuckDB not at all), so
+that doctor neither creates them nor takes their lock from a running hub.
 """
 
 from __future__ import annotations
@@ -166,7 +167,10 @@ def _sql_poll(system: str, cfg: Any) -> list[Finding]:
             return [Finding(system, "error", "database file", f"{file_db} does not exist",
                             "fix the path in url (relative paths start at the directory "
                             "changehub runs in)")]
-        return [Finding(system, "ok", "database file", str(file_db))]
+        found = [Finding(system, "ok", "database file", str(file_db))]
+        if url.startswith("sqlite"):
+            found.append(_sqlite_table(system, file_db, cfg.table))
+        return found
     found, engine = _connect(system, url, "url")
     if engine is None:
         return found
@@ -186,6 +190,30 @@ def _sql_poll(system: str, cfg: Any) -> list[Finding]:
         return [*found, Finding(system, "error", "table", f"{cfg.table} does not exist",
                                 "create the table, or fix `table` (schema.table)")]
     return [*found, Finding(system, "ok", "table", f"{cfg.table} exists")]
+
+
+def _sqlite_table(system: str, file: Path, name: str) -> Finding:
+    """Look the table up read-only: SQLite readers take no lock a running hub would mind."""
+    import sqlite3
+
+    from connectors.sqldb import split_table_name
+
+    schema, table = split_table_name(name)
+    master = f'"{schema}".sqlite_master' if schema else "sqlite_master"
+    try:
+        conn = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True, timeout=TIMEOUT_S)
+        try:
+            row = conn.execute(f"SELECT 1 FROM {master} WHERE type IN ('table', 'view') "
+                               "AND name = ?", (table,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return Finding(system, "error", "table", f"cannot read {file}: {exc}",
+                       "check that the file is a SQLite database readable by this user")
+    if row is None:
+        return Finding(system, "error", "table", f"{name} does not exist in {file}",
+                       "create the table, or fix `table`")
+    return Finding(system, "ok", "table", f"{name} exists")
 
 
 # -- sinks ----------------------------------------------------------------------------------

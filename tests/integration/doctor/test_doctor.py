@@ -77,7 +77,8 @@ sinks:
     assert "source shop (postgres)" in text
     assert f'fix: as a superuser run ALTER ROLE "{role}" REPLICATION;' in text
     assert "source legacy (sql_poll)" in text
-    assert "orders does not exist" not in text  # a file database is not opened by doctor
+    assert "orders does not exist in" in text and "fix: create the table" in text
+    assert not (tmp_path / "legacy.db-journal").exists()
     assert "sink warehouse (sql)" in text
     assert "fix: check the user and password in url" in text
     assert "wrong-pw-999" not in result.stdout + result.stderr

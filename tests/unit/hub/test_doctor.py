@@ -61,3 +61,23 @@ def test_an_unreachable_kafka_broker_is_an_error_with_its_fix(tmp_path: Path) ->
     found = [f for f in diagnose(load_pipeline(file)) if f.system == "log (kafka)"]
     assert [(f.level, f.check) for f in found] == [("error", "reachable")]
     assert "log.kafka.bootstrap" in (found[0].fix or "")
+
+
+def test_a_polled_sqlite_table_is_looked_up_read_only(tmp_path: Path) -> None:
+    import sqlite3
+
+    from hub.config import load_pipeline
+    from hub.doctor import diagnose
+
+    db = tmp_path / "legacy.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    con.commit()
+    con.close()
+    file = tmp_path / "p.yaml"
+    file.write_text(f"api: {{enabled: false}}\\nlog: {{path: {tmp_path}/log}}\\n"
+                    f"sources: [{{name: s, type: sql_poll, url: 'sqlite:///{db}', table: orders,"
+                    " mode: incrementing, incrementing_column: id}]\\n")
+    found = {f.check: f for f in diagnose(load_pipeline(file)) if f.system.startswith("source")}
+    assert found["table"].level == "ok"
+    assert found["database file"].level == "ok"
