@@ -127,7 +127,11 @@ class KafkaLog(Log):
         self._checkpoints = CheckpointReader(
             self._checkpoint_tp, Reader(self._config, self._admin, timeout)
         )
-        self._appender: Appender | None = None
+        # made now when writable, so that its connection and producer id are ready by the
+        # first append (librdkafka sets them up in the background)
+        self._appender: Appender | None = (
+            None if read_only else Appender(self._config, bootstrap, timeout)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
