@@ -75,9 +75,9 @@ def test_a_polled_sqlite_table_is_looked_up_read_only(tmp_path: Path) -> None:
     con.commit()
     con.close()
     file = tmp_path / "p.yaml"
-    file.write_text(f"api: {{enabled: false}}\\nlog: {{path: {tmp_path}/log}}\\n"
+    file.write_text(f"api: {{enabled: false}}\nlog: {{path: {tmp_path}/log}}\n"
                     f"sources: [{{name: s, type: sql_poll, url: 'sqlite:///{db}', table: orders,"
-                    " mode: incrementing, incrementing_column: id}]\\n")
+                    " mode: incrementing, incrementing_column: id}]\n")
     found = {f.check: f for f in diagnose(load_pipeline(file)) if f.system.startswith("source")}
     assert found["table"].level == "ok"
     assert found["database file"].level == "ok"
