@@ -36,6 +36,7 @@ __all__ = ["Appender", "Deliveries", "SourceProducer", "producer_config"]
 _log = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+_GRACE_S = 5.0
 
 
 def producer_config(client_config: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -117,7 +118,11 @@ class Appender:
 
         self.bootstrap = bootstrap
         self.timeout = timeout
-        self.producer = Producer(producer_config(client_config))
+        # librdkafka gives up on a record when the append gives up on it, so that a failed
+        # append's records are not delivered behind the caller's back minutes later
+        self.producer = Producer(
+            producer_config(client_config, **{"message.timeout.ms": int(timeout * 1000)})
+        )
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-deliveries", daemon=True)
         self._poller.start()
@@ -132,7 +137,7 @@ class Appender:
             raise LogClosedError(f"the Kafka log at {self.bootstrap} is closed")
         d = Deliveries()
         _produce(self.producer, tp, records, d)
-        if not d.wait(self.timeout):
+        if not d.wait(self.timeout + _GRACE_S):  # librdkafka's own timeout reports first
             raise LogStorageError(
                 f"appending to {tp}: the Kafka cluster at {self.bootstrap} did not acknowledge "
                 f"{d.pending} of {len(records)} records within {self.timeout:.0f} s; check "
