@@ -17,6 +17,7 @@ and the API must work offline.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
@@ -46,9 +47,10 @@ def create_app(hub: Hub, token: str | None) -> FastAPI:
     )
     guarded = [Depends(bearer_auth(token))]
     rates = RateTracker()
+    control = threading.Lock()
     for router in (
-        connectors_router(hub, rates),
-        offsets_router(hub),
+        connectors_router(hub, rates, control),
+        offsets_router(hub, control),
         actions_router(hub),
         topics_router(hub),
         status_router(hub, rates),

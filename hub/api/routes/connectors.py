@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, status
@@ -21,7 +22,9 @@ __all__ = ["connectors_router"]
 _ENDED = (ConnectorState.FAILED, ConnectorState.STOPPED)
 
 
-def connectors_router(hub: Hub, rates: RateTracker) -> APIRouter:
+def connectors_router(hub: Hub, rates: RateTracker, control: threading.Lock) -> APIRouter:
+    """``control`` serializes state changes: two restarts of one connector at once would
+    otherwise both start a worker, and one would run on unsupervised."""
     router = APIRouter(prefix="/connectors", tags=["connectors"], responses=AUTH)
 
     @router.get("", summary="All connectors with their state")
@@ -41,7 +44,8 @@ def connectors_router(hub: Hub, rates: RateTracker) -> APIRouter:
         if worker.status.state in _ENDED:
             raise conflict(f"{name} is {worker.status.state.value}; restart it instead "
                            f"(POST /connectors/{name}/restart)")
-        hub.pause(name)
+        with control:
+            hub.pause(name)
         return _result(hub, name, "pause", "pausing after its current step")
 
     @router.put("/{name}/resume", status_code=status.HTTP_202_ACCEPTED,
@@ -51,7 +55,8 @@ def connectors_router(hub: Hub, rates: RateTracker) -> APIRouter:
         if worker.status.state in _ENDED:
             raise conflict(f"{name} is {worker.status.state.value}; restart it instead "
                            f"(POST /connectors/{name}/restart)")
-        hub.resume(name)
+        with control:
+            hub.resume(name)
         return _result(hub, name, "resume", "resumed")
 
     @router.post("/{name}/restart", status_code=status.HTTP_202_ACCEPTED,
@@ -59,7 +64,8 @@ def connectors_router(hub: Hub, rates: RateTracker) -> APIRouter:
                  summary="Stop the worker cleanly and start a fresh one from durable state")
     def restart(name: str) -> models.ActionResult:
         find_worker(hub, name)
-        hub.restart(name)
+        with control:
+            hub.restart(name)
         return _result(hub, name, "restart", "restarted from its durable state")
 
     return router

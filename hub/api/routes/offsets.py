@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -25,7 +26,7 @@ STOP_TIMEOUT_S = 10.0
 _RESETTABLE = (ConnectorState.PAUSED, ConnectorState.STOPPED, ConnectorState.FAILED)
 
 
-def offsets_router(hub: Hub) -> APIRouter:
+def offsets_router(hub: Hub, control: threading.Lock) -> APIRouter:
     router = APIRouter(prefix="/connectors", tags=["offsets"], responses=AUTH)
 
     @router.get("/{name}/offsets", responses=NOT_FOUND,
@@ -49,34 +50,41 @@ def offsets_router(hub: Hub) -> APIRouter:
         topic: Annotated[str | None, Query(
             description="only partitions of topics matching this glob")] = None,
     ) -> models.Offsets:
-        worker = find_worker(hub, name)
-        if not isinstance(worker, SinkWorker):
-            raise conflict(f"{name} is a source; sources resume from their checkpoint, "
-                           "only sinks' offsets can be reset")
-        state = worker.status.state
-        if state not in _RESETTABLE:
-            raise conflict(f"{name} is {state.value}; pause it first "
-                           f"(PUT /connectors/{name}/pause), then reset")
-        try:
-            spec = OffsetSpec.parse(to)
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-        worker.stop()  # flushes and commits what it holds, before the reset, not after
-        worker.join(STOP_TIMEOUT_S)
-        if worker.is_alive():
-            raise conflict(f"{name} did not stop within {STOP_TIMEOUT_S:.0f}s; try again")
-        try:
-            new = hub.log.reset_offsets(name, sink_partitions_of(hub, name, topic), spec)
-            rewound = hub.build_sink(name).rewind(new)
-            if rewound != new:
-                hub.log.commit_offsets(name, {**hub.log.committed_offsets(name), **rewound})
-        except ChangehubError as exc:
-            raise conflict(f"resetting {name} failed: {exc}") from None
-        finally:
-            # A paused sink comes back paused at its new offsets; a failed or stopped one
-            # stays as it was until someone restarts it.
-            if state == ConnectorState.PAUSED:
-                hub.restart(name, paused=True)
-        return offsets_view(hub, hub.worker(name))
+        with control:
+            return _reset(hub, name, to, topic)
 
     return router
+
+
+def _reset(hub: Hub, name: str, to: str, topic: str | None) -> models.Offsets:
+    """Stop the (paused) sink's worker so that its last commit lands before the reset, move
+    the offsets in the log and in the target, and bring a paused sink back paused."""
+    worker = find_worker(hub, name)
+    if not isinstance(worker, SinkWorker):
+        raise conflict(f"{name} is a source; sources resume from their checkpoint, "
+                       "only sinks' offsets can be reset")
+    state = worker.status.state
+    if state not in _RESETTABLE:
+        raise conflict(f"{name} is {state.value}; pause it first "
+                       f"(PUT /connectors/{name}/pause), then reset")
+    try:
+        spec = OffsetSpec.parse(to)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    worker.stop()  # flushes and commits what it holds, before the reset, not after
+    worker.join(STOP_TIMEOUT_S)
+    if worker.is_alive():
+        raise conflict(f"{name} did not stop within {STOP_TIMEOUT_S:.0f}s; try again")
+    try:
+        new = hub.log.reset_offsets(name, sink_partitions_of(hub, name, topic), spec)
+        rewound = hub.build_sink(name).rewind(new)
+        if rewound != new:
+            hub.log.commit_offsets(name, {**hub.log.committed_offsets(name), **rewound})
+    except ChangehubError as exc:
+        raise conflict(f"resetting {name} failed: {exc}") from None
+    finally:
+        # A paused sink comes back paused at its new offsets; a failed or stopped one
+        # stays as it was until someone restarts it.
+        if state == ConnectorState.PAUSED:
+            hub.restart(name, paused=True)
+    return offsets_view(hub, hub.worker(name))

@@ -159,3 +159,20 @@ def test_no_answer_carries_a_secret(running_hub: RunningHub) -> None:
     for text in answers:
         assert PASSWORD not in text
         assert TOKEN not in text
+
+
+def test_concurrent_restarts_leave_exactly_one_worker(running_hub: RunningHub) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running_hub.client() as c:
+        wait_for(lambda: _state(c, "warehouse") == "RUNNING", what="warehouse RUNNING")
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(
+            lambda _: httpx.post(f"{running_hub.url}/connectors/warehouse/restart",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60),
+            range(6)))
+    assert [a.status_code for a in answers] == [202] * 6
+    alive = [t for t in threading.enumerate() if t.name == "sink:warehouse" and t.is_alive()]
+    assert len(alive) == 1
+    assert alive[0] is running_hub.hub.worker("warehouse")
