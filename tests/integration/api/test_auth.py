@@ -75,3 +75,12 @@ def test_a_hub_bound_beyond_loopback_refuses_requests_without_its_token(
         assert ok.status_code == 200
     finally:
         api.stop()
+
+
+def test_an_ipv6_loopback_bind_serves_without_a_token(running_hub: RunningHub) -> None:
+    api = open_api(running_hub.hub, "[::1]:0", None)
+    try:
+        assert api.url.startswith("http://[::1]:")
+        assert httpx.get(f"{api.url}/connectors").status_code == 200
+    finally:
+        api.stop()
