@@ -81,9 +81,9 @@ class Deliveries:
             if tp not in self.first:  # the idempotent producer delivers in order
                 self.first[tp] = offset
             self.last[tp] = offset
-        with self._cond:
-            self.pending -= 1
-            if self.pending == 0:
+        self.pending -= 1
+        if self.pending == 0:  # the waiter checks under the lock: this cannot slip past it
+            with self._cond:
                 self._cond.notify_all()
 
     def wait(self, timeout: float) -> bool:
@@ -93,18 +93,18 @@ class Deliveries:
 
 def _produce(producer: Any, tp: TopicPartition, records: Sequence[Record], d: Deliveries) -> None:
     d.expect(len(records))
-    for r in records:
+    produce, report = producer.produce, d.report
+    topic, partition = tp
+    for key, value, timestamp, headers in records:
         while True:
             try:
-                producer.produce(
-                    tp.topic,
-                    value=r.value,
-                    key=r.key,
-                    partition=tp.partition,
-                    timestamp=r.timestamp_ms,
-                    headers=list(r.headers) or None,
-                    on_delivery=d.report,
-                )
+                if headers:
+                    produce(
+                        topic, value, key, partition, on_delivery=report, timestamp=timestamp,
+                        headers=list(headers),
+                    )  # fmt: skip
+                else:
+                    produce(topic, value, key, partition, on_delivery=report, timestamp=timestamp)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(_POLL_S)
