@@ -35,16 +35,24 @@ class Waker:
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
+        # Held across the write and the close: a closed descriptor's number may soon belong
+        # to another file, which a late wake must not write into.
+        self._lock = threading.Lock()
 
     def fileno(self) -> int:
         return self._r
 
     def wake(self) -> None:
-        # A full pipe means already woken; a closed one, nobody left to wake.
-        with contextlib.suppress(OSError):
-            os.write(self._w, b"x")
+        with self._lock:
+            if self._w < 0:
+                return
+            # A full pipe means already woken.
+            with contextlib.suppress(OSError):
+                os.write(self._w, b"x")
 
     def clear(self) -> None:
+        if self._r < 0:
+            return
         try:
             while os.read(self._r, 4096):
                 pass
@@ -52,9 +60,12 @@ class Waker:
             pass
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            r, w, self._r, self._w = self._r, self._w, -1, -1
+        for fd in (r, w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class HandOffClosedError(Exception):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import select
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -77,6 +77,7 @@ class ReplicationConnection:
         self._stop = stop
         self._wakers = [stop, *wakers]
         self.copying = False
+        self._get_copy_data: Callable[[int], tuple[int, memoryview]] = self._not_streaming
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -101,7 +102,11 @@ class ReplicationConnection:
             raise RetriableError("the replication connection is closed")
         return self._conn.pgconn
 
+    def _not_streaming(self, _async: int) -> tuple[int, memoryview]:
+        raise RetriableError("read from a replication connection that is not streaming")
+
     def close(self) -> None:
+        self._get_copy_data = self._not_streaming
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -184,13 +189,14 @@ class ReplicationConnection:
         self.command(f'START_REPLICATION SLOT "{slot}" LOGICAL {Lsn(start)} ({", ".join(options)})')
         if not self.copying:
             raise RetriableError(f"START_REPLICATION on slot {slot} did not start streaming")
+        self._get_copy_data = self.pgconn.get_copy_data  # bound once: read per message
 
     # -- streaming ----------------------------------------------------------------------------
 
     def read_nowait(self) -> bytes | None:
         """The next complete CopyData message if one is buffered, else None (never blocks)."""
         try:
-            n, data = self.pgconn.get_copy_data(1)
+            n, data = self._get_copy_data(1)
         except psycopg.Error as exc:
             raise catalog_error(exc, "reading the replication stream") from None
         if n > 0:

@@ -251,9 +251,13 @@ class PostgresSource(Source[PostgresSourceConfig]):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=30)
+        if thread is not None and thread.is_alive():
+            return  # still unwinding: it closes its connections itself
         catalog, self._catalog = self._catalog, None
-        if catalog is not None and (thread is None or not thread.is_alive()):
+        if catalog is not None:
             catalog.close()
+        self._stop.close()
+        self._nudge.close()
 
     def topics(self) -> list[str]:
         return [topic_name(self.config.name, t.schema, t.table) for t in self.config.table_names]
@@ -398,7 +402,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 )
             else:
                 visibility = SnapshotVisibility.parse(snapshot_visibility(conn))  # taken now
-                if progress.first:
+                if progress.first and self.config.snapshot != "initial_only":
                     until = current_wal_lsn(conn)
                     ranges = self._read_ranges(position.resumed, progress, visibility, until)
                     position = position.with_(resumed=ranges)

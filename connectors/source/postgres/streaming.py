@@ -274,6 +274,17 @@ class ChangeStream:
                 key = b"{%b}" % new[single] if single is not None else table.key_json(new)
                 after = b"{%b}" % b",".join(new)
                 self._emit(table, txn, txn.events, table_order, b"c", key, b"null", after, lsn)
+        elif tag == _UPDATE and old is None:
+            assert new is not None
+            # The common update (no old row under REPLICA IDENTITY DEFAULT), inlined too.
+            txn.events += 1
+            tables = txn.tables
+            table_order = tables[oid] = tables.get(oid, 0) + 1
+            if txn.events > txn.skip:
+                single = table.single_key
+                key = b"{%b}" % new[single] if single is not None else table.key_json(new)
+                after = b"{%b}" % b",".join(new)
+                self._emit(table, txn, txn.events, table_order, b"u", key, b"null", after, lsn)
         elif tag == _UPDATE:
             assert new is not None
             after = table.row_json(new)
