@@ -31,7 +31,7 @@ from services.server import Home, Options, Server
 __all__ = ["MariaDB"]
 
 USER = "changehub"
-PASSWORD = "changehub"
+PASSWORD = "hub-pass-73"
 DATABASE = "changehub"
 ROOT_PASSWORD = "root"
 START_TIMEOUT = 90.0

@@ -25,7 +25,7 @@ from services.server import Home, Options, Server
 __all__ = ["Postgres"]
 
 USER = "changehub"
-PASSWORD = "changehub"
+PASSWORD = "hub-pass-73"
 DATABASE = "changehub"
 START_TIMEOUT = 60.0
 # A unix socket path must fit in sun_path (108 bytes); a longer DIR gets no socket.
