@@ -8,29 +8,15 @@ The source runs the same checks when it starts and refuses to run on an ``error`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from connectors.doctor import Finding
 from connectors.source.mysql.config import MySqlSourceConfig
 from connectors.source.mysql.server import Connection, connect, is_mariadb, variables
 
 __all__ = ["Finding", "check_server", "diagnose"]
 
-Level = Literal["ok", "warning", "error"]
-
 _GRANT = re.compile(r"^GRANT (.+?) ON (\S+) TO ", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: Level
-    check: str
-    message: str
-    fix: str | None = None
-
-    def __str__(self) -> str:
-        text = f"[{self.level}] {self.check}: {self.message}"
-        return f"{text}\n    fix: {self.fix}" if self.fix else text
 
 
 def diagnose(config: MySqlSourceConfig) -> list[Finding]:

@@ -10,12 +10,12 @@ readable, has a key, how its large values will be handled).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from connectors.doctor import Finding
 from connectors.source.postgres.catalog import connect, setting, table_info
 from connectors.source.postgres.config import PostgresSourceConfig, TableName
 from connectors.source.postgres.handoff import Waker
@@ -28,22 +28,8 @@ from hub.secrets import mask
 
 __all__ = ["Finding", "diagnose"]
 
-Level = Literal["ok", "warning", "error"]
-
 # Types whose values Postgres may store out of line (TOAST): variable-length ones.
 _TOASTABLE = "SELECT typlen = -1 FROM pg_type WHERE oid = %s"
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: Level
-    check: str
-    message: str
-    fix: str | None = None
-
-    def __str__(self) -> str:
-        text = f"[{self.level}] {self.check}: {self.message}"
-        return f"{text}\n    fix: {self.fix}" if self.fix else text
 
 
 def diagnose(config: PostgresSourceConfig) -> list[Finding]:
