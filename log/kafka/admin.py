@@ -52,6 +52,12 @@ def _TRANSIENT() -> frozenset[Any]:  # noqa: N802 - a constant, built lazily (la
             KafkaError._TIMED_OUT,
             KafkaError._TRANSPORT,
             KafkaError._ALL_BROKERS_DOWN,
+            KafkaError.FENCED_LEADER_EPOCH,
+            KafkaError.UNKNOWN_LEADER_EPOCH,
+            KafkaError._WAIT_COORD,
+            KafkaError._WAIT_CACHE,
+            # "Failed to query partition leaders: No leaders found" while a broker restarts
+            KafkaError._NOENT,
         }
     )
 
