@@ -50,6 +50,7 @@ from connectors.source.mysql.config import MySqlSourceConfig
 from connectors.source.mysql.doctor import check_server
 from connectors.source.mysql.handoff import HandOff, HandOffClosedError
 from connectors.source.mysql.heartbeat import Heartbeat
+from connectors.source.mysql.lag import LagMeter
 from connectors.source.mysql.schema import Catalog, TableSchema
 from connectors.source.mysql.server import Connection, connect, current_position, is_mariadb
 from connectors.source.mysql.snapshot import estimated_rows, open_snapshot, read_table
@@ -80,6 +81,9 @@ class MySqlSource(Source[MySqlSourceConfig]):
         self._mariadb = False
         self.stream: ChangeStream | None = None  # for metrics and tests
         self.last_committed: dict[str, Any] | None = None
+        self._lag = LagMeter(_now_ms)
+        self._metrics_conn: Connection | None = None
+        self._metrics_lock = threading.Lock()
 
     # -- the Source interface -----------------------------------------------------------------
 
@@ -103,6 +107,9 @@ class MySqlSource(Source[MySqlSourceConfig]):
             self._catalog = catalog
             self._tables = self._captured_tables(catalog)
             start, snapshot = self._plan(cp, settings)
+            # Streaming from the server's current end ("never", first start): caught up now.
+            self._lag.started(start.position, _now_ms() if cp is None and snapshot is None
+                              else None)
         except BaseException:
             self._close()
             raise
@@ -122,6 +129,26 @@ class MySqlSource(Source[MySqlSourceConfig]):
 
     def committed(self, checkpoint: Mapping[str, Any]) -> None:
         self.last_committed = dict(checkpoint)
+        self._lag.committed(checkpoint)
+
+    def metrics(self) -> dict[str, float]:
+        """``lag_bytes`` / ``lag_seconds`` behind the server's binlog (see :mod:`lag`), on a
+        connection of its own: the control connection belongs to the reader thread."""
+        with self._metrics_lock:
+            if self._stopping:
+                return {}
+            if self._metrics_conn is None:
+                self._metrics_conn = connect(dict(self.config.connection()), "measuring lag")
+            try:
+                with self._metrics_conn.cursor() as cur:
+                    cur.execute("SHOW BINARY LOGS")
+                    logs = [(str(row[0]), int(row[1])) for row in cur.fetchall()]
+            except Exception:
+                conn, self._metrics_conn = self._metrics_conn, None
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise
+        return self._lag.measure(logs)
 
     def stop(self) -> None:
         self._stopping = True
@@ -313,6 +340,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
             if chunk is not None:
                 put(chunk)
                 shipped = chunk.checkpoint.position
+                self._lag.shipped(shipped, int(event.timestamp) * 1000)
                 heartbeat.postpone()
                 continue
             if isinstance(event, HeartbeatLogEvent):
@@ -321,12 +349,16 @@ class MySqlSource(Source[MySqlSourceConfig]):
                 if stream.position != shipped:
                     put(Chunk([], stream.checkpoint()))
                     shipped = stream.position
+                    # After a heartbeat the reader was at the binlog's end when it arrived.
+                    at = int(event.timestamp) * 1000
+                    beat = isinstance(event, HeartbeatLogEvent) or not at
+                    self._lag.shipped(shipped, _now_ms() if beat else at)
                 heartbeat.postpone()
 
     def _close(self) -> None:
         if self._catalog is not None:
             self._catalog.close()
-        for attr in ("_snapshot_conn", "_ctl"):
+        for attr in ("_snapshot_conn", "_ctl", "_metrics_conn"):
             conn = getattr(self, attr)
             setattr(self, attr, None)
             if conn is not None:
