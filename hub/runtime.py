@@ -64,6 +64,9 @@ class Hub:
         self._partitions: dict[str, int] = {}
         self._workers: dict[str, Worker] = {}
         self._stopped = threading.Event()
+        # State changes one at a time, whoever asks (API, CLI, tests): two restarts of one
+        # connector at once would both start a worker, and one would run unsupervised.
+        self._control = threading.RLock()
         self.api_url: str | None = None  # where the REST API listens, once it does
 
     # -- topics ---------------------------------------------------------------------------
@@ -123,7 +126,16 @@ class Hub:
                 return load_sink(cfg.type)(cfg, self._context(name))
         raise UsageError(f"no sink named {name!r} in {self.config.path}")
 
-    def _sink_worker(self, cfg: SinkConfig) -> SinkWorker:
+    def _sink_worker(self, cfg: SinkConfig) -> Worker:
+        from connectors.sink.batch.config import BatchSinkConfig
+
+        if isinstance(cfg, BatchSinkConfig) and cfg.schedule is not None:
+            from hub.schedule import ScheduledExportWorker
+
+            return ScheduledExportWorker(
+                ConnectorStatus(cfg.name, "sink", cfg.type), cfg, self.log,
+                lambda: self._context(cfg.name), self.ensure_topic,
+            )
         cls = load_sink(cfg.type)
 
         def make(dead_letter: Callable[[LogRecord, str], None]) -> Sink[Any]:
@@ -163,22 +175,27 @@ class Hub:
         return [w.status for w in self.workers()]
 
     def pause(self, name: str) -> None:
-        self.worker(name).pause()
+        with self._control:
+            self.worker(name).pause()
 
     def resume(self, name: str) -> None:
-        self.worker(name).resume()
+        with self._control:
+            self.worker(name).resume()
 
     def restart(self, name: str, *, paused: bool = False) -> None:
         """Stop a connector's worker (gracefully) and start a fresh one from durable state
         (``paused``: it opens, then waits for :meth:`resume` before its first step)."""
-        old = self.worker(name)
-        old.stop()
-        old.join(STOP_TIMEOUT_S)
-        new = self._build(name)
-        if paused:
-            new.pause()
-        self._workers[name] = new
-        new.start()
+        with self._control:
+            if self._stopped.is_set():
+                raise UsageError(f"the hub is stopping; {name} is not restarted")
+            old = self.worker(name)
+            old.stop()
+            old.join(STOP_TIMEOUT_S)
+            new = self._build(name)
+            if paused:
+                new.pause()
+            self._workers[name] = new
+            new.start()
 
     def caught_up(self) -> bool:
         """Every source found nothing new on its last poll and every sink committed up to
@@ -217,9 +234,10 @@ class Hub:
 
     def stop(self) -> None:
         """Stop sources, then sinks, then close the log. Idempotent."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
+        with self._control:  # a restart under way finishes first; none starts after
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
         sources = [w for w in self.workers() if isinstance(w, SourceWorker)]
         sinks = [w for w in self.workers() if not isinstance(w, SourceWorker)]
         for group in (sources, sinks):
