@@ -226,6 +226,31 @@ def reset(config_path: Path, sink: str, to: str, topic_glob: str | None) -> None
 @cli.command()
 @config_option
 @click.argument("sink")
+@click.option("--until", default=None,
+              help="Cutoff: an ISO-8601 time with zone (default: everything in the log now).")
+def export(config_path: Path, sink: str, until: str | None) -> None:
+    """Run one export of scheduled batch sink SINK now (the hub must not be running).
+    Exit 1 if records were lost to retention before they could be exported."""
+    from hub.export import export_now
+
+    spec = _offset_spec(until) if until is not None else None
+    if spec is not None and spec.kind != "timestamp":
+        raise UsageError(f"--until {until!r}: expected an ISO-8601 time with zone, "
+                         "e.g. 2026-01-31T02:00:00Z")
+    result = export_now(_load(config_path), sink, spec.value if spec else None, err)
+    for tp, n in sorted(result.lost.items()):
+        err.print(f"[bold red]LOST {n} record(s) of {tp}: deleted by retention before "
+                  "export[/bold red]")
+    done = " (finished before; offsets committed now)" if result.already_done else ""
+    out.print(f"{sink}: run {result.run_id or '-'}: {result.records} record(s) in "
+              f"{len(result.files)} file(s){done}")
+    if result.lost:
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
+@click.argument("sink")
 @click.option("--keep-old", is_flag=True, help="Keep the old index after the alias swap.")
 def reindex(config_path: Path, sink: str, keep_old: bool) -> None:
     """Rebuild search sink SINK's indexes from the log and swap their aliases (no downtime)."""
@@ -263,6 +288,20 @@ def status(config_path: Path, watch: bool) -> None:
         while True:
             time.sleep(1.0)
             live.update(status_report(config))
+
+
+@cli.command()
+@config_option
+@click.argument("source")
+@click.option("--table", "tables", multiple=True,
+              help="A table to read again (schema.table); repeat for more. Default: all.")
+def snapshot(config_path: Path, source: str, tables: tuple[str, ...]) -> None:
+    """Read tables of SOURCE again on the running hub while it keeps streaming (an
+    incremental snapshot, through the hub's API). Exit 1 if the hub is not running or
+    SOURCE cannot do it."""
+    from hub.api.client import request_snapshot
+
+    out.print(request_snapshot(_load(config_path), source, list(tables) or None))
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""``batch``: records into JSON Lines or Parquet files named by offset range, with a manifest."""
+"""``batch``: records into JSON Lines, Parquet or CSV files, continuously or on a schedule."""
 
 from __future__ import annotations
 

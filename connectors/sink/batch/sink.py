@@ -1,4 +1,4 @@
-"""The ``batch`` sink: records into JSON Lines or Parquet files, one per flush and partition.
+"""The ``batch`` sink: records into JSON Lines, Parquet or CSV files, one per flush and partition.
 
 Each flush writes, for every topic-partition it holds records of, one file named by its
 offset range (:mod:`.files`), then lists it in the manifest (:mod:`.manifest`). Replays are
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
-from connectors.sink.batch import jsonl, parquet
+from connectors.sink.batch import csv_format, jsonl, parquet
 from connectors.sink.batch.config import BatchSinkConfig, Format
 from connectors.sink.batch.files import data_file, remove_strays, safe_topic, write_durably
 from connectors.sink.batch.manifest import Entry, Manifest
@@ -29,11 +29,13 @@ from connectors.sink.batch.rows import BadRecordError, ExportRow, export_row
 from hub.errors import ConnectorError, FatalError, RetriableError
 from log.api import LogRecord, TopicPartition
 
-__all__ = ["BatchSink"]
+__all__ = ["WRITERS", "BatchSink"]
 
-_WRITERS: dict[Format, tuple[str, Callable[[Sequence[ExportRow]], bytes]]] = {
+# Per format: the file extension and the encoder of a file's rows.
+WRITERS: dict[Format, tuple[str, Callable[[Sequence[ExportRow]], bytes]]] = {
     "jsonl": (jsonl.EXTENSION, jsonl.encode),
     "parquet": (parquet.EXTENSION, parquet.encode),
+    "csv": (csv_format.EXTENSION, csv_format.encode),
 }
 
 
@@ -45,7 +47,7 @@ class BatchSink(Sink[BatchSinkConfig]):
     def __init__(self, config: BatchSinkConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)
         self._root = config.path
-        self._extension, self._encode = _WRITERS[config.format]
+        self._extension, self._encode = WRITERS[config.format]
         self._manifest = Manifest(self._root)
         self._next: Offsets = {}
         self._pending: dict[TopicPartition, list[ExportRow]] = {}
