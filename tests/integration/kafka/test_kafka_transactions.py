@@ -65,16 +65,16 @@ def uncommitted_values(bootstrap: str, tp: TopicPartition) -> list[bytes]:
 
 
 @pytest.fixture
-def kafka_log(kafka: KafkaCluster) -> KafkaLog:
+def writer_log(kafka: KafkaCluster) -> KafkaLog:
     return KafkaLog(kafka.bootstrap, timeout=20.0)
 
 
 def test_killed_transaction_is_invisible_and_leaves_the_checkpoint(
-    kafka: KafkaCluster, kafka_log: KafkaLog
+    kafka: KafkaCluster, writer_log: KafkaLog
 ) -> None:
     topic, source = unique("txn"), unique("src")
     p0, p1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
-    log = kafka_log
+    log = writer_log
     try:
         log.create_topic(topic, TopicConfig(partitions=2))
         log.append_checkpointed(source, {p0: [Record(b"k", b"committed-0")]}, {"n": 0})
@@ -106,12 +106,12 @@ def test_killed_transaction_is_invisible_and_leaves_the_checkpoint(
 
 @pytest.mark.slow
 def test_writer_killed_at_random_moments_loses_and_duplicates_nothing(
-    kafka: KafkaCluster, kafka_log: KafkaLog
+    kafka: KafkaCluster, writer_log: KafkaLog
 ) -> None:
     topic, source = unique("txn"), unique("src")
     rng = random.Random(8)
-    kafka_log.create_topic(topic, TopicConfig(partitions=2))
-    kafka_log.close()
+    writer_log.create_topic(topic, TopicConfig(partitions=2))
+    writer_log.close()
     acked = -1
     for _ in range(4):
         proc = start_writer(kafka.bootstrap, topic, source, "loop")
