@@ -204,7 +204,10 @@ class KafkaLog(Log):
         if not records:
             return self._admin.end_offsets([tp])[tp]
         with self._lock:
-            if self._appender is None:
+            if self._appender is None or self._appender.fatal:
+                broken, self._appender = self._appender, None
+                if broken is not None:
+                    broken.close()
                 self._appender = Appender(self._config, self.bootstrap, self._timeout)
             appender = self._appender
         return appender.append(tp, records)

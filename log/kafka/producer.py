@@ -123,6 +123,7 @@ class Appender:
         self.producer = Producer(
             producer_config(client_config, **{"message.timeout.ms": int(timeout * 1000)})
         )
+        self.fatal = False  # librdkafka gave up on this producer: the log makes a new one
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-deliveries", daemon=True)
         self._poller.start()
@@ -144,6 +145,7 @@ class Appender:
                 "that the brokers run and that min.insync.replicas of them are in sync"
             )
         if d.error is not None:
+            self.fatal = self.fatal or bool(d.error.fatal())
             raise log_error(d.error, f"appending to {tp}", self.bootstrap)
         return d.first[tp]
 
