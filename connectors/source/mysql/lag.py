@@ -9,17 +9,17 @@ Seconds: now minus the commit time of the last binlog event the log made durable
 the bytes say the log is caught up (an idle server is not "behind" however long ago its last
 write was). The reader notes, for each chunk it hands over, the binlog time of the event
 that ended it (a heartbeat: the time it arrived, since the reader was then at the end), and
-``committed`` looks the time up by position.
+``committed`` looks the time up by position (:class:`~connectors.lag.DurableTime`).
 """
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from connectors.lag import DurableTime
 from connectors.source.mysql.checkpoint import Position
 
 __all__ = ["LagMeter", "bytes_behind"]
@@ -39,39 +39,31 @@ class LagMeter:
     """Positions shipped by the reader thread, made durable by the hub thread, measured by
     a metrics reader (a third thread): each call is safe from its own thread."""
 
-    def __init__(self, clock_ms: Any = lambda: int(time.time() * 1000)) -> None:
+    def __init__(self, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self._clock_ms = clock_ms
-        # (file, pos) handed over with the binlog time ending there, oldest first; bounded by
-        # the hand-off queue, since the reader blocks while the hub does not take.
-        self._shipped: collections.deque[tuple[tuple[str, int], int]] = collections.deque()
         self._lock = threading.Lock()
         self.durable: Position | None = None
-        self.durable_ts_ms: int | None = None
+        self._time = DurableTime()
 
     def started(self, position: Position, ts_ms: int | None) -> None:
         with self._lock:
-            self.durable, self.durable_ts_ms = position, ts_ms
+            self.durable = position
+            self._time = DurableTime(ts_ms)
 
-    def shipped(self, position: Position, ts_ms: int) -> None:
-        self._shipped.append(((position.file, position.pos), ts_ms))
+    def shipped(self, position: Position, ts_ms: int, changes: bool) -> None:
+        self._time.shipped((position.file, position.pos), ts_ms, changes)
 
     def committed(self, checkpoint: Mapping[str, Any]) -> None:
         position = Position.from_dict(checkpoint)
-        at = (position.file, position.pos)
-        ts = None
-        shipped = self._shipped
-        while shipped and shipped[0][0] <= at:
-            ts = shipped.popleft()[1]
+        self._time.committed((position.file, position.pos))
         with self._lock:
             self.durable = position
-            if ts is not None:
-                self.durable_ts_ms = ts
 
     def measure(self, logs: Sequence[tuple[str, int]]) -> dict[str, float]:
         """``lag_bytes`` and ``lag_seconds`` against the server's binlog files ``logs``
         (what is not known yet — nothing durable, a purged file — is left out)."""
         with self._lock:
-            durable, ts = self.durable, self.durable_ts_ms
+            durable = self.durable
         if durable is None:
             return {}
         behind = bytes_behind(logs, durable.file, durable.pos)
@@ -80,6 +72,8 @@ class LagMeter:
         out = {"lag_bytes": float(behind)}
         if behind == 0:
             out["lag_seconds"] = 0.0
-        elif ts is not None:
-            out["lag_seconds"] = max(0.0, (self._clock_ms() - ts) / 1000)
+        else:
+            seconds = self._time.seconds_behind(self._clock_ms())
+            if seconds is not None:
+                out["lag_seconds"] = seconds
         return out

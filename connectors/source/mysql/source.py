@@ -340,7 +340,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
             if chunk is not None:
                 put(chunk)
                 shipped = chunk.checkpoint.position
-                self._lag.shipped(shipped, int(event.timestamp) * 1000)
+                self._lag.shipped(shipped, int(event.timestamp) * 1000, bool(chunk.records))
                 heartbeat.postpone()
                 continue
             if isinstance(event, HeartbeatLogEvent):
@@ -352,7 +352,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
                     # After a heartbeat the reader was at the binlog's end when it arrived.
                     at = int(event.timestamp) * 1000
                     beat = isinstance(event, HeartbeatLogEvent) or not at
-                    self._lag.shipped(shipped, _now_ms() if beat else at)
+                    self._lag.shipped(shipped, _now_ms() if beat else at, False)
                 heartbeat.postpone()
 
     def _close(self) -> None:
