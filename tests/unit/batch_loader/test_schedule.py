@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from connectors.api import ConnectorContext
 from connectors.testing import DeadLetters, make_context
 from hub.schedule import ScheduledExportWorker, missed_fire, next_fire
 from hub.state import ConnectorState, ConnectorStatus
@@ -95,11 +96,18 @@ class Clock:
 
 
 def start_worker(log_: EmbeddedLog, tmp_path: Path, clock: Clock,
+                 progress: list[tuple[str, int, int | None]] | None = None,
                  **keys: Any) -> ScheduledExportWorker:
     cfg = config(tmp_path / "out", **keys)
+
+    def context() -> ConnectorContext:
+        made = make_context("nightly", tmp_path / "data", DeadLetters(tolerate=False))
+        if progress is not None:
+            made.progress = lambda *report: progress.append(report)
+        return made
+
     worker = ScheduledExportWorker(
-        ConnectorStatus("nightly", "sink", "batch"), cfg, log_,
-        lambda: make_context("nightly", tmp_path / "data", DeadLetters(tolerate=False)),
+        ConnectorStatus("nightly", "sink", "batch"), cfg, log_, context,
         lambda _topic: 1, clock=clock, wait=clock.wait,
     )
     worker.start()
@@ -126,9 +134,11 @@ def test_the_worker_exports_at_the_fire_time_and_not_before(
     log_.create_topic(TOPIC, TopicConfig())
     log_.append(TP, change("c", 1, "a", 1_769_812_200_000))
     clock = Clock(utc(2026, 1, 30, 23))
-    worker = start_worker(log_, tmp_path, clock)
+    progress: list[tuple[str, int, int | None]] = []
+    worker = start_worker(log_, tmp_path, clock, progress)
     try:
         wait_for("the export", lambda: worker.last_result is not None)
+        assert progress[-1] == ("export", 1, 1)
         assert clock() >= utc(2026, 1, 31, 2)
         assert worker.last_result is not None and worker.last_result.records == 1
         assert log_.committed_offsets("nightly") == {TP: 1}
