@@ -191,8 +191,10 @@ def connector_extras(worker: object) -> dict[str, float]:
 
 
 def source_lag(worker: object) -> dict[str, float]:
-    """Upstream lag a source knows about: replication slot bytes (Postgres keeps its last
-    measurement as ``lag``), or ``lag_bytes``/``lag_seconds`` from its ``metrics()``."""
+    """Upstream lag a source knows about: ``lag_bytes``/``lag_seconds`` from its
+    ``metrics()`` (MySQL: binlog behind the durable checkpoint; Postgres: seconds since the
+    commit of the last durable change), and replication slot bytes (Postgres keeps its last
+    measurement as ``lag``)."""
     out = {k: v for k, v in connector_extras(worker).items()
            if k in ("lag_bytes", "lag_seconds")}
     lag = getattr(getattr(worker, "connector", None), "lag", None)
@@ -251,11 +253,14 @@ class HubCollector(Collector):
         )
         src_lag_bytes = GaugeMetricFamily(
             "changehub_source_lag_bytes",
-            "upstream changes not yet read (Postgres: WAL behind the replication slot)",
+            "upstream changes not yet durable in the log (Postgres: WAL behind the "
+            "replication slot; MySQL: binlog after the last checkpoint)",
             labels=["source"],
         )
         src_lag_seconds = GaugeMetricFamily(
-            "changehub_source_lag_seconds", "how far the source is behind its database",
+            "changehub_source_lag_seconds",
+            "now minus the commit time of the last change the log made durable (0 when "
+            "caught up)",
             labels=["source"],
         )
         progress_done = GaugeMetricFamily(

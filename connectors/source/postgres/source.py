@@ -59,6 +59,7 @@ from psycopg import sql
 
 from connectors.api import ConnectorContext, Source, SourceBatch, SourceConfig
 from connectors.envelope import topic_name
+from connectors.lag import DurableTime
 from connectors.source.postgres.catalog import (
     TableInfo,
     catalog_error,
@@ -116,6 +117,12 @@ HANDOFF_DEPTH = 4
 _CHECK_TAKER_EVERY = 256
 
 
+def _lag_position(checkpoint: Mapping[str, Any]) -> tuple[int, int, int]:
+    """A checkpoint's place in the stream, ordered (inside a split transaction too)."""
+    txn = checkpoint.get("txn") or {}
+    return int(checkpoint["lsn"]), int(txn.get("commit_lsn", 0)), int(txn.get("events", 0))
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -155,6 +162,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._db = ""
         self._types = TypeMap()
         self.lag: SlotLag | None = None  # the last measurement, for metrics
+        self._durable = DurableTime()  # commit time of the last durable change (lag_seconds)
+        self._idle = False  # the reader waits at the stream's end with nothing buffered
 
     # -- the Source interface -----------------------------------------------------------------
 
@@ -235,12 +244,22 @@ class PostgresSource(Source[PostgresSourceConfig]):
         return self._handoff.take(timeout)
 
     def committed(self, checkpoint: Mapping[str, Any]) -> None:
+        self._durable.committed(_lag_position(checkpoint))
         lsn = int(checkpoint["lsn"])
         with self._progress:
             self._confirmed = max(self._confirmed, lsn)
             self._appended += 1
             self._progress.notify_all()
         self._nudge.wake()  # send the new position to the server now
+
+    def metrics(self) -> dict[str, float]:
+        """``lag_seconds``: 0 while the reader waits at the stream's end with everything it
+        handed over durable; otherwise now minus the commit time of the last change the log
+        made durable. (Bytes: :attr:`lag`, measured at heartbeats.)"""
+        if self._idle and not self._durable.unsaved:
+            return {"lag_seconds": 0.0}
+        seconds = self._durable.seconds_behind(_now_ms())
+        return {} if seconds is None else {"lag_seconds": seconds}
 
     def stop(self) -> None:
         self._stopping = True
@@ -530,7 +549,15 @@ class PostgresSource(Source[PostgresSourceConfig]):
             nonlocal beat_pending
             changes.tick()
             records, cp = changes.cut()
-            self._ship(SourceBatch(records, cp.to_dict()), repl)
+            batch = SourceBatch(records, cp.to_dict())
+            # The commit time the batch reaches; none for a heartbeat: the reader was at
+            # the end when it made it.
+            txn = changes.txn
+            ts = txn.commit_ms if txn is not None else changes.commit_ms
+            self._idle = False
+            self._durable.shipped(_lag_position(batch.checkpoint),
+                                  ts if records and ts is not None else _now_ms(), bool(records))
+            self._ship(batch, repl)
             heartbeat.postpone()
             beat_pending = False
 
@@ -560,6 +587,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
             # Nothing buffered: an idle moment. Hand over, report, beat, then wait.
             if (changes.records or beat_pending) and handoff.taker_waiting:
                 ship()
+            self._idle = not changes.records and not changes.in_transaction
             if self._confirmed > status.flushed or status.due():
                 self._send_status(repl, status)
             if heartbeat.due():

@@ -156,6 +156,7 @@ class ChangeStream:
         self._on_message = on_message
         self._clock_ms = clock_ms
         self.now_ms = clock_ms()
+        self.commit_ms: int | None = None  # commit time of the last transaction ended (lag)
         self._handlers: dict[type, Callable[[Any, int], None]] = {
             Insert: self._insert,
             Update: self._update,
@@ -391,6 +392,7 @@ class ChangeStream:
             )
         self.txn = None
         self.lsn = max(self.lsn, m.end_lsn)
+        self.commit_ms = txn.commit_ms
 
     def _open(self, m: object) -> OpenTransaction:
         txn = self.txn
