@@ -358,6 +358,52 @@ def demo(directory: Path | None, listen: str, seconds: float | None, keep: bool)
     out.print("the index equals the tables")
 
 
+@cli.command("migrate-log")
+@config_option
+@click.option("--to", "target", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The pipeline file naming the destination log (e.g. backend: kafka).")
+def migrate_log(config_path: Path, target: Path) -> None:
+    """Copy topics, source checkpoints and sink offsets to another log (embedded -> Kafka),
+    so that the pipeline moves without a re-snapshot. Stop the hub first."""
+    from hub.runtime import Hub, open_pipeline_log
+    from log.migrate import migrate
+
+    config, dest = _load(config_path), _load(target)
+    if (config.log.backend, config.log.path) == (dest.log.backend, dest.log.path) and (
+        config.log.backend == "embedded"
+    ):
+        raise UsageError(f"{config_path} and {target} name the same log")
+    try:
+        src = open_pipeline_log(config)
+    except LogLockedError as exc:
+        raise UsageError(f"{exc}; stop the running hub before migrating its log") from exc
+    with src, open_pipeline_log(dest) as dst:
+        report = migrate(
+            src,
+            dst,
+            groups=[s.name for s in config.sinks],
+            sources=[s.name for s in config.sources],
+            topic_config=lambda name, _old: dest.log.topic_config(name),
+            progress=lambda topic, n: err.print(f"  {topic}: {n} records", end="\r"),
+        )
+        # Sinks that keep offsets in their target (sql, batch) hold the old log's numbering:
+        # move them to the new log's, as a reset does.
+        hub = Hub(dest, dst)
+        for group, offsets in report.groups.items():
+            hub.build_sink(group).rewind(offsets)
+    for topic, n in sorted(report.records.items()):
+        out.print(f"topic {topic}: {n} records")
+    for source in report.sources:
+        out.print(f"source {source}: checkpoint copied")
+    for group, offsets in sorted(report.groups.items()):
+        out.print(f"sink {group}: offsets copied for {len(offsets)} partition(s)")
+    for group, tps in sorted(report.skipped_offsets.items()):
+        out.print(f"sink {group}: offsets of {', '.join(map(str, tps))} not copied "
+                  "(their topics were not migrated)")
+    out.print(f"done: run the pipeline with {target} from now on")
+
+
 def _sink_partitions(log_: Log, patterns: list[str]) -> list[TopicPartition]:
     from hub.sink_worker import match_topics
 
