@@ -96,10 +96,15 @@ class ScheduledExportWorker(Worker):
         self._context: ConnectorContext | None = None
         self._last: datetime = clock()
         self._due: datetime = clock()
+        self._retrying: datetime | None = None  # the fire time of an export that failed
         self.last_result: ExportResult | None = None
 
     def open(self) -> None:
         self._context = self._make_context()
+        if self._retrying is not None:
+            # A retry after a failed export: that run is still due, whatever the misfire policy.
+            self._due = self._retrying
+            return
         now = self._clock()
         stored = self._load_last()
         self._last = stored or now
@@ -124,7 +129,9 @@ class ScheduledExportWorker(Worker):
         if remaining > 0:
             self._wait(min(remaining, MAX_SLEEP_S))
             return
+        self._retrying = self._due
         self._export()
+        self._retrying = None
         self._last = self._due
         self._store_last(self._due)
         self._due = next_fire(self._trigger, max(self._due, self._clock()))

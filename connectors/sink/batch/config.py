@@ -45,7 +45,8 @@ class BatchSinkConfig(SinkConfig):
         description="a fire time missed while the hub was down: run it at start, or skip it",
     )
     max_file_records: int = Field(
-        default=1_000_000, ge=1, description="scheduled exports: records per file at most"
+        default=100_000, ge=1,
+        description="scheduled exports: records per file at most (bounds the memory of a run)",
     )
 
     @field_validator("timezone")

@@ -49,7 +49,7 @@ from connectors.api import Offsets, dead_letter_topic, merge_offsets
 from connectors.sink.batch.config import BatchSinkConfig
 from connectors.sink.batch.files import TMP_SUFFIX, fsync_dir, safe_topic, write_durably
 from connectors.sink.batch.rows import BadRecordError, ExportRow, export_row
-from connectors.sink.batch.sink import WRITERS
+from connectors.sink.batch.sink import WRITERS, storage_error
 from hub.errors import FatalError, RecordError
 from log.api import Log, LogRecord, Record, TopicPartition
 
@@ -100,6 +100,16 @@ def run_export(
     ensure_topic: Callable[[str], int] | None = None,
 ) -> ExportResult:
     """Run one export of sink ``config`` (see the module doc); return what it did."""
+    try:
+        return _run(config, log_, until_ms, progress, ensure_topic)
+    except OSError as exc:
+        raise storage_error(exc, f"exporting to {config.path}") from exc
+
+
+def _run(
+    config: BatchSinkConfig, log_: Log, until_ms: int | None, progress: Progress,
+    ensure_topic: Callable[[str], int] | None,
+) -> ExportResult:
     root = config.path
     group = config.name
     root.mkdir(parents=True, exist_ok=True)
@@ -117,7 +127,8 @@ def run_export(
             )
     cutoff = {p.tp: p.cutoff for p in plan}
     result = ExportResult(run_id=None, lost=lost, cutoff=cutoff)
-    if all(p.read_from >= p.cutoff for p in plan) and not lost:
+    if all(p.origin >= p.cutoff for p in plan) and not lost:
+        # Nothing new since the last cutoff (for latest too: its snapshot would be the same).
         _commit(log_, group, committed, cutoff)
         return result
     run_id = _run_id(config, plan)
@@ -177,6 +188,12 @@ class _Partition:
     cutoff: int
     lost: int
 
+    @property
+    def origin(self) -> int:
+        """Where the sink stands: its committed offset, or the log start if it never committed
+        (the same run either way)."""
+        return self.committed if self.committed is not None else self.start
+
 
 def _plan(
     config: BatchSinkConfig, log_: Log, committed: Offsets, until_ms: int | None
@@ -214,12 +231,7 @@ def _run_id(config: BatchSinkConfig, plan: list[_Partition]) -> str:
         "shape": config.shape,
         "format": config.format,
         "timezone": config.timezone,
-        # A partition never committed starts at the log start: the same run as committed there.
-        "partitions": [
-            [p.tp.topic, p.tp.partition, p.committed if p.committed is not None else p.start,
-             p.cutoff]
-            for p in plan
-        ],
+        "partitions": [[p.tp.topic, p.tp.partition, p.origin, p.cutoff] for p in plan],
     })
     return hashlib.sha256(key).hexdigest()[:16]
 

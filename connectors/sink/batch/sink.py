@@ -29,7 +29,7 @@ from connectors.sink.batch.rows import BadRecordError, ExportRow, export_row
 from hub.errors import ConnectorError, FatalError, RetriableError
 from log.api import LogRecord, TopicPartition
 
-__all__ = ["WRITERS", "BatchSink"]
+__all__ = ["WRITERS", "BatchSink", "storage_error"]
 
 # Per format: the file extension and the encoder of a file's rows.
 WRITERS: dict[Format, tuple[str, Callable[[Sequence[ExportRow]], bytes]]] = {
@@ -60,7 +60,7 @@ class BatchSink(Sink[BatchSinkConfig]):
             self._manifest.load()
             strays = remove_strays(self._root, self._manifest.files())
         except OSError as exc:
-            raise _storage_error(exc, f"opening export directory {self._root}") from exc
+            raise storage_error(exc, f"opening export directory {self._root}") from exc
         for path in strays:
             self.context.logger.info(
                 "batch sink %s: removed %s (not in the manifest: left by a crash)",
@@ -106,7 +106,7 @@ class BatchSink(Sink[BatchSinkConfig]):
             dropped, start = self._manifest.drop_from(offsets)
             remove_strays(self._root, self._manifest.files())
         except OSError as exc:
-            raise _storage_error(exc, f"rewinding export directory {self._root}") from exc
+            raise storage_error(exc, f"rewinding export directory {self._root}") from exc
         self.context.logger.info(
             "batch sink %s: rewound, %d file(s) will be written again", self.config.name,
             len(dropped),
@@ -133,14 +133,14 @@ class BatchSink(Sink[BatchSinkConfig]):
                 )
             )
         except OSError as exc:
-            raise _storage_error(exc, f"writing {self._root / relative}") from exc
+            raise storage_error(exc, f"writing {self._root / relative}") from exc
 
     def _check_running(self) -> None:
         if self._stopped.is_set() or not self._started:
             raise FatalError(f"batch sink {self.config.name!r} is not started (or was stopped)")
 
 
-def _storage_error(exc: OSError, doing: str) -> ConnectorError:
+def storage_error(exc: OSError, doing: str) -> ConnectorError:
     reason = exc.strerror or str(exc)
     if exc.errno in _TRANSIENT:
         return RetriableError(f"{doing} failed (will retry): {reason}; free some space")

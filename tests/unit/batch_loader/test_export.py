@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.sink.batch.export import RUNS_DIR, SUCCESS, run_export
+from hub.errors import FatalError
 from log.api import TopicConfig, TopicPartition
 from log.embedded import EmbeddedLog
 
@@ -196,3 +197,31 @@ def test_records_deleted_by_retention_before_export_are_reported_as_lost(
     manifest = orjson.loads((root / RUNS_DIR / f"{result.run_id}.json").read_bytes())
     assert manifest["lost"] == {str(TP): start - 5}
     assert any(r.levelname == "ERROR" and "LOST" in r.getMessage() for r in caplog.records)
+
+
+def test_a_latest_snapshot_is_not_written_again_when_nothing_changed(
+    log_: EmbeddedLog, tmp_path: Path
+) -> None:
+    log_.create_topic(TOPIC, TopicConfig())
+    fill(log_, 3, T0)
+    root = tmp_path / "out"
+    cfg = config(root, shape="latest")
+    first = run_export(cfg, log_)
+    before = files(root)
+    assert first.records == 3
+    assert run_export(cfg, log_).run_id is None
+    assert files(root) == before
+    fill(log_, 1, T0 + DAY_MS, first_id=3)
+    second = run_export(cfg, log_)
+    assert second.records == 4  # a whole snapshot: every key, not only the new one
+
+
+def test_an_export_directory_that_cannot_be_made_is_a_clear_error(
+    log_: EmbeddedLog, tmp_path: Path
+) -> None:
+    log_.create_topic(TOPIC, TopicConfig())
+    fill(log_, 1, T0)
+    (tmp_path / "out").write_bytes(b"")
+    with pytest.raises(FatalError, match=r"exporting to .*out failed: .*check the path"):
+        run_export(config(tmp_path / "out"), log_)
+    assert log_.committed_offsets("nightly") == {}

@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+import hub.schedule
 from connectors.api import ConnectorContext
+from connectors.sink.batch.export import ExportResult, run_export
 from connectors.testing import DeadLetters, make_context
+from hub.backoff import Backoff
+from hub.errors import RetriableError
 from hub.schedule import ScheduledExportWorker, missed_fire, next_fire
 from hub.state import ConnectorState, ConnectorStatus
 from log.api import TopicConfig
@@ -108,7 +112,8 @@ def start_worker(log_: EmbeddedLog, tmp_path: Path, clock: Clock,
 
     worker = ScheduledExportWorker(
         ConnectorStatus("nightly", "sink", "batch"), cfg, log_, context,
-        lambda _topic: 1, clock=clock, wait=clock.wait,
+        lambda _topic: 1, backoff=Backoff(initial=0.01, maximum=0.01), clock=clock,
+        wait=clock.wait,
     )
     worker.start()
     return worker
@@ -164,7 +169,7 @@ def test_a_run_missed_while_the_hub_was_down_is_caught_up_at_start(
     try:
         wait_for("the caught-up export", lambda: worker.last_result is not None)
         assert clock() == utc(2026, 1, 31, 9)  # at start, not at the next fire time
-        assert worker.next_run == utc(2026, 2, 1, 2)
+        wait_for("the next fire time", lambda: worker.next_run == utc(2026, 2, 1, 2))
         assert log_.committed_offsets("nightly") == {TP: 1}
         assert any("was missed" in r.getMessage() for r in caplog.records)
     finally:
@@ -182,5 +187,29 @@ def test_misfire_skip_waits_for_the_next_fire_time(log_: EmbeddedLog, tmp_path: 
     try:
         wait_for("the next fire time", lambda: worker.next_run == utc(2026, 2, 1, 2))
         assert worker.last_result is None
+    finally:
+        stop(worker)
+
+
+def test_a_failed_export_is_retried_even_with_misfire_skip(
+    log_: EmbeddedLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_.create_topic(TOPIC, TopicConfig())
+    log_.append(TP, change("c", 1, "a", 1_769_812_200_000))
+    failures = [RetriableError("disk full (will retry)")]
+
+    def export_failing_once(*args: Any, **kwargs: Any) -> ExportResult:
+        if failures:
+            raise failures.pop()
+        return run_export(*args, **kwargs)
+
+    monkeypatch.setattr(hub.schedule, "run_export", export_failing_once)
+    clock = Clock(utc(2026, 1, 31, 1, 59, 55))
+    worker = start_worker(log_, tmp_path, clock, misfire="skip")
+    try:
+        wait_for("the retried export", lambda: worker.last_result is not None)
+        assert worker.status.retries == 1
+        assert log_.committed_offsets("nightly") == {TP: 1}
+        wait_for("the next fire time", lambda: worker.next_run == utc(2026, 2, 1, 2))
     finally:
         stop(worker)
