@@ -60,14 +60,14 @@ def visible(directory: Path) -> dict[str, bytes]:
             if p.is_file() and RUNS_DIR not in p.relative_to(root).parts}
 
 
-def kill_mid_run(directory: Path) -> None:
-    """Start an export and SIGKILL it once its first data file is in place."""
+def kill_mid_run(directory: Path, files: int) -> None:
+    """Start an export and SIGKILL it once ``files`` data files are in place."""
     proc = subprocess.Popen([*CHANGEHUB, "export", "nightly", "-c", "pipeline.yaml"],
                             cwd=directory, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + DEADLINE_S
     try:
-        while not any((directory / "out").glob("*/dt=*/*.parquet")):
+        while len(list((directory / "out").glob("*/dt=*/*.parquet"))) < files:
             assert proc.poll() is None, "the export finished before it could be killed"
             assert time.monotonic() < deadline, "no export file appeared"
             time.sleep(0.005)
@@ -84,7 +84,8 @@ def test_kill_9_mid_export_then_rerun_gives_the_files_of_an_uninterrupted_run(
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     fill(killed)
     shutil.copytree(killed, clean)
-    kill_mid_run(killed)
+    kill_mid_run(killed, files=1)
+    kill_mid_run(killed, files=4)  # the rerun killed too, later on
     assert not list((killed / "out").rglob("_SUCCESS"))
     assert not list((killed / "out" / RUNS_DIR).glob("*.json"))
     rerun = export(killed)
