@@ -51,6 +51,7 @@ from connectors.sink.batch.files import TMP_SUFFIX, fsync_dir, safe_topic, write
 from connectors.sink.batch.rows import BadRecordError, ExportRow, export_row
 from connectors.sink.batch.sink import WRITERS, storage_error
 from hub.errors import FatalError, RecordError
+from hub.sink_worker import match_topics
 from log.api import Log, LogRecord, Record, TopicPartition
 
 __all__ = ["ExportResult", "RunFile", "finished_runs", "run_export"]
@@ -198,8 +199,6 @@ class _Partition:
 def _plan(
     config: BatchSinkConfig, log_: Log, committed: Offsets, until_ms: int | None
 ) -> list[_Partition]:
-    from hub.sink_worker import match_topics
-
     dlq = dead_letter_topic(config)
     plan = []
     for topic in match_topics(config.topics, log_.list_topics()):
