@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.sink.batch.export import RUNS_DIR, SUCCESS, run_export
-from hub.errors import FatalError
-from log.api import TopicConfig, TopicPartition
+from hub.errors import FatalError, RecordError
+from log.api import Record, TopicConfig, TopicPartition
 from log.embedded import EmbeddedLog
 
 from .conftest import DAY_MS, T0, TOPIC, TP, change, config
@@ -225,3 +225,32 @@ def test_an_export_directory_that_cannot_be_made_is_a_clear_error(
     with pytest.raises(FatalError, match=r"exporting to .*out failed: .*check the path"):
         run_export(config(tmp_path / "out"), log_)
     assert log_.committed_offsets("nightly") == {}
+
+
+def test_a_bad_record_fails_the_run_or_goes_to_the_dead_letter_topic_when_tolerated(
+    log_: EmbeddedLog, tmp_path: Path
+) -> None:
+    log_.create_topic(TOPIC, TopicConfig())
+    fill(log_, 2, T0)
+    log_.append(TP, [Record(b'{"id": 9}', b"not json", T0)])
+    fill(log_, 1, T0, first_id=3)
+    root = tmp_path / "out"
+    with pytest.raises(RecordError, match=r"value is not JSON .*errors.tolerance: all"):
+        run_export(config(root), log_)
+    assert log_.committed_offsets("nightly") == {}
+    assert not list((root / RUNS_DIR).glob("*.json"))
+
+    created: list[str] = []
+
+    def ensure_topic(name: str) -> int:
+        log_.create_topic(name, TopicConfig())
+        created.append(name)
+        return 1
+
+    result = run_export(config(root, errors={"tolerance": "all"}), log_,
+                        ensure_topic=ensure_topic)
+    assert result.records == 3 and created == ["nightly.dlq"]
+    (dead,) = log_.read(TopicPartition("nightly.dlq", 0), 0)
+    assert dead.value == b"not json"
+    assert dict(dead.headers)["changehub.source.offset"] == b"2"
+    assert log_.committed_offsets("nightly") == {TP: 4}
