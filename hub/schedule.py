@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from connectors.api import ConnectorContext
 from connectors.sink.batch.config import BatchSinkConfig
-from connectors.sink.batch.export import ExportResult, run_export
+from connectors.sink.batch.export import ExportResult, clean_unfinished, run_export
 from hub.backoff import Backoff
 from hub.state import ConnectorStatus
 from hub.worker import Worker
@@ -101,6 +101,7 @@ class ScheduledExportWorker(Worker):
 
     def open(self) -> None:
         self._context = self._make_context()
+        clean_unfinished(self._config)  # a run killed with the hub: nothing of it stays visible
         if self._retrying is not None:
             # A retry after a failed export: that run is still due, whatever the misfire policy.
             self._due = self._retrying

@@ -54,7 +54,7 @@ from hub.errors import FatalError, RecordError
 from hub.sink_worker import match_topics
 from log.api import Log, LogRecord, Record, TopicPartition
 
-__all__ = ["ExportResult", "RunFile", "finished_runs", "run_export"]
+__all__ = ["ExportResult", "RunFile", "clean_unfinished", "finished_runs", "run_export"]
 
 log = logging.getLogger("changehub.export")
 
@@ -157,6 +157,15 @@ def _run(
         write_durably(root, Path(directory, SUCCESS), f"{run_id}\n".encode())
     _commit(log_, group, committed, cutoff)
     return result
+
+
+def clean_unfinished(config: BatchSinkConfig) -> None:
+    """Delete what killed runs left (each run does this first; the hub also at start)."""
+    try:
+        if config.path.is_dir():
+            _remove_unfinished(config.path, finished_runs(config.path))
+    except OSError as exc:
+        raise storage_error(exc, f"cleaning up export directory {config.path}") from exc
 
 
 def finished_runs(root: Path) -> dict[str, set[str]]:

@@ -182,11 +182,15 @@ def test_misfire_skip_waits_for_the_next_fire_time(log_: EmbeddedLog, tmp_path: 
     worker = start_worker(log_, tmp_path, clock, misfire="skip")
     wait_for("the first step", lambda: clock.waits > 0)
     stop(worker)
+    stray = tmp_path / "out" / TOPIC / "dt=2026-01-30" / "0123456789abcdef-0-0-0.jsonl"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"{}")  # what a run killed with the hub left
     clock.now = utc(2026, 1, 31, 9)
     worker = start_worker(log_, tmp_path, clock, misfire="skip")
     try:
         wait_for("the next fire time", lambda: worker.next_run == utc(2026, 2, 1, 2))
         assert worker.last_result is None
+        assert not stray.exists()  # removed at start, not only by the next run
     finally:
         stop(worker)
 
