@@ -164,6 +164,9 @@ class EmbeddedLog(Log):
         self.durability = durability
         self.default_topic_config = default_topic_config
         self.read_only = read_only
+        self._writer_pid: str | None = None  # read-only: the writing process's LOCK state
+        self._writer_epoch = 0
+        self._seen_epoch: dict[TopicPartition, int] = {}
         self._clock = clock
         self._index_interval = index_interval_bytes
         self._closed = False
@@ -216,6 +219,9 @@ class EmbeddedLog(Log):
                 if files.TOPIC_NAME.match(d.name) and (d / "topic.json").exists():
                     self._topics[d.name] = self._load_topic(d.name)
             self._groups = GroupOffsets(self.root, read_only=self.read_only)
+            if not self.read_only:
+                # Recovery has cut what it had to: tell read-only views to look again.
+                self._lock.mark_recovered()
         except OSError as e:
             self._close_partitions()
             self._lock.release()
@@ -515,13 +521,25 @@ class EmbeddedLog(Log):
 
     def _refresh(self, p: PartitionLog) -> None:
         """Read-only mode: take in what the writing process appended since we looked."""
-        self._refresh_checkpoints()
-        refresh_partition(p, self._checkpoints.committed_seq)
+        writer = files.read_lock_state(self.root)
+        if writer and not writer.endswith("recovered"):
+            # A writer is recovering and may be cutting tails right now: keep showing what
+            # was visible until it is done (then the state changes and we look again).
+            return
+        if writer != self._writer_pid:
+            # A new writer process, or one that finished its recovery: it may have cut what
+            # we scanned past the visible end.
+            self._writer_pid = writer
+            self._writer_epoch += 1
+        rescan = self._seen_epoch.get(p.tp) != self._writer_epoch
+        self._seen_epoch[p.tp] = self._writer_epoch
+        self._refresh_checkpoints(rescan)
+        refresh_partition(p, self._checkpoints.committed_seq, rescan=rescan)
 
-    def _refresh_checkpoints(self) -> None:
+    def _refresh_checkpoints(self, rescan: bool = False) -> None:
         cp = self._checkpoints
         before = cp.partition.end_offset
-        refresh_partition(cp.partition, lambda _pid: 0)
+        refresh_partition(cp.partition, lambda _pid: 0, rescan=rescan)
         if cp.partition.end_offset != before:
             cp.load_from(before)
 

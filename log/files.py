@@ -155,3 +155,12 @@ def segment_bases(directory: Path) -> list[int]:
             if base is not None:
                 bases.append(base)
     return sorted(bases)
+
+
+def read_lock_state(root: Path) -> str | None:
+    """What the writing process wrote into ``<root>/LOCK``: ``"<pid>"`` while it recovers,
+    ``"<pid> recovered"`` after (None: no file)."""
+    try:
+        return lock_file(root).read_text().strip()
+    except OSError:
+        return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from log import files
+from log.batch import BatchError
 from log.partition import PartitionLog, Visible
 from log.segment import SEGMENT_HEADER, Segment
 
@@ -34,13 +35,48 @@ def open_view(partition: PartitionLog, committed_seq: Callable[[int], int]) -> N
         _advance_visible(partition, committed_seq)
 
 
-def refresh_partition(partition: PartitionLog, committed_seq: Callable[[int], int]) -> None:
-    """Take in what the writing process did since the last look, then move the visible end."""
+def refresh_partition(
+    partition: PartitionLog, committed_seq: Callable[[int], int], *, rescan: bool = False
+) -> None:
+    """Take in what the writing process did since the last look, then move the visible end.
+
+    ``rescan``: a new writer process opened the log since the last look. Its recovery may
+    have cut batches this view had scanned but not shown (a torn tail, an uncommitted
+    transaction) and written others in their place, so what lies past the visible end is
+    looked at afresh.
+    """
     with partition.lock:
         if partition.closed:
             return
-        _take_in_new_batches(partition)
-        _advance_visible(partition, committed_seq)
+        if rescan:
+            _rescan_from_visible(partition)
+        try:
+            _take_in_new_batches(partition)
+            _advance_visible(partition, committed_seq)
+        except BatchError:
+            # The writer cut its tail under us (its recovery after a crash truncates a torn
+            # batch or an uncommitted transaction). Only bytes past the visible end can go, so
+            # look at the segments from the visible one on again, from scratch.
+            _rescan_from_visible(partition)
+            _advance_visible(partition, committed_seq)
+
+
+def _rescan_from_visible(partition: PartitionLog) -> None:
+    segments = list(partition.segments)
+    visible = partition.visible
+    start = next((i for i, s in enumerate(segments) if s is visible.segment), 0)
+    for seg in segments[start:]:
+        seg.scan()
+    for base in files.segment_bases(partition.directory):
+        if base > segments[-1].base_offset:
+            seg = Segment.open_for_scan(partition.directory, base, partition.config.options)
+            seg.scan()
+            segments.append(seg)
+    partition.replace_segments_locked(segments)
+    if visible.position > visible.segment.size:
+        # Cannot happen while the writer only cuts what was never visible; be safe anyway.
+        first = segments[start]
+        partition.set_visible_locked(Visible(first.base_offset, first, len(SEGMENT_HEADER)))
 
 
 def _take_in_new_batches(partition: PartitionLog) -> None:

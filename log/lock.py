@@ -54,6 +54,14 @@ class DirectoryLock:
             raise storage_error(e, f"cannot write the lock file {self.path}") from e
         self._fd = fd
 
+    def mark_recovered(self) -> None:
+        """Note in the file that recovery is over, for read-only views in other processes:
+        until then the writer may still cut a tail they have scanned."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.pwrite(self._fd, f"{os.getpid()} recovered\n".encode(), 0)
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -65,7 +73,7 @@ class DirectoryLock:
 
 def _read_pid(fd: int) -> int | None:
     try:
-        text = os.pread(fd, 32, 0).decode().strip()
-        return int(text) if text else None
+        text = os.pread(fd, 32, 0).decode().split()
+        return int(text[0]) if text else None
     except (OSError, ValueError):
         return None

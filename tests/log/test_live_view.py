@@ -50,3 +50,4 @@ def test_a_view_of_a_live_writer_shows_only_committed_records(tmp_path: Path) ->
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
+
