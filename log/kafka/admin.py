@@ -268,7 +268,16 @@ class TopicAdmin:
             replicas = max(len(p.replicas) for p in t.partitions.values())
             resource = ConfigResource(ResourceType.TOPIC, name)
             answer = self.client.describe_configs([resource], request_timeout=self.timeout)
-            return _topic_config(answer[resource].result(), n, replicas)
+            try:
+                described = answer[resource].result()
+            except KafkaException as e:
+                err = error_code(e)
+                if err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    # The topic is listed, but the broker asked has not heard of it yet
+                    # (just created on a multi-broker cluster): a passing state.
+                    raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE)) from e
+                raise
+            return _topic_config(described, n, replicas)
 
         return self.call(describe, f"reading the config of topic {name!r}")
 
