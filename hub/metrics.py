@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -29,8 +29,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from connectors.api import Offsets, dead_letter_topic
 from hub.errors import ChangehubError
-from hub.sink_worker import SinkWorker, match_topics
-from hub.source_worker import SourceWorker
+from hub.sink_worker import match_topics
 from hub.state import ConnectorState, ConnectorStatus
 from log.api import Log, TopicPartition
 
@@ -162,7 +161,17 @@ def sink_lag(log: Log, committed: Offsets, partitions: list[TopicPartition],
     return SinkLag(behind, seconds, detail)
 
 
-def measure_sink(hub: Any, worker: SinkWorker) -> SinkLag:
+class SinkLike(Protocol):
+    """A worker running a sink: continuous (SinkWorker) or scheduled (ScheduledExportWorker)."""
+
+    @property
+    def status(self) -> ConnectorStatus: ...
+
+    @property
+    def committed(self) -> dict[TopicPartition, int]: ...
+
+
+def measure_sink(hub: Any, worker: SinkLike) -> SinkLag:
     """The lag of a running hub's sink worker, against the topics its config names."""
     cfg = next(c for c in hub.config.sinks if c.name == worker.status.name)
     parts = sink_partitions(hub.log, list(cfg.topics), exclude=dead_letter_topic(cfg))
@@ -287,12 +296,12 @@ class HubCollector(Collector):
                 progress_done.add_metric([s.name, what], done)
                 if total is not None:
                     progress_total.add_metric([s.name, what], total)
-            if isinstance(worker, SinkWorker):
+            if worker.status.kind == "sink":
                 dead.add_metric([s.name], s.dead_letters)
                 lag = self._sink_lag(worker)
                 lag_records.add_metric([s.name], lag.records)
                 lag_seconds.add_metric([s.name], lag.seconds)
-            elif isinstance(worker, SourceWorker):
+            elif worker.status.kind == "source":
                 upstream = source_lag(worker)
                 if "lag_bytes" in upstream:
                     src_lag_bytes.add_metric([s.name], upstream["lag_bytes"])
@@ -318,7 +327,7 @@ class HubCollector(Collector):
         memory.add_metric([], self._process.memory_info().rss)
         yield memory
 
-    def _sink_lag(self, worker: SinkWorker) -> SinkLag:
+    def _sink_lag(self, worker: SinkLike) -> SinkLag:
         return measure_sink(self._hub, worker)
 
     def _topics(self, log: Log) -> Iterator[Metric]:

@@ -33,7 +33,7 @@ from connectors.sink.batch.export import ExportResult, clean_unfinished, run_exp
 from hub.backoff import Backoff
 from hub.state import ConnectorStatus
 from hub.worker import Worker
-from log.api import Log
+from log.api import Log, TopicPartition
 
 __all__ = ["ScheduledExportWorker", "missed_fire", "next_fire"]
 
@@ -98,6 +98,11 @@ class ScheduledExportWorker(Worker):
         self._due: datetime = clock()
         self._retrying: datetime | None = None  # the fire time of an export that failed
         self.last_result: ExportResult | None = None
+
+    @property
+    def committed(self) -> dict[TopicPartition, int]:
+        """The offsets the last finished export committed (for lag in the API and metrics)."""
+        return self._log.committed_offsets(self.status.name)
 
     def open(self) -> None:
         self._context = self._make_context()

@@ -24,6 +24,7 @@ from hub.metrics import (
     sink_partitions,
     source_lag,
 )
+from hub.schedule import ScheduledExportWorker
 from hub.secrets import mask, redact
 from hub.sink_worker import SinkWorker, match_topics
 from hub.source_worker import SourceWorker
@@ -40,7 +41,7 @@ def connector_view(hub: Hub, worker: Worker, rates: RateTracker) -> models.Conne
     s = worker.status
     lag: models.Lag | None = None
     upstream: float | None = None
-    if isinstance(worker, SinkWorker):
+    if isinstance(worker, SinkWorker | ScheduledExportWorker):
         measured = measure_sink(hub, worker)
         lag = models.Lag(records=measured.records, seconds=measured.seconds)
     elif isinstance(worker, SourceWorker):
@@ -74,7 +75,7 @@ def connector_view(hub: Hub, worker: Worker, rates: RateTracker) -> models.Conne
 def connector_topics(hub: Hub, worker: Worker) -> list[str]:
     name = worker.status.name
     topics = hub.log.list_topics()
-    if isinstance(worker, SinkWorker):
+    if isinstance(worker, SinkWorker | ScheduledExportWorker):
         cfg = next(c for c in hub.config.sinks if c.name == name)
         return match_topics(list(cfg.topics), topics)
     written = {t for t in topics if t.startswith(f"{name}.")}
@@ -97,7 +98,7 @@ def _config_of(hub: Hub, name: str) -> dict[str, Any]:
 
 def offsets_view(hub: Hub, worker: Worker) -> models.Offsets:
     s = worker.status
-    if isinstance(worker, SinkWorker):
+    if isinstance(worker, SinkWorker | ScheduledExportWorker):
         measured = measure_sink(hub, worker)
         parts = [
             models.PartitionOffsets(
