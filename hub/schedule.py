@@ -150,6 +150,13 @@ class ScheduledExportWorker(Worker):
     def next_run(self) -> datetime:
         return self._due
 
+    def run_now(self) -> datetime:
+        """Export at the next step (within a second); returns the scheduled time it will
+        come back to afterwards. Safe from another thread (one assignment)."""
+        upcoming = self._due
+        self._due = min(self._due, self._clock())
+        return upcoming
+
     def _export(self) -> None:
         assert self._context is not None
         name = self.status.name

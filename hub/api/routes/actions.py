@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from hub.api import models
 from hub.api.routes.common import AUTH, CONFLICT, NOT_FOUND, conflict, find_worker
 from hub.errors import ChangehubError, UsageError
+from hub.schedule import ScheduledExportWorker
 from hub.sink_worker import SinkWorker
 
 if TYPE_CHECKING:
@@ -76,15 +77,22 @@ def actions_router(hub: Hub) -> APIRouter:
     )
     def export(name: str) -> models.ActionResult:
         worker = find_worker(hub, name)
+        if isinstance(worker, ScheduledExportWorker):
+            due = worker.run_now()
+            return models.ActionResult(
+                name=name, action="export", state=worker.status.state.value,
+                message=f"export of sink {name} starts now (cutoff: the end of every partition "
+                f"when it starts; the scheduled run after it stays at {due.isoformat()})",
+            )
         if not isinstance(worker, SinkWorker):
             raise conflict(f"{name} is a source; exports are written by batch sinks")
         if worker.status.type != "batch":
             raise conflict(f"sink {name} ({worker.status.type}) is not a batch sink: it "
                            "writes every record as it arrives; there is nothing to export")
         raise conflict(
-            f"sink {name} (batch) has no on-demand export: it writes a file per partition "
-            "at every flush (flush_interval), so everything committed is already exported; "
-            "lower flush_interval for fresher files"
+            f"sink {name} (batch) runs continuously (no schedule:): it writes a file per "
+            "partition at every flush (flush_interval), so everything committed is already "
+            "exported; give it a schedule: for exports on demand and by cron"
         )
 
     return router

@@ -130,7 +130,7 @@ def test_unknown_connectors_answer_404_and_impossible_actions_409(
         assert c.post("/connectors/files/snapshot").status_code == 409
         export = c.post("/connectors/files/export")
         assert export.status_code == 409
-        assert "no on-demand export" in export.json()["detail"]
+        assert "give it a schedule" in export.json()["detail"]
         assert c.post("/connectors/warehouse/export").status_code == 409
         assert c.post("/connectors/legacy/offsets/reset",
                       params={"to": "earliest"}).status_code == 409
