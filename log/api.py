@@ -210,7 +210,6 @@ class Log(ABC):
 
     # -- reading ----------------------------------------------------------------------------
 
-    @abstractmethod
     def read(
         self,
         tp: TopicPartition,
@@ -227,6 +226,9 @@ class Log(ABC):
         when it alone exceeds ``max_bytes``. On a compacted topic offsets may have gaps.
         Raises :class:`OffsetOutOfRangeError` below the start or past the end.
         """
+        return self.fetch(
+            {tp: offset}, max_records=max_records, max_bytes=max_bytes, timeout=timeout
+        )
 
     @abstractmethod
     def fetch(

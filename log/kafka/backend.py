@@ -326,19 +326,6 @@ class KafkaLog(Log):
 
     # -- reading ------------------------------------------------------------------------------
 
-    def read(
-        self,
-        tp: TopicPartition,
-        offset: int,
-        *,
-        max_records: int = 10_000,
-        max_bytes: int = 8 * 1024 * 1024,
-        timeout: float = 0.0,
-    ) -> list[LogRecord]:
-        return self.fetch(
-            {tp: offset}, max_records=max_records, max_bytes=max_bytes, timeout=timeout
-        )
-
     def fetch(
         self,
         positions: Mapping[TopicPartition, int],
