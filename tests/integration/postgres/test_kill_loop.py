@@ -106,13 +106,6 @@ def wait_for_appends(process: subprocess.Popen[bytes], count: int, deadline_s: f
         seen += 1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="quarantined 2026-11-25: after the 20 kills the final catch-up sometimes never "
-    "reaches the marker within 120 s (passed in a full-suite run, failed 4 of 4 times alone, "
-    "with and without that day's log and route() changes); a stall to investigate, see the "
-    "closing note of issue 4",
-)
 def test_kill_9_at_random_moments_loses_and_repeats_nothing(db: Database, log_dir: Path) -> None:
     db.execute("CREATE TABLE ledger (id bigserial PRIMARY KEY, note text)")
     db.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int)")
@@ -157,7 +150,16 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(db: Database, log_di
         p = Pipeline(log_dir, cfg)
         try:
             p.start()
-            p.run_until(lambda: 999999 in p.state("shop.public.accounts"), "the marker", 120)
+            # The backlog left by the kills grows with the machine's speed (the workload keeps
+            # committing): drain it in runs of batches, rebuilding the table from the log only
+            # between runs, not after every batch of 100.
+            def drained() -> bool:
+                for _ in range(200):
+                    if p.step() is None:
+                        break
+                return 999999 in p.state("shop.public.accounts")
+
+            p.run_until(drained, "the marker", 300)
             verify(p, db)
         finally:
             p.close()
