@@ -62,15 +62,16 @@ def test_seconds_behind_grow_while_paused_behind_commits_and_return_to_zero(
     wait_for(lambda: _gauge(url, "changehub_source_lag_seconds") == 0.0, timeout=60,
              what="no lag once streaming")
     hub.pause("shop")
-    wait_for(lambda: hub.worker("shop").status.state.value == "PAUSED", what="shop paused")
+    wait_for(lambda: hub.worker("shop").status.state.value == "PAUSED", timeout=60,
+             what="shop paused")
     with psycopg.connect(pg_db.dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO items SELECT g, 'n' FROM generate_series(1, 100) g")
     wait_for(lambda: (_gauge(url, "changehub_source_lag_seconds") or 0.0) >= 0.5,
-             what="seconds behind growing while paused")
-    wait_for(lambda: (_gauge(url, "changehub_source_lag_bytes") or 0.0) > 0,
+             timeout=60, what="seconds behind growing while paused")
+    wait_for(lambda: (_gauge(url, "changehub_source_lag_bytes") or 0.0) > 0, timeout=60,
              what="slot lag in bytes while paused")
     hub.resume("shop")
-    wait_for(lambda: _gauge(url, "changehub_source_lag_seconds") == 0.0,
+    wait_for(lambda: _gauge(url, "changehub_source_lag_seconds") == 0.0, timeout=60,
              what="no lag after resume")
     topics = httpx.get(f"{url}/topics").json()
     assert sum(t["records"] for t in topics if t["name"] == "shop.public.items") == 100
