@@ -156,6 +156,16 @@ class TopicInfo:
         return sum(p.size_bytes for p in self.partitions)
 
 
+def check_fetch_limits(max_records: int, max_bytes: int) -> None:
+    """The limits of a :meth:`Log.fetch`, checked the same way by every backend."""
+    if max_records < 1 or max_bytes < 1:
+        from hub.errors import UsageError
+
+        raise UsageError(
+            f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}"
+        )
+
+
 class Log(ABC):
     """A set of topics, source checkpoints and sink group offsets. See the module doc."""
 

@@ -71,6 +71,7 @@ from log.api import (
     TopicConfig,
     TopicInfo,
     TopicPartition,
+    check_fetch_limits,
 )
 from log.batch import ATTR_TRANSACTIONAL, encode
 from log.checkpoints import CheckpointStore, producer_id_for
@@ -552,10 +553,7 @@ class EmbeddedLog(Log):
         timeout: float = 0.0,
     ) -> list[LogRecord]:
         self._check_open()
-        if max_records < 1 or max_bytes < 1:
-            raise UsageError(
-                f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}"
-            )
+        check_fetch_limits(max_records, max_bytes)
         parts = [(self._partition(tp), offset) for tp, offset in positions.items()]
         for p, offset in parts:
             if self.read_only:

@@ -50,6 +50,7 @@ from log.api import (
     TopicConfig,
     TopicInfo,
     TopicPartition,
+    check_fetch_limits,
 )
 from log.kafka.admin import TopicAdmin
 from log.kafka.checkpoints import CheckpointReader, encode
@@ -335,10 +336,7 @@ class KafkaLog(Log):
         timeout: float = 0.0,
     ) -> list[LogRecord]:
         self._check_open()
-        if max_records < 1 or max_bytes < 1:
-            raise UsageError(
-                f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}"
-            )
+        check_fetch_limits(max_records, max_bytes)
         if not positions:
             return []
         for tp in positions:
