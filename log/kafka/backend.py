@@ -269,18 +269,18 @@ class KafkaLog(Log):
                 cp_offset = d.last[self._checkpoint_tp]
                 producer.commit()
             except (LogError, UsageError):
-                producer.abort()
+                if not producer.abort():
+                    self._drop_producer(source)
                 raise
             except Exception as e:
                 err = error_code(e)
                 if err is None:
-                    producer.abort()
+                    if not producer.abort():
+                        self._drop_producer(source)
                     raise
-                if err.fatal() or not err.txn_requires_abort():
+                if err.fatal() or not err.txn_requires_abort() or not producer.abort():
                     # fenced by a newer producer of this source, or broken: start afresh
                     self._drop_producer(source)
-                else:
-                    producer.abort()
                 raise self._txn_error(e, source) from e
         self._checkpoints.remember(source, checkpoint, cp_offset)
         self._await_visible({**ends, self._checkpoint_tp: cp_offset + 1})

@@ -225,14 +225,27 @@ class SourceProducer:
                     continue
                 raise
 
-    def abort(self) -> None:
-        """Abort the open transaction; errors are logged (the caller is already failing)."""
+    def abort(self) -> bool:
+        """Abort the open transaction; False when that failed and the producer must go.
+
+        Errors are logged, not raised: the caller is already failing with a better one. A
+        producer whose abort failed may still hold an open (or fenced) transaction, so the
+        log replaces it; the new one's ``init_transactions`` aborts whatever is left.
+        """
         from confluent_kafka import KafkaException
 
         try:
             self.producer.abort_transaction(self.timeout)
         except KafkaException as e:
             _log.warning("aborting the transaction of %r failed: %s", self.transactional_id, e)
+            return False
+        return True
 
     def close(self) -> None:
-        self.producer.flush(0)
+        """Let go of the producer; a fatal one raises on flush, which changes nothing here."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self.producer.flush(0)
+        except KafkaException as e:
+            _log.debug("closing the producer of %r: %s", self.transactional_id, e)

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 
 import pytest
 
@@ -42,8 +43,15 @@ class Writer(threading.Thread):
         self.acked_plain: list[int] = []
         self.acked_tx: list[int] = []
         self.failures: list[str] = []
+        self.unexpected: list[str] = []  # anything but a LogError: the log's contract broken
 
     def run(self) -> None:
+        try:
+            self._write()
+        except Exception:  # recorded for the test to fail with, not lost in the thread
+            self.unexpected.append(traceback.format_exc())
+
+    def _write(self) -> None:
         n = 0
         while not self.stop.is_set():
             n += 1
@@ -63,6 +71,7 @@ class Writer(threading.Thread):
     def wait_for(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while len(self.acked_plain) + len(self.acked_tx) < count:
+            assert not self.unexpected, f"the writer died: {self.unexpected[0]}"
             assert time.monotonic() < deadline, f"writer stuck: {self.failures[-3:]}"
             time.sleep(0.05)
 
