@@ -15,6 +15,7 @@ to FAILED with the error and the rest of the hub keeps running)::
     │   ├── CorruptLogError         bytes on disk fail validation; names topic/partition/offset
     │   ├── LogLockedError          another process holds the log directory
     │   ├── LogStorageError         the disk said no: full (ENOSPC), read-only, permissions
+    │   │   └── SourceFencedError   Kafka: another process took the source over (fenced)
     │   └── LogClosedError          the log was closed while the call was waiting
     └── ConnectorError              raised by sources and sinks
         ├── RetriableError          transient: connection lost, 429/503, lock timeout
@@ -44,6 +45,7 @@ __all__ = [
     "RecordError",
     "RetriableError",
     "SchemaError",
+    "SourceFencedError",
     "UnknownTopicError",
     "UsageError",
 ]
@@ -102,6 +104,11 @@ class LogLockedError(LogError):
 
 class LogStorageError(LogError):
     """The file system refused a write: disk full, read-only, permission denied."""
+
+
+class SourceFencedError(LogStorageError):
+    """Another hub process took this source over: Kafka fenced this process's transactional
+    producer. The hub stands the source by in this process (only one may run it)."""
 
 
 class LogClosedError(LogError):
