@@ -44,7 +44,8 @@ class DirectoryLock:
                 who = "this process (the log is already open here)"
             raise LogLockedError(
                 f"the log directory {self.path.parent} is in use by {who}; stop it, or give "
-                "this pipeline its own log path"
+                "this pipeline its own log path (several hub processes can share one pipeline "
+                "only on the Kafka backend, log.backend: kafka)"
             ) from None
         try:
             os.ftruncate(fd, 0)
