@@ -87,7 +87,8 @@ class SearchSinkConfig(SinkConfig):
     mappings: dict[str, Any] | None = Field(
         default=None,
         description="index mappings ({properties: ...}) for indexes the sink creates; "
-        "default: inferred from the first row's values",
+        "default: inferred from the values of the index's first bulk (decimal strings such "
+        "as Postgres numeric become double)",
     )
     infer_mappings: bool = True
     gc_deletes: str = Field(

@@ -2,8 +2,8 @@
 
 An index is created the first time the sink writes to it and finds it missing, with the
 configured ``settings`` (plus ``index.gc_deletes``, see :mod:`.versioning`) and mappings
-from the config or inferred from the first document (:mod:`.mapping`). With ``alias: true``
-the name is an alias over ``<name>-v1`` (``-v2`` … after a reindex), so that
+from the config or inferred from the documents of its first bulk (:mod:`.mapping`). With
+``alias: true`` the name is an alias over ``<name>-v1`` (``-v2`` … after a reindex), so that
 ``changehub reindex`` can build a fresh index beside it and swap the alias in one step.
 An existing index or alias is used as it is.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.sink.search.config import SearchSinkConfig
@@ -66,22 +66,27 @@ class Indexes:
             self._names[memo] = name
         return name
 
-    def body(self, first_document: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Settings and mappings for a new index."""
+    def body(self, documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Settings and mappings for a new index whose first documents are ``documents``."""
         settings = {"index.gc_deletes": self._config.gc_deletes, **self._config.settings}
         body: dict[str, Any] = {"settings": settings}
         if self._config.mappings is not None:
             body["mappings"] = self._config.mappings
-        elif self._config.infer_mappings and first_document:
-            body["mappings"] = infer_mappings(first_document)
+        elif self._config.infer_mappings and documents:
+            body["mappings"] = infer_mappings(documents)
         return body
 
-    def ensure(self, name: str, first_document: Mapping[str, Any] | None) -> None:
-        """Create ``name`` (or its first generation behind the alias) if it does not exist."""
+    def is_ready(self, name: str) -> bool:
+        """Known to exist (checked or created by this sink)."""
+        return name in self._ready
+
+    def ensure(self, name: str, documents: Sequence[Mapping[str, Any]]) -> None:
+        """Create ``name`` (or its first generation behind the alias) if it does not exist,
+        with mappings inferred from ``documents`` (its first bulk's) unless configured."""
         if name in self._ready:
             return
         if not self._engine.index_exists(name):
-            body = self.body(first_document)
+            body = self.body(documents)
             if self._config.alias and self.fixed_target is None:
                 target = concrete_name(name, 1)
                 body["aliases"] = {name: {}}

@@ -248,10 +248,17 @@ class SearchSink(Sink[SearchSinkConfig]):
 
     def _ensure_indexes(self, actions: list[Action]) -> None:
         assert self._indexes is not None
+        indexes = self._indexes
+        # Mappings are inferred from all of a new index's documents in this bulk, so a column
+        # null in the first row, or digits in one row and words in the next, is seen right.
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        for action in actions:
+            if action.op == "index" and action.body is not None \
+                    and not indexes.is_ready(action.index):
+                fresh.setdefault(action.index, []).append(action.body)
         try:
-            for action in actions:
-                if action.op == "index":
-                    self._indexes.ensure(action.index, action.body)
+            for index, documents in fresh.items():
+                indexes.ensure(index, documents)
         except EngineUnavailableError as exc:
             raise RetriableError(f"search sink {self.config.name!r}: {exc}") from exc
         except EngineRequestError as exc:

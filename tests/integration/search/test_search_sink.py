@@ -125,13 +125,50 @@ def test_new_indexes_get_inferred_mappings_and_gc_deletes(
     assert props["day"]["type"] == "date"
     assert props["note"]["type"] == "text"
     assert props["note"]["fields"]["keyword"]["type"] == "keyword"
-    assert props["price"]["type"] == "text"
+    assert props["price"]["type"] == "double"
     settings = engine.client.indices.get_settings(index=index)[index]["settings"]["index"]
     assert settings["gc_deletes"] == "1h"
     engine.client.indices.refresh(index=index)
     hits = engine.client.search(index=index, body={"query": {"range": {
         "created": {"gte": "2024-01-31T00:00:00Z"}}}})["hits"]["hits"]
     assert [h["_id"] for h in hits] == ["1"]
+
+
+def test_numeric_strings_are_range_queryable_numbers_and_source_keeps_every_digit(
+    engine: Target, tmp_path: Path
+) -> None:
+    # Postgres numeric arrives as a string with every digit; the engine coerces it into the
+    # inferred double field, and _source stays exactly as sent.
+    s = Stream()
+    exact = "12345678901234567890.123456789012345678"
+    rows = [{"id": 1, "price": "12.50"}, {"id": 2, "price": exact},
+            {"id": 3, "price": "-0.01"}, {"id": 4, "price": None}]
+    with running(engine, tmp_path) as sink:
+        sink.write([r for row in rows for r in s.change("c", row)])
+        sink.flush()
+        # A later value that is no number (the column was text after all) is not rejected.
+        sink.write(s.change("c", {"id": 5, "price": "call us"}))
+        sink.flush()
+        assert sink.metrics()["documents_rejected"] == 0
+    index = f"{engine.prefix}-orders"
+    props = engine.client.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    assert props["price"]["type"] == "double"
+    docs = engine.documents(index)
+    assert docs["2"]["price"] == exact
+    assert docs["5"]["price"] == "call us"
+
+    def ids(query: dict[str, Any]) -> list[str]:
+        hits = engine.client.search(index=index, body={"query": query})["hits"]["hits"]
+        return sorted(h["_id"] for h in hits)
+
+    assert ids({"range": {"price": {"gte": 0, "lt": 100}}}) == ["1"]
+    assert ids({"range": {"price": {"gt": 1e19}}}) == ["2"]
+    assert ids({"range": {"price": {"lt": 0}}}) == ["3"]
+    assert ids({"term": {"price.keyword": "call us"}}) == ["5"]
+    total = engine.client.search(index=index, body={
+        "size": 0, "aggs": {"small": {"sum": {"field": "price"}}},
+        "query": {"range": {"price": {"lt": 100}}}})["aggregations"]["small"]["value"]
+    assert total == pytest.approx(12.49)
 
 
 def test_mappings_from_config_are_used(engine: Target, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from connectors.sink.search.bulk import _sort_out, split
 from connectors.sink.search.config import SearchSinkConfig
 from connectors.sink.search.documents import Action, BadRecordError, document_id
 from connectors.sink.search.indexes import next_generation
-from connectors.sink.search.mapping import index_name, infer_mappings
+from connectors.sink.search.mapping import NUMERIC_STRING, index_name, infer_mappings
 from connectors.sink.search.transforms import FilterError, RowFilter, Transform
 from connectors.sink.search.versioning import version_of
 from log.api import LogRecord
@@ -81,16 +81,34 @@ def test_the_type_name_sets_the_default_engine() -> None:
 
 
 def test_mappings_are_inferred_from_values() -> None:
-    props = infer_mappings({
+    props = infer_mappings([{
         "i": 1, "f": 1.5, "b": False, "ts": "2024-01-31T12:00:00.123456",
         "tz": "2024-01-31T12:00:00Z", "d": "2024-01-31", "s": "hello", "n": "12.50",
         "o": {"a": 1}, "arr": [None, 3], "null": None, "infinity": "infinity",
-    })["properties"]
+    }])["properties"]
     assert {k: v["type"] for k, v in props.items()} == {
         "i": "long", "f": "double", "b": "boolean", "ts": "date", "tz": "date", "d": "date",
-        "s": "text", "n": "text", "o": "object", "arr": "long", "infinity": "text",
+        "s": "text", "n": "double", "o": "object", "arr": "long", "infinity": "text",
     }
     assert props["s"]["fields"]["keyword"]["type"] == "keyword"
+
+
+def test_decimal_strings_map_as_numbers_only_when_every_sampled_value_is_one() -> None:
+    props = infer_mappings([
+        {"price": "12.50", "big": "-12345678901234567890.000000000001", "zero": "0.5",
+         "code": "0042", "mixed": "17", "late": None, "tags": ["1.5", "2"], "exp": "1e5"},
+        {"price": "7", "big": "3", "zero": "0", "code": "0043", "mixed": "seventeen",
+         "late": "99.9", "tags": [], "exp": "1"},
+    ])["properties"]
+    assert props["price"] == NUMERIC_STRING
+    assert props["price"]["ignore_malformed"] is True
+    assert props["price"]["fields"]["keyword"]["type"] == "keyword"
+    for column in ("big", "zero", "late", "tags"):
+        assert props[column]["type"] == "double", column
+    for column in ("code", "mixed", "exp"):  # leading zeros, words, exponents: text
+        assert props[column]["type"] == "text", column
+    props["price"]["type"] = "changed"
+    assert NUMERIC_STRING["type"] == "double"  # each mapping is a copy
 
 
 @pytest.mark.parametrize(
