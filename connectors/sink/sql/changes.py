@@ -6,6 +6,10 @@ Within one flush only the last state per key matters, so :class:`TableBatch` kee
 that: at most one delete (run first) and one upsert per key. A delete after an upsert drops
 the upsert; an upsert after a delete keeps the delete, so the row is written afresh; a
 truncate drops everything before it for the table and empties the table first.
+
+Each change also carries what history tables record (:mod:`.history`): its op, its time
+(``source.ts_ms``, else the envelope's ``ts_ms``, else the record's timestamp) and its source
+position (:func:`position_of`); a delete's ``row`` is its before image (or just its key).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import orjson
 from connectors.sink.sql.naming import TableName, render
 from log.api import LogRecord
 
-__all__ = ["BadRecordError", "Change", "TableBatch", "decode"]
+__all__ = ["BadRecordError", "Change", "TableBatch", "decode", "position_of"]
 
 _UPSERT_OPS = frozenset(("c", "u", "r"))
 
@@ -33,7 +37,10 @@ class Change:
     table: TableName
     kind: Literal["upsert", "delete", "truncate"]
     key: dict[str, Any] | None = None  # key column -> value, in key order
-    row: dict[str, Any] | None = None  # the after image (upserts)
+    row: dict[str, Any] | None = None  # the after image (upserts), the before image (deletes)
+    op: str = ""  # the event's op: c, u, r, d or t
+    ts_ms: int = 0  # when the change happened at the source
+    position: str | None = None  # where in the source's changelog (see position_of)
 
 
 def decode(record: LogRecord, template: str) -> Change | None:
@@ -48,20 +55,47 @@ def decode(record: LogRecord, template: str) -> Change | None:
     if table is None:
         raise BadRecordError(f"the table template gives an empty name for topic {record.topic}")
     op = value["op"]
+    meta = {"op": op, "ts_ms": _ts_ms(value, source, record), "position": position_of(source)}
     if op == "t":
-        return Change(table, "truncate")
+        return Change(table, "truncate", **meta)
     key = _json(record.key, "key") if record.key is not None else None
     if not isinstance(key, dict) or not key:
         raise BadRecordError("key is not a JSON object of key columns: the row has no address")
     if any(v is None for v in key.values()):
         raise BadRecordError(f"key {key} has a null column")
     if op == "d":
-        return Change(table, "delete", key)
+        before = value.get("before")
+        return Change(table, "delete", key, {**before, **key} if isinstance(before, dict)
+                      else dict(key), **meta)
     after = value.get("after")
     if not isinstance(after, dict):
         raise BadRecordError(f"op {op!r} event without an 'after' object")
     row = {**after, **key}  # the key columns, even if the image left them out
-    return Change(table, "upsert", key, row)
+    return Change(table, "upsert", key, row, **meta)
+
+
+def position_of(source: Any) -> str | None:
+    """The source position in an event's ``source`` block, as text that sorts per source:
+    the LSN (PostgreSQL), ``file:pos`` (MySQL/MariaDB binlog), the poll watermark as JSON
+    (sql_poll); None when the block has none of them."""
+    if not isinstance(source, Mapping):
+        return None
+    if source.get("lsn") is not None:
+        return str(source["lsn"])
+    if source.get("file") is not None and source.get("pos") is not None:
+        return f"{source['file']}:{source['pos']}"
+    if source.get("watermark") is not None:
+        return orjson.dumps(source["watermark"], option=orjson.OPT_SORT_KEYS).decode()
+    return None
+
+
+def _ts_ms(value: Mapping[str, Any], source: Any, record: LogRecord) -> int:
+    # A snapshot read may carry ts_ms 0 in its source block: fall back to when it was read.
+    for candidate in (source.get("ts_ms") if isinstance(source, Mapping) else None,
+                      value.get("ts_ms")):
+        if isinstance(candidate, int) and not isinstance(candidate, bool) and candidate > 0:
+            return candidate
+    return record.timestamp_ms
 
 
 def _json(data: bytes, what: str) -> Any:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from connectors.sqldb import TableDescription
@@ -97,6 +98,10 @@ def sql_type(kind: Kind, dialect: str, is_key: bool) -> sa.types.TypeEngine[Any]
         return sa.Double()
     if kind == "boolean":
         return sa.Boolean()
+    if kind == "datetime":
+        # Only history tables' own time columns are planned as datetime (JSON has no
+        # timestamps); MySQL's DATETIME would drop the milliseconds without fsp.
+        return mysql.DATETIME(fsp=6) if dialect in ("mysql", "mariadb") else sa.DateTime()
     if is_key and dialect in ("mysql", "mariadb"):
         return sa.String(255)
     return sa.Text()

@@ -8,6 +8,11 @@ statement per kind), and store the sink's offsets in ``_changehub_offsets``
 (:mod:`.offsets`). ``start`` returns the stored offsets, so a replay after a crash starts
 exactly where the target is, and records below them are skipped if they come anyway.
 
+With ``mode: history`` the tables are history tables instead (:mod:`.history`): each
+change appends a row with its op, source position and time, keyed by its log position; with
+``history: {scd2: true}`` versions are closed and opened as a type-2 slowly changing
+dimension. The same transaction carries the rows, the closes and the offsets.
+
 A record that is not a change event, or whose values cannot fit the table, goes to
 ``context.dead_letter`` (which fails the sink unless ``errors.tolerance: all``).
 Tombstones are ignored; deletes come from the ``d`` events before them.
@@ -27,11 +32,18 @@ from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
 from connectors.sink.sql.changes import BadRecordError, Change, TableBatch, decode
 from connectors.sink.sql.config import SqlSinkConfig
 from connectors.sink.sql.evolution import (
+    Kind,
     TableShape,
     UnfitValueError,
     add_columns,
     create_table,
     table_object,
+)
+from connectors.sink.sql.history import (
+    HISTORY_KEY,
+    HistoryBatch,
+    apply_history,
+    history_columns,
 )
 from connectors.sink.sql.naming import TableName
 from connectors.sink.sql.offsets import ensure_offsets_table, load_offsets, store_offsets
@@ -53,8 +65,12 @@ class SqlSink(Sink[SqlSinkConfig]):
         self._db: SharedEngine | None = None
         self._durable: Offsets = {}  # stored in the target
         self._next: Offsets = {}  # after the records written so far
-        self._batches: dict[TableName, TableBatch] = {}
+        self._batches: dict[TableName, TableBatch | HistoryBatch] = {}
         self._shapes: dict[TableName, TableShape] = {}
+        self._event_keys: dict[TableName, tuple[str, ...]] = {}  # history tables' event keys
+        self._history: dict[str, Kind] | None = (
+            history_columns(config.history.scd2) if config.mode == "history" else None
+        )
 
     def start(self, resume: Offsets) -> Offsets:
         self._db = SharedEngine(self.config.url, f"sql sink {self.config.name!r}")
@@ -120,18 +136,45 @@ class SqlSink(Sink[SqlSinkConfig]):
         change = decode(record, self.config.table)
         if change is None:
             return
+        if self._history is not None:
+            self._add_history(record, change)
+            return
         batch = self._batches.setdefault(change.table, TableBatch())
+        assert isinstance(batch, TableBatch)
         if change.kind == "truncate":
             batch.add(change)
             return
         shape = self._shape(change)
-        row = shape.fit(change.row) if change.row is not None else None
+        row = shape.fit(change.row) if change.kind == "upsert" and change.row else None
         key = shape.fit(change.key or {})
         batch.add(Change(change.table, change.kind, key, row), row)
 
+    def _add_history(self, record: LogRecord, change: Change) -> None:
+        scd2 = self.config.history.scd2
+        batch = self._batches.get(change.table)
+        if batch is None:
+            batch = self._batches[change.table] = HistoryBatch(scd2)
+        assert isinstance(batch, HistoryBatch)
+        if change.kind == "truncate":
+            batch.add(record, change, None)
+            return
+        shape = self._shape(change)
+        # An SCD2 delete only closes a version: its before image is not stored.
+        image = change.key if scd2 and change.kind == "delete" else change.row
+        data = shape.fit(image or {})
+        key = {k: data[k] for k in change.key or {}}
+        known = self._event_keys.setdefault(change.table, tuple(key))
+        if known != tuple(key):
+            raise UnfitValueError(
+                f"history table {shape.name!r} follows key ({', '.join(known)}) but this "
+                f"event's key is ({', '.join(key)})"
+            )
+        batch.add(record, Change(change.table, change.kind, key, data, change.op,
+                                 change.ts_ms, change.position), data)
+
     def _shape(self, change: Change) -> TableShape:
         assert change.key is not None
-        key = tuple(change.key)
+        key = HISTORY_KEY if self._history is not None else tuple(change.key)
         shape = self._shapes.get(change.table)
         if shape is None:
             schema, name = change.table
@@ -141,6 +184,8 @@ class SqlSink(Sink[SqlSinkConfig]):
                 shape = TableShape.of(name, key, described)
             except UnfitValueError as exc:
                 raise SchemaError(str(exc)) from None
+            for column, kind in (self._history or {}).items():
+                shape.columns.setdefault(column, kind)
             self._shapes[change.table] = shape
         elif shape.key != key:
             raise UnfitValueError(
@@ -151,14 +196,21 @@ class SqlSink(Sink[SqlSinkConfig]):
 
     # -- flush: batches into tables ---------------------------------------------------------
 
-    def _apply(self, conn: Connection, name: TableName, batch: TableBatch) -> None:
+    def _apply(
+        self, conn: Connection, name: TableName, batch: TableBatch | HistoryBatch
+    ) -> None:
         schema, table_name = name
         shape = self._shapes.get(name)
         if shape is None:
-            # Only truncates were seen for this table: nothing to create.
-            if batch.truncate and describe_table(conn, schema, table_name) is not None:
+            # Only truncates were seen for this table: nothing to create, unless the table
+            # exists (a history table records the truncate only once it has columns).
+            if describe_table(conn, schema, table_name) is None:
+                return
+            if isinstance(batch, TableBatch):
                 conn.execute(sa.table(table_name, schema=schema).delete())
-            return
+                return
+            shape = self._shapes[name] = TableShape(table_name, HISTORY_KEY)
+            shape.columns.update(self._history or {})
         try:
             shape.refresh(describe_table(conn, schema, table_name))
         except UnfitValueError as exc:
@@ -177,6 +229,9 @@ class SqlSink(Sink[SqlSinkConfig]):
                     table_name,
                 )
         table = table_object(schema, shape)
+        if isinstance(batch, HistoryBatch):
+            apply_history(conn, table, batch)
+            return
         if batch.truncate:
             conn.execute(table.delete())
         delete_keys(conn, table, shape.key, list(batch.deletes.values()))

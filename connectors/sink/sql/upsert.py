@@ -40,8 +40,10 @@ def upsert_rows(
     rows: Sequence[dict[str, Any]],
     *,
     has_primary_key: bool = True,
+    replace: bool = True,
 ) -> None:
-    """Insert ``rows``, replacing any row with the same ``key``. All rows share their columns."""
+    """Insert ``rows``, replacing any row with the same ``key`` (``replace=False``: keeping
+    it, for rows that never change once written). All rows share their columns."""
     if not rows:
         return
     dialect = conn.dialect.name
@@ -50,7 +52,7 @@ def upsert_rows(
         conn.execute(table.insert(), list(rows))
         return
     columns = list(rows[0])
-    updates = [c for c in columns if c not in key]
+    updates = [c for c in columns if c not in key] if replace else []
     if dialect in ("mysql", "mariadb"):
         my = mysql.insert(table)
         # ON DUPLICATE KEY UPDATE needs at least one assignment; a no-op one on the key will do.

@@ -64,10 +64,12 @@ def record(op: str, key: dict[str, Any] | None, after: dict[str, Any] | None,
 
 def test_events_decode_to_row_operations() -> None:
     upsert = decode(record("u", {"id": 1}, {"id": 1, "x": 2}), "{table}")
-    assert upsert == Change((None, "orders"), "upsert", {"id": 1}, {"id": 1, "x": 2})
+    assert upsert == Change((None, "orders"), "upsert", {"id": 1}, {"id": 1, "x": 2}, "u", 1)
     delete = decode(record("d", {"id": 1}, None), "{table}")
-    assert delete == Change((None, "orders"), "delete", {"id": 1}, None)
-    assert decode(record("t", None, None), "{table}") == Change((None, "orders"), "truncate")
+    assert delete == Change((None, "orders"), "delete", {"id": 1}, {"id": 1}, "d", 1)
+    assert decode(record("t", None, None), "{table}") == Change(
+        (None, "orders"), "truncate", op="t", ts_ms=1
+    )
     assert decode(LogRecord("shop.public.orders", 0, 0, 0, b'{"id":1}', None), "{table}") is None
 
 
