@@ -10,7 +10,8 @@ A checkpoint is the position *after* the batch it comes with. As JSON::
      "skip": 0,                      # changes of the next transaction already in the log
      "skip_tx": "0-1-1235" | None,   # ... and that transaction's id
      "snapshot": {...} | None,       # initial snapshot in progress (SnapshotProgress)
-     "replays": [{...}]}             # changes to leave out until a position (Replay)
+     "replays": [{...}],             # changes to leave out until a position (Replay)
+     "incremental": {...}}           # optional: incremental snapshot queue
 
 Batches end at transaction boundaries, except when a transaction is larger than one batch:
 then ``skip`` says how many of its row changes (in binlog order, which is the same on every
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from connectors.source.incremental import IncrementalProgress
 from hub.errors import FatalError
 
 __all__ = ["Checkpoint", "GtidState", "Position", "Replay", "SnapshotProgress"]
@@ -158,9 +160,10 @@ class Checkpoint:
     skip_tx: str | None = None
     snapshot: SnapshotProgress | None = None
     replays: tuple[Replay, ...] = ()
+    incremental: IncrementalProgress | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "v": VERSION,
             **self.position.to_dict(),
             "skip": self.skip,
@@ -168,6 +171,9 @@ class Checkpoint:
             "snapshot": None if self.snapshot is None else self.snapshot.to_dict(),
             "replays": [r.to_dict() for r in self.replays],
         }
+        if self.incremental is not None and self.incremental.pending:
+            d["incremental"] = self.incremental.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str) -> Checkpoint:
@@ -177,13 +183,14 @@ class Checkpoint:
                 f"changehub reads version {VERSION}; reset the source (changehub reset) to "
                 "capture again from a snapshot"
             )
-        snap, skip_tx = d.get("snapshot"), d.get("skip_tx")
+        snap, skip_tx, incremental = d.get("snapshot"), d.get("skip_tx"), d.get("incremental")
         return cls(
             Position.from_dict(d),
             int(d.get("skip", 0)),
             None if skip_tx is None else str(skip_tx),
             None if snap is None else SnapshotProgress.from_dict(snap),
             tuple(Replay.from_dict(r) for r in d.get("replays", ())),
+            None if incremental is None else IncrementalProgress.from_dict(incremental),
         )
 
     def with_(self, **changes: Any) -> Checkpoint:

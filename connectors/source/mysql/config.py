@@ -15,6 +15,7 @@
         heartbeat_interval: 10s
         max_batch_events: 10000
         reconnect_timeout: 5m             # then fail; the hub restarts the source
+        signal_table: shop.changehub_signal  # incremental snapshots (`changehub snapshot`)
 
 Snapshot modes: ``initial`` reads the tables once, on the first start, then streams;
 ``never`` streams from the server's current position on the first start; ``always`` re-reads
@@ -71,6 +72,18 @@ class MySqlSourceConfig(SourceConfig):
         default=True, description="decode common column types without mysql-replication"
     )
     connect_timeout: DurationMs = Field(default=10_000, ge=100)
+    signal_table: str | None = Field(
+        default=None,
+        description="db.table for incremental snapshot requests and watermarks "
+        "(default: changehub_signal in the first captured database); never captured",
+    )
+
+    @field_validator("signal_table")
+    @classmethod
+    def _signal_table_is_qualified(cls, table: str | None) -> str | None:
+        if table is not None and not _TABLE.match(table):
+            raise ValueError(f"{table!r} is not db.table (e.g. shop.changehub_signal)")
+        return table
 
     @field_validator("tables")
     @classmethod
@@ -93,7 +106,16 @@ class MySqlSourceConfig(SourceConfig):
         return self
 
     def captures(self, db: str, table: str) -> bool:
-        return db in self.databases or f"{db}.{table}" in self.tables
+        name = f"{db}.{table}"
+        return (db in self.databases or name in self.tables) and name != self.signal
+
+    @property
+    def signal(self) -> str:
+        """The signal table (db.table) of incremental snapshots."""
+        if self.signal_table is not None:
+            return self.signal_table
+        db = self.databases[0] if self.databases else self.tables[0].split(".", 1)[0]
+        return f"{db}.changehub_signal"
 
     @property
     def effective_server_id(self) -> int:

@@ -91,8 +91,10 @@ def read_table(
     after: tuple[Any, ...] | None,
     chunk_size: int,
     clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    snapshot: str = "true",
 ) -> Iterator[SnapshotChunk]:
-    """Read one table after key ``after`` in chunks of ``snapshot`` (``op: r``) records."""
+    """Read one table after key ``after`` in chunks of read (``op: r``) records;
+    ``snapshot`` is their ``source.snapshot`` ("incremental" for an incremental one)."""
     if not schema.key:
         raise SchemaError(
             f"table {schema.db}.{schema.table} has no primary key: the snapshot reads tables in "
@@ -120,7 +122,7 @@ def read_table(
         "pos": position.pos,
         "row": 0,
         "ts_ms": 0,
-        "snapshot": "true",
+        "snapshot": snapshot,
     }
     while True:
         try:

@@ -50,6 +50,7 @@ from connectors.source.mysql.config import MySqlSourceConfig
 from connectors.source.mysql.doctor import check_server
 from connectors.source.mysql.handoff import HandOff, HandOffClosedError
 from connectors.source.mysql.heartbeat import Heartbeat
+from connectors.source.mysql.incremental_snapshot import IncrementalSnapshot
 from connectors.source.mysql.lag import LagMeter
 from connectors.source.mysql.schema import Catalog, TableSchema
 from connectors.source.mysql.server import Connection, connect, current_position, is_mariadb
@@ -76,6 +77,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
         self._ctl: Connection | None = None
         self._snapshot_conn: Connection | None = None
         self._binlog: BinlogStream | None = None
+        self._snapshots: IncrementalSnapshot | None = None
         self._tables: list[TableSchema] = []
         self._catalog: Catalog | None = None
         self._mariadb = False
@@ -170,7 +172,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
     def _captured_tables(self, catalog: Catalog) -> list[TableSchema]:
         names: list[tuple[str, str]] = []
         for db in self.config.databases:
-            names += [(db, t) for t in catalog.tables_of(db)]
+            names += [(db, t) for t in catalog.tables_of(db) if self.config.captures(db, t)]
         for qualified in self.config.tables:
             db, table = qualified.split(".", 1)
             if (db, table) not in names:
@@ -248,6 +250,8 @@ class MySqlSource(Source[MySqlSourceConfig]):
         finally:
             if self._binlog is not None:
                 self._binlog.close()
+            if self._snapshots is not None:
+                self._snapshots.close()
 
     def _put(self, chunk: Chunk) -> None:
         while not self._handoff.put(chunk, timeout=1.0):
@@ -300,6 +304,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
     def _stream(self, start: Checkpoint, catalog: Catalog) -> None:
         config = self.config
         schemas = set(config.databases) | {t.split(".", 1)[0] for t in config.tables}
+        schemas.add(config.signal.split(".", 1)[0])
         binlog = BinlogStream(
             dict(config.connection()),
             server_id=config.effective_server_id,
@@ -313,6 +318,13 @@ class MySqlSource(Source[MySqlSourceConfig]):
         if self._stopping:
             raise StreamStoppedError
         binlog.open(start.position)
+        snapshots = IncrementalSnapshot(
+            config=config,
+            table=lambda name: catalog.table(*name.split(".", 1)),
+            all_tables=lambda: [f"{t.db}.{t.table}" for t in self._tables],
+            clock_ms=_now_ms,
+        )
+        self._snapshots = snapshots
         stream = ChangeStream(
             source_name=config.name,
             start=start,
@@ -321,8 +333,11 @@ class MySqlSource(Source[MySqlSourceConfig]):
             max_events=config.max_batch_events,
             clock_ms=_now_ms,
             fast_decoder=config.fast_decoder,
+            signal_table=config.signal,
+            incremental=snapshots,
         )
         self.stream = stream
+        stream.start_snapshots()
         heartbeat = Heartbeat(config.heartbeat_interval)
         shipped = start.position
         self._log.info("mysql source %s: streaming from %s", config.name, start.position)

@@ -29,7 +29,9 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from connectors.api import SourceRecord
 from connectors.envelope import Op, encode_key, event_records, topic_name
+from connectors.source.incremental import IncrementalProgress
 from connectors.source.mysql.checkpoint import Checkpoint, GtidState, Position, Replay
+from connectors.source.mysql.incremental_snapshot import IncrementalSnapshot
 from connectors.source.mysql.schema import Catalog, RowShape, is_ddl, shape_of
 
 __all__ = ["ChangeStream", "Chunk"]
@@ -59,6 +61,8 @@ class ChangeStream:
         max_events: int,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         fast_decoder: bool = True,
+        signal_table: str | None = None,
+        incremental: IncrementalSnapshot | None = None,
     ) -> None:
         self._name = source_name
         self._catalog = catalog
@@ -71,6 +75,9 @@ class ChangeStream:
         self._skip = start.skip
         self._skip_tx = start.skip_tx
         self.replays: tuple[Replay, ...] = start.replays
+        self.incremental: IncrementalProgress | None = start.incremental
+        self._signal = None if signal_table is None else tuple(signal_table.split(".", 1))
+        self._snapshots = incremental
         self._file = start.position.file
         self._shapes: dict[int, RowShape | None] = {}
         self.records: list[SourceRecord] = []
@@ -89,8 +96,10 @@ class ChangeStream:
     def checkpoint(self) -> Checkpoint:
         """The checkpoint after everything handed out (mid-transaction: with ``skip``)."""
         if self.in_transaction:
-            return Checkpoint(self.position, self._tx_rows, self._tx_id, None, self.replays)
-        return Checkpoint(self.position, 0, None, None, self.replays)
+            return Checkpoint(
+                self.position, self._tx_rows, self._tx_id, None, self.replays, self.incremental
+            )
+        return Checkpoint(self.position, 0, None, None, self.replays, self.incremental)
 
     def resume_point(self) -> Checkpoint:
         """Where to reopen after a lost connection: the start of the current transaction,
@@ -229,6 +238,9 @@ class ChangeStream:
         else:
             shape = self._shape(event)
         if shape is None:
+            signal = self._signal
+            if signal is not None and (str(event.schema), str(event.table)) == signal:
+                self._signal_rows(event)
             return None
         kind: Op = (
             "c"
@@ -236,6 +248,13 @@ class ChangeStream:
             else ("u" if isinstance(event, UpdateRowsEvent) else "d")
         )
         images = self._images(event, shape, kind)
+        window = self._snapshots.window if self._snapshots is not None else None
+        if window is not None and window.open and window.table == f"{shape.db}.{shape.table}":
+            # A change inside an incremental snapshot's window is newer than the row read.
+            for before, after in images:
+                for image in (before, after):
+                    if image is not None:
+                        window.discard(encode_key(image, shape.key) if shape.key else None)
         first = self._tx_rows
         self._tx_rows += len(images)
         if self._tx_rows <= self._skip:
@@ -289,6 +308,24 @@ class ChangeStream:
         if len(out) >= self._max_events:
             return self.cut()
         return None
+
+    def _signal_rows(self, event: Any) -> None:
+        """Rows written to the signal table: snapshot requests and watermarks."""
+        if isinstance(event, DeleteRowsEvent):
+            return
+        snapshots = self._snapshots
+        assert snapshots is not None
+        for row in event.rows:
+            values = row["after_values"] if "after_values" in row else row["values"]
+            self.incremental, records = snapshots.on_signal(
+                values, self.incremental, self.position
+            )
+            self.records += records
+
+    def start_snapshots(self) -> None:
+        """Go on with an incremental snapshot the checkpoint has in progress."""
+        if self._snapshots is not None and self.incremental is not None:
+            self.incremental = self._snapshots.start(self.incremental, self.position)
 
     def _images(
         self, event: Any, shape: RowShape, kind: str

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from connectors.source.incremental import IncrementalProgress
 from connectors.source.postgres.resume import ReadRange
 from hub.errors import FatalError
 
@@ -77,36 +78,6 @@ class SnapshotProgress:
             after=None if after is None else tuple(str(v) for v in after),
             rows=int(d.get("rows", 0)),
             first=bool(d.get("first", True)),
-        )
-
-
-@dataclass(frozen=True)
-class IncrementalProgress:
-    """The queue of tables to snapshot incrementally while streaming (DBLog watermarks).
-
-    ``pending`` lists the tables, the current one first; ``after`` is the key of the last
-    row of the current table already emitted. Open windows are not saved: after a restart
-    the chunk after ``after`` is simply read again in a new window.
-    """
-
-    pending: tuple[str, ...] = ()
-    after: tuple[str, ...] | None = None
-    rows: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pending": list(self.pending),
-            "after": None if self.after is None else list(self.after),
-            "rows": self.rows,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> IncrementalProgress:
-        after = d.get("after")
-        return cls(
-            pending=tuple(str(t) for t in d["pending"]),
-            after=None if after is None else tuple(str(v) for v in after),
-            rows=int(d.get("rows", 0)),
         )
 
 
