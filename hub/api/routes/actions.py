@@ -1,8 +1,9 @@
 """Long work on demand: an incremental snapshot of a source, an export of a sink.
 
-Only connectors that can do it accept: a Postgres source re-reads tables while it streams
-(the request travels through the database's WAL, see
-:mod:`connectors.source.postgres.incremental_snapshot`); everything else answers 409 with
+Only connectors that can do it accept: a Postgres or MySQL source re-reads tables while it
+streams (the request travels through the database's WAL or binlog, see
+:mod:`connectors.source.postgres.incremental_snapshot` and
+:mod:`connectors.source.mysql.incremental_snapshot`); everything else answers 409 with
 the reason, so a script learns at once that the call cannot do what it asked.
 """
 
@@ -43,6 +44,10 @@ def actions_router(hub: Hub) -> APIRouter:
         summary="Read tables of a source again while it keeps streaming (incremental snapshot)",
     )
     def snapshot(name: str, request: SnapshotRequest | None = None) -> models.ActionResult:
+        from connectors.source.mysql.config import MySqlSourceConfig
+        from connectors.source.mysql.incremental_snapshot import (
+            request_snapshot as request_mysql_snapshot,
+        )
         from connectors.source.postgres.config import PostgresSourceConfig
         from connectors.source.postgres.incremental_snapshot import request_snapshot
 
@@ -50,22 +55,26 @@ def actions_router(hub: Hub) -> APIRouter:
         cfg = next((c for c in hub.config.sources if c.name == name), None)
         if cfg is None:
             raise conflict(f"{name} is a sink; snapshots are read by sources")
-        if not isinstance(cfg, PostgresSourceConfig):
+        if not isinstance(cfg, PostgresSourceConfig | MySqlSourceConfig):
             raise conflict(
-                f"source {name} ({cfg.type}) has no incremental snapshot; only postgres "
-                "sources can re-read tables while streaming. To read everything again, stop "
-                "the hub, and start the source with a new name or snapshot: always"
+                f"source {name} ({cfg.type}) has no incremental snapshot; only postgres and "
+                "mysql sources can re-read tables while streaming. To read everything again, "
+                "stop the hub, and start the source with a new name or snapshot: always"
             )
         tables = request.tables if request is not None else None
         try:
-            request_snapshot(cfg, tables)
+            if isinstance(cfg, MySqlSourceConfig):
+                what = request_mysql_snapshot(cfg, tables)
+            else:
+                request_snapshot(cfg, tables)
+                what = ", ".join(tables or cfg.tables)
         except UsageError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
         except ChangehubError as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
         return models.ActionResult(
             name=name, action="snapshot", state=worker.status.state.value,
-            message=f"incremental snapshot of {', '.join(tables or cfg.tables)} requested; "
+            message=f"incremental snapshot of {what} requested; "
             "the source starts it when the request arrives in its stream",
         )
 
