@@ -164,6 +164,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self.lag: SlotLag | None = None  # the last measurement, for metrics
         self._durable = DurableTime()  # commit time of the last durable change (lag_seconds)
         self._idle = False  # the reader waits at the stream's end with nothing buffered
+        self._caught_up_ms = 0  # when the reader last waited there with everything durable
 
     # -- the Source interface -----------------------------------------------------------------
 
@@ -258,8 +259,13 @@ class PostgresSource(Source[PostgresSourceConfig]):
         made durable. (Bytes: :attr:`lag`, measured at heartbeats.)"""
         if self._idle and not self._durable.unsaved:
             return {"lag_seconds": 0.0}
-        seconds = self._durable.seconds_behind(_now_ms())
-        return {} if seconds is None else {"lag_seconds": seconds}
+        # Caught up at _caught_up_ms: every change committed before then was durable, even
+        # if no batch since the snapshot carried a commit time (no heartbeat made durable
+        # yet, e.g. the hub paused the source right after it went idle).
+        durable_ms = max(self._durable.ts_ms or 0, self._caught_up_ms)
+        if not durable_ms:
+            return {}
+        return {"lag_seconds": max(0.0, (_now_ms() - durable_ms) / 1000)}
 
     def stop(self) -> None:
         self._stopping = True
@@ -588,6 +594,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
             if (changes.records or beat_pending) and handoff.taker_waiting:
                 ship()
             self._idle = not changes.records and not changes.in_transaction
+            if self._idle and not self._durable.unsaved:
+                self._caught_up_ms = _now_ms()
             if self._confirmed > status.flushed or status.due():
                 self._send_status(repl, status)
             if heartbeat.due():
