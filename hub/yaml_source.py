@@ -12,6 +12,11 @@ scalars here, recording where each key path was written. On the way:
 * ``${VAR}`` and ``${VAR:-default}`` in string values are filled from the environment
   (the default applies when VAR is unset or empty); ``$${`` writes a literal ``${``.
 
+Two limits keep a hostile file from hanging or crashing the loader: a document nested
+deeper than :data:`MAX_DEPTH` levels, or one whose aliases expand to more than
+:data:`MAX_VALUES` values ("billion laughs": each anchor repeating the one before), is
+refused with a :class:`ConfigError` instead of being built.
+
 Syntax errors stop loading (nothing after them can be trusted); duplicate keys and
 unset variables are collected as :class:`Problem` s so that validation can go on and report
 everything in one go.
@@ -43,6 +48,10 @@ __all__ = [
 KeyPath = tuple[str | int, ...]
 
 _STR_TAG = "tag:yaml.org,2002:str"
+# Far beyond any real pipeline (a few hundred values, a dozen levels), far below what takes
+# seconds to build or exhausts Python's recursion limit.
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
 
 
 @dataclass(frozen=True, order=True)
@@ -200,9 +209,24 @@ def load_yaml(file: Path, env: Mapping[str, str]) -> YamlDocument:
         ) from None
     except OSError as e:
         raise ConfigError(f"{name}: cannot read the pipeline file: {e.strerror}") from None
-    loader = _CoreSchemaLoader(text)
+    try:
+        # The reader rejects control characters already in the constructor.
+        loader = _CoreSchemaLoader(text)
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise ConfigError(
+            f"{name}:{line}:{column}: invalid YAML: the control character "
+            f"U+{e.character:04X} is not allowed in YAML text; remove it (or write it as "
+            'an escape, "\\x1f", inside a double-quoted string)'
+        ) from None
     try:
         root = loader.get_single_node()
+    except RecursionError:
+        raise ConfigError(
+            f"{name}: invalid YAML: nested too deeply to read (PyYAML composes recursively); "
+            f"a pipeline file needs no more than {MAX_DEPTH} levels"
+        ) from None
     except yaml.MarkedYAMLError as e:
         raise ConfigError(_syntax_message(name, e)) from None
     except yaml.YAMLError as e:
@@ -223,9 +247,22 @@ class _Builder:
         self.doc = doc
         self.env = env
         self.active: set[int] = set()  # nodes being built: an alias back to one is a cycle
+        self.built = 0
 
     def build(self, node: Node, path: KeyPath) -> Any:
         self.doc.values[path] = Position.of(node.start_mark)
+        self.built += 1
+        if self.built > MAX_VALUES:
+            raise ConfigError(str(self.doc.problem(
+                path,
+                f"the file expands to more than {MAX_VALUES} values (aliases repeating "
+                "aliases?); write the pipeline out without nested anchors",
+            )))
+        if len(path) > MAX_DEPTH:
+            self.doc.problems.append(self.doc.problem(
+                path, f"nested deeper than {MAX_DEPTH} levels; no pipeline setting is"
+            ))
+            return None
         if id(node) in self.active:
             self.doc.problems.append(self.doc.problem(path, "an alias refers to its own parent"))
             return None
