@@ -4,6 +4,16 @@ Delivery is at-least-once and the sinks make it idempotent: offsets are committe
 ``flush`` said the target holds everything before them, so a crash replays at most the
 unflushed tail, and the target's own idempotence (versions, upserts, offset-named files)
 absorbs the replay.
+
+Scale-out: on the Kafka backend every hub process running the pipeline joins the sink's
+consumer group (:mod:`log.kafka.groups`; the group is the sink's name, the one its offsets
+are committed under) and works only on the partitions the group gives it. When the group
+takes partitions away (a process joined, or this one leaves), the sink is flushed and its
+offsets committed before they go; when it gives partitions, the sink is restarted on its new
+share and each partition resumes from its committed offset (a sink that keeps offsets in its
+target, such as the sql sink, reads them again in ``start``). A process whose session expired
+(it stalled, and the partitions went elsewhere) drops what it had not flushed: the new holder
+replays it. On the embedded log one process holds everything (the log directory is locked).
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import fnmatch
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.api import Offsets, Sink, SinkConfig, dead_letter_topic, merge_offsets
 from hub.backoff import Backoff
@@ -21,11 +31,15 @@ from hub.state import ConnectorStatus
 from hub.worker import Worker
 from log.api import Log, LogRecord, Record, TopicPartition
 
+if TYPE_CHECKING:
+    from log.kafka.groups import GroupMember
+
 __all__ = ["SinkWorker", "match_topics"]
 
 log = logging.getLogger("changehub.sink")
 
 FETCH_TIMEOUT_S = 0.5
+JOIN_WAIT_S = 0.2  # a member waiting for its first assignment polls the group this long
 TOPIC_REFRESH_S = 2.0
 
 
@@ -54,37 +68,107 @@ class SinkWorker(Worker):
         self._sink: Sink[Any] | None = None
         self._positions: Offsets = {}
         self._committed: Offsets = {}
+        self._flushed: Offsets = {}  # durable in the target; committed unless Kafka refused
         self._dead: list[Record] = []
         self._pending_records = 0
         self._pending_bytes = 0
         self._first_pending = 0.0
         self._next_refresh = 0.0
         self._dlq = dead_letter_topic(config)
+        self._member: GroupMember | None = None  # Kafka: this process's share of the sink
+        self._reassigned = False  # the group gave partitions: restart the sink on its share
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def open(self) -> None:
+        self._reassigned = False
+        self._member = self._join()
+        if self._member is None:
+            self._start_sink()
+        # else: the sink starts once the group said which partitions are this process's
+        self._next_refresh = self._clock() + TOPIC_REFRESH_S
+
+    def _join(self) -> GroupMember | None:
+        from log.kafka.backend import KafkaLog
+
+        if not isinstance(self._log, KafkaLog):
+            return None
+        member = self._log.group_member(
+            self.status.name,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        member.subscribe(self._topics())
+        return member
+
+    def _start_sink(self) -> None:
         name = self.status.name
         self._dead.clear()
         self._pending_records = self._pending_bytes = 0
+        self._reassigned = False
         self._committed = self._log.committed_offsets(name)
+        self._flushed = dict(self._committed)
         resume: Offsets = {}
-        for tp in self._subscribed():
+        for tp in self._owned():
             resume[tp] = self._committed.get(tp, self._log.start_offset(tp))
         sink = self._make(self._dead_letter)
         self._sink = sink
         chosen = sink.start(dict(resume))
-        self._positions = {**resume, **chosen}
+        self._positions = {**resume, **{tp: o for tp, o in chosen.items() if tp in resume}}
         ahead = {tp: off for tp, off in chosen.items() if off > self._committed.get(tp, -1)}
         if ahead:
             # The target already holds these (it stores offsets with its rows, and the hub
             # died before committing, or offsets were reset): record that in the log too.
-            self._committed = merge_offsets(self._committed, ahead)
-            self._log.commit_offsets(name, self._committed)
-        self._next_refresh = self._clock() + TOPIC_REFRESH_S
+            self._flushed = merge_offsets(self._flushed, ahead)
+            self._commit()
         log.info("sink %s started at %s", name, _fmt(self._positions))
 
+    def _close_sink(self, graceful: bool) -> None:
+        sink, self._sink = self._sink, None
+        if sink is None:
+            return
+        try:
+            if graceful and self._pending_records:
+                self._flush_and_commit(sink)
+            elif graceful:
+                self._commit()  # offsets a refused commit left behind
+        finally:
+            self._pending_records = self._pending_bytes = 0
+            sink.stop()
+
+    # -- the group's decisions (called inside GroupMember.poll, on this thread) -----------
+
+    def _on_assign(self, tps: list[TopicPartition]) -> None:
+        if tps:
+            self._reassigned = True
+
+    def _on_revoke(self, tps: list[TopicPartition]) -> None:
+        if tps:
+            # before the group hands them over: everything written is flushed and committed
+            self._close_sink(graceful=True)
+            self._reassigned = True
+
+    def _on_lost(self, tps: list[TopicPartition]) -> None:
+        if tps:
+            # already someone else's: no commit; the new holder replays the unflushed tail
+            self._close_sink(graceful=False)
+            self._reassigned = True
+
+    def tick_paused(self) -> None:
+        if self._member is not None:
+            self._member.poll()
+
     def step(self) -> None:
+        member = self._member
+        if member is not None:
+            waiting = self._sink is None and not self._reassigned
+            member.poll(JOIN_WAIT_S if waiting else 0.0)
+            if self._sink is None and not member.rebalanced and member.subscribed:
+                return  # not told our share yet
+        if self._sink is None or self._reassigned:
+            self._close_sink(graceful=True)
+            self._start_sink()
         assert self._sink is not None
         now = self._clock()
         if now >= self._next_refresh:
@@ -117,14 +201,12 @@ class SinkWorker(Worker):
             self.stopping.wait(FETCH_TIMEOUT_S)
 
     def close(self, graceful: bool) -> None:
-        sink, self._sink = self._sink, None
-        if sink is None:
-            return
+        member, self._member = self._member, None
         try:
-            if graceful and self._pending_records:
-                self._flush_and_commit(sink)
+            self._close_sink(graceful)
         finally:
-            sink.stop()
+            if member is not None:
+                member.close()  # leave the group: the others take the partitions at once
 
     # -- the work -------------------------------------------------------------------------
 
@@ -153,13 +235,29 @@ class SinkWorker(Worker):
             self._log.append(TopicPartition(self._dlq, 0), self._dead)
             self.cell.add(dead_letters=len(self._dead))
             self._dead = []
-        new = merge_offsets(self._committed, flushed)
-        if new != self._committed:
-            self._log.commit_offsets(self.status.name, new)
-            self._committed = new
+        self._flushed = merge_offsets(self._flushed, flushed)
+        self._commit()
         self.cell.add(records=self._pending_records)
         self._pending_records = self._pending_bytes = 0
         self.backoff.reset()
+
+    def _commit(self) -> None:
+        """Commit what the target holds: as a group member only this process's partitions
+        (Kafka refuses the rest), and a refused commit is tried again at the next flush."""
+        if self._flushed == self._committed:
+            return
+        if self._member is None:
+            self._log.commit_offsets(self.status.name, self._flushed)
+            self._committed = dict(self._flushed)
+            return
+        mine = self._member.assignment()
+        todo = {
+            tp: o
+            for tp, o in self._flushed.items()
+            if tp in mine and self._committed.get(tp) != o
+        }
+        if self._member.commit(todo):
+            self._committed = {**self._committed, **todo}
 
     def _dead_letter(self, record: LogRecord, reason: str) -> None:
         if self._config.errors.tolerance != "all":
@@ -180,16 +278,30 @@ class SinkWorker(Worker):
         self._dead.append(Record(record.key, record.value, record.timestamp_ms, headers))
         log.warning("sink %s: %s -> dead-letter topic %s", self.status.name, reason, self._dlq)
 
+    def _topics(self) -> list[str]:
+        return [t for t in match_topics(self._config.topics, self._log.list_topics())
+                if t != self._dlq]
+
     def _subscribed(self) -> list[TopicPartition]:
-        names = [t for t in match_topics(self._config.topics, self._log.list_topics())
-                 if t != self._dlq]
         return [
             TopicPartition(t, p)
-            for t in names
+            for t in self._topics()
             for p in range(self._log.topic_config(t).partitions)
         ]
 
+    def _owned(self) -> list[TopicPartition]:
+        """The partitions this process works on: all of them, or the group's share."""
+        subscribed = self._subscribed()
+        if self._member is None:
+            return subscribed
+        mine = self._member.assignment()
+        return [tp for tp in subscribed if tp in mine]
+
     def _refresh_topics(self) -> None:
+        if self._member is not None:
+            # new topics join the subscription; their partitions come back as assignments
+            self._member.subscribe(self._topics())
+            return
         for tp in self._subscribed():
             if tp not in self._positions:
                 self._positions[tp] = self._committed.get(tp, self._log.start_offset(tp))
@@ -197,14 +309,15 @@ class SinkWorker(Worker):
                          self.status.name, tp, self._positions[tp])
 
     def caught_up(self) -> bool:
-        """Nothing pending and the committed offsets reach the end of every partition."""
-        if self._pending_records or self._sink is None:
+        """Nothing pending and the committed offsets reach the end of every partition this
+        process works on (on Kafka: its share of the group)."""
+        if self._pending_records or self._sink is None or self._reassigned:
             return False
-        subscribed = self._subscribed()
+        owned = self._owned()
         return all(
             self._log.caught_up(tp, self._committed.get(tp, self._log.start_offset(tp)))
-            for tp in subscribed
-        ) and all(tp in self._positions for tp in subscribed)
+            for tp in owned
+        ) and all(tp in self._positions for tp in owned)
 
     @property
     def committed(self) -> Offsets:

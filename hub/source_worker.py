@@ -4,6 +4,11 @@ Exactly once from source to log rests on three facts: the source derives all its
 the checkpoint it is started with; the log stores a batch's records and its checkpoint in
 one atomic append; and the source releases upstream (``committed``) only after that append
 is durable. A crash anywhere leaves either the batch and its checkpoint, or neither.
+
+Each source runs in one process at a time. On the embedded log that is the process holding
+the log directory. On Kafka every process running the pipeline asks for the source's lease
+(:mod:`hub.leader`); the one holding it fences any earlier writer, reads the checkpoint and
+runs the source, the others stand by and take over when the holder dies or leaves.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 
 from connectors.api import Source, SourceBatch, SourceRecord
 from hub.backoff import Backoff
+from hub.errors import RetriableError, SourceFencedError
+from hub.leader import Lease, lease_for
 from hub.state import ConnectorStatus
 from hub.worker import Worker
 from log.api import Log, Record, TopicPartition
@@ -71,10 +78,19 @@ class SourceWorker(Worker):
         self._log = log_
         self._ensure_topic = ensure_topic
         self._source: Source[Any] | None = None
-        self.idle = False  # the last poll found nothing new (for `run --until-caught-up`)
+        self._lease: Lease | None = None
+        # the last poll found nothing new, or another process runs the source (for
+        # `run --until-caught-up`)
+        self.idle = False
 
     def open(self) -> None:
         self.idle = False
+        self._lease = lease_for(self._log, self.status.name, self._stop_source)
+        if self._lease is None:
+            self._start_source()
+        # else: the source starts once this process holds its lease (in step)
+
+    def _start_source(self) -> None:
         checkpoint = self._log.last_checkpoint(self.status.name)
         source = self._make()
         self._source = source
@@ -89,13 +105,27 @@ class SourceWorker(Worker):
         )
 
     def step(self) -> None:
+        lease = self._lease
+        if lease is not None:
+            if not lease.check(wait=self._source is None):
+                self._stop_source()
+                self.idle = lease.decided  # another process runs it
+                return
+            if self._source is None:
+                lease.claim()
+                self._start_source()
         assert self._source is not None
         batch = self._source.poll(POLL_TIMEOUT_S)
         if batch is None:
             self.idle = True
             return
         self.idle = False
-        self._append(batch)
+        try:
+            self._append(batch)
+        except SourceFencedError as exc:
+            # another process holds the source now: start over, standing by until the
+            # lease says otherwise
+            raise RetriableError(str(exc)) from exc
         self._source.committed(batch.checkpoint)
         self.backoff.reset()
 
@@ -115,7 +145,20 @@ class SourceWorker(Worker):
         # explicit stop here could race with a poll in progress on the worker thread.
         return
 
-    def close(self, graceful: bool) -> None:
+    def tick_paused(self) -> None:
+        if self._lease is not None and not self._lease.check(wait=False):
+            self._stop_source()
+
+    def _stop_source(self) -> None:
         source, self._source = self._source, None
         if source is not None:
+            log.info("source %s stopped in this process", self.status.name)
             source.stop()
+
+    def close(self, graceful: bool) -> None:
+        lease, self._lease = self._lease, None
+        try:
+            self._stop_source()
+        finally:
+            if lease is not None:
+                lease.release()  # another process takes the source over at once

@@ -29,6 +29,8 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("changehub.worker")
 
+PAUSED_TICK_S = 0.5
+
 
 class Worker(threading.Thread, ABC):
     """Subclasses implement :meth:`open`, :meth:`step` and :meth:`close`."""
@@ -57,6 +59,10 @@ class Worker(threading.Thread, ABC):
 
     def interrupt(self) -> None:
         """Called from another thread on stop, to break a blocking call. Optional."""
+
+    def tick_paused(self) -> None:
+        """Called on the worker's thread about every half second while it is paused, to keep
+        up what must not wait for a resume (a Kafka group membership). Optional."""
 
     # -- control, from any thread ---------------------------------------------------------
 
@@ -87,7 +93,8 @@ class Worker(threading.Thread, ABC):
                 while not self.stopping.is_set():
                     if not self._resumed.is_set():
                         self._transition(ConnectorState.PAUSED)
-                        self._resumed.wait()
+                        while not self._resumed.wait(PAUSED_TICK_S):
+                            self.tick_paused()
                         if self.stopping.is_set():
                             break
                         self._transition(ConnectorState.RUNNING)

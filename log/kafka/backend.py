@@ -30,6 +30,13 @@ How it differs from the embedded log (the contract is :mod:`log.api`):
 * ``list_topics`` and ``list_groups`` hide names starting with ``__`` or ``_changehub``;
   ``list_groups`` lists every consumer group on the cluster, not only changehub's sinks.
 
+Scale-out (several hub processes on one pipeline, which the embedded log cannot do): a sink's
+processes join its consumer group (:meth:`KafkaLog.group_member`) and share its partitions;
+each source has a lease, the one partition of ``__changehub_leases`` in its own group
+(:meth:`KafkaLog.source_lease`), and the process holding it fences any earlier writer of the
+source (:meth:`KafkaLog.claim_source`) before it reads the checkpoint. See
+:mod:`log.kafka.groups`.
+
 Thread-safe: one writer per partition and per source, many readers.
 """
 
@@ -41,7 +48,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hub.errors import LogClosedError, LogError, LogStorageError, UnknownTopicError, UsageError
+from hub.errors import (
+    LogClosedError,
+    LogError,
+    SourceFencedError,
+    UnknownTopicError,
+    UsageError,
+)
 from log.api import (
     Log,
     LogRecord,
@@ -57,6 +70,7 @@ from log.kafka.checkpoints import CheckpointReader, encode
 from log.kafka.consumer import Reader, ReaderPool
 from log.kafka.errors import error_code, log_error
 from log.kafka.group_offsets import KafkaGroupOffsets
+from log.kafka.groups import LEASE_TOPIC, Callback, GroupMember, source_group
 from log.kafka.producer import Appender, SourceProducer
 
 __all__ = ["CHECKPOINT_TOPIC", "KafkaLog"]
@@ -119,6 +133,16 @@ class KafkaLog(Log):
                     retention_ms=None,
                     segment_bytes=16 * 1024 * 1024,
                     delete_retention_ms=0,
+                    replication_factor=replication_factor,
+                    min_insync_replicas=min_insync_replicas,
+                ),
+            )
+            # one empty partition whose group assignment is each source's lease
+            self._admin.create(
+                LEASE_TOPIC,
+                TopicConfig(
+                    partitions=1,
+                    retention_ms=None,
                     replication_factor=replication_factor,
                     min_insync_replicas=min_insync_replicas,
                 ),
@@ -242,6 +266,18 @@ class KafkaLog(Log):
         if producer is not None:
             producer.close()
 
+    def claim_source(self, source: str) -> None:
+        """Become the only writer of ``source``: a new transactional producer, whose start
+        fences any earlier one (a killed or stale hub process) and aborts its open transaction.
+
+        Call before :meth:`last_checkpoint` on taking a source over, so that no batch of the
+        previous holder can land after the checkpoint this process starts from.
+        """
+        self._check_writable()
+        with self._source_lock(source):
+            self._drop_producer(source)
+            self._source_producer(source)
+
     def append_checkpointed(
         self,
         source: str,
@@ -295,7 +331,7 @@ class KafkaLog(Log):
             KafkaError.PRODUCER_FENCED,
             KafkaError.INVALID_PRODUCER_EPOCH,
         ):
-            return LogStorageError(
+            return SourceFencedError(
                 f"source {source!r} was taken over: another producer with transactional id "
                 f"{self._txn_prefix}.{source!r} started on the Kafka cluster at "
                 f"{self.bootstrap}; this writer stops (only one process may run a source)"
@@ -365,6 +401,30 @@ class KafkaLog(Log):
         self._check_open()
         self._admin.check_partition(tp)
         return self._admin.offset_for_time(tp, timestamp_ms)
+
+    # -- scale-out ----------------------------------------------------------------------------
+
+    def group_member(
+        self, group: str, *, on_assign: Callback, on_revoke: Callback, on_lost: Callback
+    ) -> GroupMember:
+        """A member of consumer group ``group``, not subscribed yet (:mod:`log.kafka.groups`)."""
+        self._check_open()
+        return GroupMember(
+            self._config, self.bootstrap, group,
+            on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost, timeout=self._timeout,
+        )  # fmt: skip
+
+    def source_lease(
+        self, source: str, *, on_assign: Callback, on_revoke: Callback, on_lost: Callback
+    ) -> GroupMember:
+        """A member of ``source``'s lease group, subscribed: whoever is assigned the lease
+        partition runs the source."""
+        self._check_writable()
+        member = self.group_member(
+            source_group(source), on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
+        )
+        member.subscribe([LEASE_TOPIC])
+        return member
 
     # -- sink group offsets -------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 A sink group is a Kafka consumer group of the same name; its committed offsets live in
 ``__consumer_offsets`` like any consumer's, so Kafka's own tools (``kafka-consumer-groups``)
-show and reset them. Kafka accepts these commits while the group has no active members: the
-hub commits for its sinks itself and keeps no group members joined.
+show and reset them. Kafka accepts these commits only while the group has no active
+members: a running hub joins its sinks' groups (:mod:`log.kafka.groups`) and commits through
+its membership, so these calls serve the CLI (``offsets``, ``reset``) while no hub runs.
 
 Commits and reads go through one consumer per group that never joins it (librdkafka's
 "simple consumer" commit), not through the admin API: librdkafka 2.16's admin
@@ -86,8 +87,27 @@ class KafkaGroupOffsets:
         client = self._client(group)
 
         def commit() -> Any:
+            from confluent_kafka import KafkaError, KafkaException
+
             with client.lock:
-                return client.consumer.commit(offsets=parts, asynchronous=False)
+                try:
+                    return client.consumer.commit(offsets=parts, asynchronous=False)
+                except KafkaException as e:
+                    err = e.args[0] if e.args else None
+                    if getattr(err, "code", lambda: None)() in (
+                        KafkaError.UNKNOWN_MEMBER_ID,
+                        KafkaError.ILLEGAL_GENERATION,
+                        KafkaError.REBALANCE_IN_PROGRESS,
+                    ):
+                        # Kafka takes commits from outside a group only while it is empty
+                        raise UsageError(
+                            f"cannot move the offsets of {group!r}: hub processes running "
+                            "this sink are members of its consumer group on "
+                            f"{self._admin.bootstrap}; stop every hub running the pipeline "
+                            "first (a killed one leaves "
+                            "the group when its session expires, about 6 s later)"
+                        ) from e
+                    raise
 
         answer = self._admin.call(commit, f"committing offsets of group {group!r}")
         for p in answer or ():

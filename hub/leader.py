@@ -1,0 +1,103 @@
+"""Which hub process runs a source: one lease per source, held by one process at a time.
+
+Several ``changehub run`` processes may run the same pipeline on the Kafka backend; each
+source must still run in exactly one of them (two readers of one replication slot, or two
+pollers of one table, would write every change twice). The lease is the way Kafka Connect
+hands out its work: a consumer group per source (``_changehub-source.<name>``), subscribed to
+the one-partition topic ``__changehub_leases``; the group coordinator gives that partition to
+exactly one member, and the member holding it runs the source (:mod:`log.kafka.groups`).
+Assignment is cooperative-sticky, so the holder keeps the lease when other processes join.
+
+Fencing covers what a lease alone cannot: a holder that stalled (a long GC-like pause, a
+network partition) may not know yet that its session expired and the lease moved. Before the
+new holder reads the checkpoint it starts the source's transactional producer
+(:meth:`log.kafka.KafkaLog.claim_source`), which fences every earlier producer of the source
+and aborts its open transaction; the stale holder's next append fails with
+:class:`~hub.errors.SourceFencedError` and it stands by. So no batch of the old holder can
+land after the checkpoint the new one starts from, and the log stays exactly once.
+
+Why not a PostgreSQL advisory lock: it serves only postgres sources, it is held by a
+connection whose death the server notices only when TCP does (minutes, for a partitioned
+holder, with default keepalives), and it fences nothing in the log.
+
+Timeouts: a holder that stops cleanly (SIGTERM, ``changehub`` exits) leaves the group and
+another process has the source within a second or two; a holder killed with SIGKILL, or cut
+off, loses the lease when its session expires (``session.timeout.ms``, 6 s by default,
+settable in ``log.kafka.config``), and the next process runs the source a rebalance later,
+typically 7-10 s after the death. On the embedded log there is no lease: the log directory's
+lock already keeps a second process out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from log.api import Log, TopicPartition
+
+if TYPE_CHECKING:
+    from log.kafka.backend import KafkaLog
+
+__all__ = ["Lease", "lease_for"]
+
+log = logging.getLogger("changehub.leader")
+
+JOIN_WAIT_S = 0.2  # how long a process without the lease waits in the group per step
+
+
+class Lease:
+    """This process's claim on one source. Used by the source's worker thread only."""
+
+    def __init__(self, log_: KafkaLog, source: str, on_lose: Callable[[], None]) -> None:
+        self._log = log_
+        self.source = source
+        self._on_lose = on_lose
+        self._held = False
+        self._said_standby = False
+        self._member = log_.source_lease(
+            source, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        )
+
+    @property
+    def decided(self) -> bool:
+        """The group has answered once: :meth:`check` is no longer a guess."""
+        return self._member.rebalanced
+
+    def check(self, wait: bool) -> bool:
+        """Serve the group (``wait``: up to a moment for news) and say whether we hold it."""
+        self._member.poll(JOIN_WAIT_S if wait else 0.0)
+        if self.decided and not self._held and not self._said_standby:
+            self._said_standby = True
+            log.info("source %s: standing by, another process runs it", self.source)
+        return self._held
+
+    def claim(self) -> None:
+        """Fence every earlier writer of the source; call before reading its checkpoint."""
+        self._log.claim_source(self.source)
+        self._said_standby = False
+        log.info("source %s: this process holds its lease and runs it", self.source)
+
+    def release(self) -> None:
+        """Leave the group: another process gets the lease at once."""
+        self._held = False
+        self._member.close()
+
+    def _assigned(self, tps: list[TopicPartition]) -> None:
+        if tps:
+            self._held = True
+
+    def _revoked(self, tps: list[TopicPartition]) -> None:
+        if tps and self._held:
+            self._held = False
+            # stop before the group hands the lease on (it waits for this callback)
+            self._on_lose()
+
+
+def lease_for(log_: Log, source: str, on_lose: Callable[[], None]) -> Lease | None:
+    """A lease on ``source`` on the Kafka backend; None on the embedded one (see module doc)."""
+    from log.kafka.backend import KafkaLog
+
+    if isinstance(log_, KafkaLog):
+        return Lease(log_, source, on_lose)
+    return None
