@@ -10,7 +10,12 @@ backends hash with murmur2 to pick the partition), value = the envelope::
      "transaction": {"id": "812", "total_order": 3} | null}
 
 A delete is followed by a tombstone (same key, null value) so compacted topics forget the
-row. Values must already be JSON-ready (connectors map their types first); orjson encodes
+row. Sinks also read topics Debezium wrote: the same key and envelope, either bare (Kafka
+Connect's JsonConverter with ``schemas.enable=false``) or wrapped with their schema as
+``{"schema": {...}, "payload": <key or envelope>}`` (``schemas.enable=true``, the
+converter's default); :func:`unwrap` takes the payload out of the wrapped form.
+
+Values must already be JSON-ready (connectors map their types first); orjson encodes
 datetimes, UUIDs and Decimals are expected as strings.
 """
 
@@ -23,7 +28,15 @@ import orjson
 
 from connectors.api import SourceRecord
 
-__all__ = ["Op", "decode_key", "decode_value", "encode_key", "event_records", "topic_name"]
+__all__ = [
+    "Op",
+    "decode_key",
+    "decode_value",
+    "encode_key",
+    "event_records",
+    "topic_name",
+    "unwrap",
+]
 
 Op = Literal["c", "u", "d", "r", "t"]
 
@@ -68,9 +81,23 @@ def event_records(
     return out
 
 
+def unwrap(doc: Any) -> Any:
+    """The payload of Kafka Connect's schema-wrapped JSON, or ``doc`` itself.
+
+    Wrapped means exactly two fields, ``schema`` (a Connect schema: an object with a
+    ``type``) and ``payload``; a row key whose columns happen to be called schema and
+    payload has no such schema object and is left alone.
+    """
+    if isinstance(doc, dict) and len(doc) == 2 and "payload" in doc:
+        schema = doc.get("schema")
+        if isinstance(schema, dict) and isinstance(schema.get("type"), str):
+            return doc["payload"]
+    return doc
+
+
 def decode_key(key: bytes | None) -> dict[str, Any] | None:
-    return None if key is None else orjson.loads(key)
+    return None if key is None else unwrap(orjson.loads(key))
 
 
 def decode_value(value: bytes | None) -> dict[str, Any] | None:
-    return None if value is None else orjson.loads(value)
+    return None if value is None else unwrap(orjson.loads(value))

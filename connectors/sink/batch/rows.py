@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from connectors.envelope import unwrap
 from log.api import LogRecord
 
 __all__ = ["BadRecordError", "ExportRow", "export_row"]
@@ -44,7 +45,8 @@ def export_row(record: LogRecord) -> ExportRow:
 
 
 def _json(data: bytes, what: str) -> Any:
+    """The JSON of a key or value; Kafka Connect's schema-wrapped form gives its payload."""
     try:
-        return orjson.loads(data)
+        return unwrap(orjson.loads(data))
     except orjson.JSONDecodeError as exc:
         raise BadRecordError(f"{what} is not JSON ({exc})") from None

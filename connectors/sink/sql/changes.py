@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import orjson
 
+from connectors.envelope import unwrap
 from connectors.sink.sql.naming import TableName, render
 from log.api import LogRecord
 
@@ -99,8 +100,9 @@ def _ts_ms(value: Mapping[str, Any], source: Any, record: LogRecord) -> int:
 
 
 def _json(data: bytes, what: str) -> Any:
+    """The JSON of a key or value; Kafka Connect's schema-wrapped form gives its payload."""
     try:
-        return orjson.loads(data)
+        return unwrap(orjson.loads(data))
     except orjson.JSONDecodeError as exc:
         raise BadRecordError(f"{what} is not JSON ({exc})") from None
 
