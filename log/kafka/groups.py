@@ -224,4 +224,3 @@ class GroupMember:
             self._on_lost(tps)
         finally:
             consumer.incremental_unassign(parts)
-
