@@ -97,6 +97,7 @@ _BODY: Final = XLOGDATA_HEADER + 6  # tag, relation OID, tuple kind: then the tu
 _INSERT, _UPDATE, _DELETE = 0x49, 0x55, 0x44
 _NEW, _KEY, _OLD = 0x4E, 0x4B, 0x4F
 _FAST_FAILS = (struct.error, IndexError, ValueError, TypeError)
+_VALUE_FAILS = (*_FAST_FAILS, ArithmeticError)  # OverflowError, decimal errors
 # SourceRecord(...) runs a Python-level __new__; building the tuple directly is 3x cheaper.
 _record: Final = tuple.__new__
 _EVENT: Final = ENVELOPE % (
@@ -186,7 +187,15 @@ class ChangeStream:
             tag == _INSERT or tag == _UPDATE or tag == _DELETE  # noqa: PLR1714 - fastest
         ) and self._fast(message, tag, lsn):
             return
-        self.handle(self.decoder.decode(message[XLOGDATA_HEADER:]), lsn)
+        try:
+            self.handle(self.decoder.decode(message[XLOGDATA_HEADER:]), lsn)
+        except _VALUE_FAILS as exc:
+            # A value the type's converter cannot read (bad UTF-8, not a number …): Postgres
+            # does not send that, so the stream is corrupt; say where, as a typed error.
+            raise DecodeError(
+                f"pgoutput message at LSN {lsn >> 32:X}/{lsn & 0xFFFFFFFF:X} holds a value "
+                f"that does not decode as its column's type: {exc}"
+            ) from None
 
     def handle(self, message: PgOutputMessage, lsn: int) -> None:
         """Process one decoded message; ``lsn`` is its XLogData start (the change's LSN)."""
