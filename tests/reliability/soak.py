@@ -1,0 +1,276 @@
+"""Load: a soak at a steady rate of changes (Postgres -> search) with the hub's resident
+memory, lag and open file descriptors sampled at a fixed interval and plotted (PNG) beside
+bench/RELIABILITY.md; and a burst of many changes committed in one transaction, which must
+pass with bounded memory.
+
+Flat means, over the samples after a warm-up (the first quarter of the run):
+- memory: the largest RSS of the second half <= 1.2 x the largest of the first half + 32 MB;
+- lag: the median sink lag (seconds) of the second half <= max(5 s, 2 x the first half's);
+- file descriptors: the most of the second half <= the most of the first half + 16.
+A burst is bounded if the hub's peak RSS stays under its RSS before the burst + 384 MB
+(the source batches at most max_batch_events changes; a hub holding the transaction in
+memory would need gigabytes for a million rows).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import statistics
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from PIL import Image, ImageDraw
+
+from tests.reliability import report
+from tests.reliability.check import converge
+from tests.reliability.report import Result
+from tests.reliability.rig import Pipeline, ScenarioFailure, Servers
+from tests.reliability.scenarios import Size
+from tests.reliability.workload import INSERT, SteadyWorkload
+
+MB = 1 << 20
+BURST_HEADROOM = 384 * MB
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the start
+    rss: int  # bytes, the hub and its children
+    fds: int
+    sink_lag_s: float
+    sink_lag_records: float
+    source_lag_bytes: float
+
+
+@dataclass
+class Sampler:
+    """Samples the hub every ``interval_s`` in a thread of its own."""
+
+    p: Pipeline
+    interval_s: float
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _t0: float = 0.0
+
+    def __enter__(self) -> Sampler:
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sampler")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sample = self.take()
+            if sample is not None:
+                self.samples.append(sample)
+            self._stop.wait(self.interval_s)  # the sampling period
+
+    def take(self) -> Sample | None:
+        if self.p.hub is None or self.p.hub.poll() is not None:
+            return None
+        try:
+            proc = psutil.Process(self.p.hub.pid)
+            procs = [proc, *proc.children(recursive=True)]
+            rss = sum(x.memory_info().rss for x in procs)
+            fds = sum(x.num_fds() for x in procs)
+        except psutil.Error:
+            return None
+        metrics = scrape(self.p)
+        return Sample(time.monotonic() - self._t0, rss, fds,
+                      metrics.get("changehub_sink_lag_seconds", 0.0),
+                      metrics.get("changehub_sink_lag_records", 0.0),
+                      metrics.get("changehub_source_lag_bytes", 0.0))
+
+
+METRIC = re.compile(r"^(changehub_(?:sink_lag_seconds|sink_lag_records|source_lag_bytes))"
+                    r"\{[^}]*\} ([0-9.eE+-]+|NaN)$", re.M)
+
+
+def scrape(p: Pipeline) -> dict[str, float]:
+    """The lag gauges from the hub's /metrics (summed over sinks/sources)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{p.api_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for name, value in METRIC.findall(text):
+        if value != "NaN":
+            out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def plot(samples: list[Sample], path: Path, title: str) -> None:
+    """Three panels (RSS MB, sink lag s, open fds) against time, drawn with Pillow."""
+    width, panel_h, margin = 900, 200, 60
+    series: list[tuple[str, Callable[[Sample], float]]] = [
+        ("hub RSS (MB)", lambda s: s.rss / MB),
+        ("sink lag (s)", lambda s: s.sink_lag_s),
+        ("open file descriptors", lambda s: float(s.fds)),
+    ]
+    image = Image.new("RGB", (width, 40 + len(series) * (panel_h + 30)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((margin, 10), title, fill="black")
+    t_max = max((s.t for s in samples), default=1.0) or 1.0
+    for i, (label, value) in enumerate(series):
+        top = 40 + i * (panel_h + 30)
+        left, right, bottom = margin, width - 20, top + panel_h
+        values = [value(s) for s in samples]
+        v_max = max(values, default=1.0) * 1.1 or 1.0
+        draw.rectangle((left, top, right, bottom), outline="grey")
+        draw.text((left + 5, top + 3), label, fill="black")
+        draw.text((5, top), f"{v_max:.0f}", fill="black")
+        draw.text((5, bottom - 10), "0", fill="black")
+        draw.text((right - 60, bottom + 3), f"{t_max:.0f} s", fill="black")
+        points = [(left + (right - left) * s.t / t_max, bottom - (bottom - top) * v / v_max)
+                  for s, v in zip(samples, values, strict=True)]
+        if len(points) > 1:
+            draw.line(points, fill="blue", width=2)
+        for x, y in points:
+            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill="blue")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def flatness(samples: list[Sample]) -> list[str]:
+    """What was not flat (empty: all flat)."""
+    kept = samples[len(samples) // 4:]
+    if len(kept) < 4:
+        return [f"too few samples ({len(samples)}) to judge"]
+    first, second = kept[: len(kept) // 2], kept[len(kept) // 2:]
+    problems = []
+    rss1, rss2 = max(s.rss for s in first), max(s.rss for s in second)
+    if rss2 > rss1 * 1.2 + 32 * MB:
+        problems.append(f"memory grew: {rss1 / MB:.0f} -> {rss2 / MB:.0f} MB")
+    lag1 = statistics.median(s.sink_lag_s for s in first)
+    lag2 = statistics.median(s.sink_lag_s for s in second)
+    if lag2 > max(5.0, 2 * lag1):
+        problems.append(f"lag grew: median {lag1:.1f} -> {lag2:.1f} s")
+    fd1, fd2 = max(s.fds for s in first), max(s.fds for s in second)
+    if fd2 > fd1 + 16:
+        problems.append(f"file descriptors grew: {fd1} -> {fd2}")
+    return problems
+
+
+def soak(servers: Servers, workdir: Path, size: Size, *, seconds: float | None,
+         rate: float | None) -> Result:
+    seconds = seconds if seconds is not None else size.pick(30, 3600)
+    rate = rate if rate is not None else size.pick(1000, 5000)
+    interval = size.pick(2, 10)
+    started = time.monotonic()
+    p = Pipeline.create(servers, workdir, api_port=free_port(), via_proxy=False)
+    try:
+        p.start_hub()
+        with Sampler(p, interval) as sampler, \
+                SteadyWorkload(servers.postgres.dsn, p.table, rate=rate) as work:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                p.assert_alive()
+                time.sleep(min(1.0, max(0.0, end - time.monotonic())))  # the soak's length
+            achieved = work.achieved_rate()
+        verdict = converge(p, 300)
+        samples = sampler.samples
+        code = p.stop_hub()
+    finally:
+        p.close()
+    png = report.OUT_DIR / "results" / f"soak-{size.name}.png"
+    plot(samples, png, f"soak {seconds:.0f} s at {rate:.0f} changes/s (achieved "
+         f"{achieved:.0f}), sampled every {interval:.0f} s")
+    problems = flatness(samples)
+    notes = "; ".join(problems) or "memory, lag and fds flat"
+    if achieved < rate * 0.9:
+        notes += (f"; the writer reached only {achieved:.0f} of {rate:.0f} changes/s "
+                  f"(behind by up to {work.behind_s:.1f} s: Postgres/machine limit)")
+    figures: dict[str, Any] = {
+        "duration s": round(seconds), "target changes/s": round(rate),
+        "achieved changes/s": round(achieved),
+        "RSS MB min/max": f"{min(s.rss for s in samples) / MB:.0f}/"
+                          f"{max(s.rss for s in samples) / MB:.0f}" if samples else "-",
+        "sink lag s median/max": f"{statistics.median(s.sink_lag_s for s in samples):.1f}/"
+                                 f"{max(s.sink_lag_s for s in samples):.1f}" if samples else "-",
+        "fds min/max": f"{min(s.fds for s in samples)}/{max(s.fds for s in samples)}"
+                       if samples else "-",
+        "samples": len(samples),
+    }
+    return Result(scenario="soak", size=size.name, faults=0, records=verdict.records,
+                  changes=work.changes, lost=len(verdict.lost), extra=len(verdict.extra),
+                  divergent=len(verdict.divergent), seconds=time.monotonic() - started,
+                  ok=verdict.equal and not problems and code == 0, notes=notes,
+                  samples=verdict.lost[:3] + verdict.extra[:3] + verdict.divergent[:3],
+                  figures=figures, plot=f"results/{png.name}")
+
+
+def burst(servers: Servers, workdir: Path, size: Size, *, rows: int | None) -> Result:
+    rows = rows if rows is not None else int(size.pick(100_000, 1_000_000))
+    started = time.monotonic()
+    p = Pipeline.create(servers, workdir, api_port=free_port(), via_proxy=False)
+    try:
+        p.start_hub()
+        with Sampler(p, 1.0) as sampler:
+            baseline = sampler.take()
+            if baseline is None:
+                raise ScenarioFailure(f"cannot sample the hub:\n{p.log_tail()}")
+            t0 = time.monotonic()
+            p.execute(INSERT.format(t=p.table), ("burst", 1, rows))  # one transaction
+            committed_s = time.monotonic() - t0
+            verdict = converge(p, size.pick(300, 1800))
+            through_s = time.monotonic() - t0
+        code = p.stop_hub()
+    finally:
+        p.close()
+    samples = sampler.samples
+    peak = max((s.rss for s in samples), default=baseline.rss)
+    bounded = peak <= baseline.rss + BURST_HEADROOM
+    png = report.OUT_DIR / "results" / f"burst-{size.name}.png"
+    plot(samples, png, f"burst of {rows:,} inserts in one transaction")
+    notes = (f"RSS {baseline.rss / MB:.0f} MB before, peak {peak / MB:.0f} MB "
+             f"({'bounded' if bounded else 'NOT bounded'}: limit +{BURST_HEADROOM // MB} MB)")
+    figures: dict[str, Any] = {
+        "rows in one transaction": f"{rows:,}", "commit s": round(committed_s, 1),
+        "commit to index equal s": round(through_s, 1),
+        "changes/s end to end": round(rows / through_s),
+        "RSS MB before/peak": f"{baseline.rss / MB:.0f}/{peak / MB:.0f}",
+    }
+    return Result(scenario="burst", size=size.name, faults=0, records=verdict.records,
+                  changes=rows, lost=len(verdict.lost), extra=len(verdict.extra),
+                  divergent=len(verdict.divergent), seconds=time.monotonic() - started,
+                  ok=verdict.equal and bounded and code == 0, notes=notes,
+                  samples=verdict.lost[:3] + verdict.extra[:3] + verdict.divergent[:3],
+                  figures=figures, plot=f"results/{png.name}")
+
+
+LOAD = ("soak", "burst")
+
+
+def run_load(name: str, servers: Servers, work: Path, size: Size, *,
+             soak_s: float | None = None, rate: float | None = None,
+             burst_rows: int | None = None) -> Result:
+    started = time.monotonic()
+    try:
+        if name == "soak":
+            return soak(servers, work / name, size, seconds=soak_s, rate=rate)
+        return burst(servers, work / name, size, rows=burst_rows)
+    except (ScenarioFailure, AssertionError, RuntimeError) as exc:
+        return Result(scenario=name, size=size.name, faults=0, records=0, changes=0, lost=0,
+                      extra=0, divergent=0, seconds=time.monotonic() - started, ok=False,
+                      notes=f"did not finish: {str(exc)[-1500:]}")

@@ -1,0 +1,60 @@
+"""The CI subset of the reliability suite: the quick size of every fault scenario and of the
+load runs, on private PostgreSQL and OpenSearch servers (the scenarios stop, restart and cut
+them). Each ends with the index compared to the table row by row and records its result in
+bench/RELIABILITY.md. The full sizes run with ``scripts/torture`` (README: Reliability)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.services import ServicesCommandError
+from tests.reliability import report
+from tests.reliability.report import Result
+from tests.reliability.rig import Servers
+from tests.reliability.scenarios import SCENARIOS, Size, run_scenario
+from tests.reliability.soak import run_load
+
+pytestmark = pytest.mark.integration
+
+QUICK = Size(quick=True)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    try:
+        rig = Servers.start()
+    except ServicesCommandError as exc:
+        pytest.fail(f"could not start the reliability rig's servers: {exc}", pytrace=False)
+    try:
+        yield rig
+    finally:
+        rig.stop()
+
+
+@pytest.fixture
+def work() -> Path:
+    return Path(tempfile.mkdtemp(prefix="changehub-reliability-work-"))
+
+
+def check(result: Result) -> None:
+    report.record(result)
+    assert result.ok, (
+        f"{result.scenario}: lost {result.lost}, extra {result.extra}, divergent "
+        f"{result.divergent} of {result.records} rows; {result.notes}; first differences: "
+        f"{result.samples}")
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_fault_scenario_leaves_the_index_equal_to_the_table(
+    servers: Servers, work: Path, scenario: str
+) -> None:
+    check(run_scenario(scenario, servers, work, QUICK))
+
+
+@pytest.mark.parametrize("load", ["soak", "burst"])
+def test_load_keeps_memory_and_lag_bounded(servers: Servers, work: Path, load: str) -> None:
+    check(run_load(load, servers, work, QUICK))
