@@ -20,7 +20,9 @@ to FAILED with the error and the rest of the hub keeps running)::
     └── ConnectorError              raised by sources and sinks
         ├── RetriableError          transient: connection lost, 429/503, lock timeout
         ├── FatalError              permanent until a human acts: auth failed, missing table
-        │   └── SchemaError         the source's schema no longer fits (dropped column …)
+        │   ├── SchemaError         the source's schema no longer fits (dropped column …)
+        │   └── DecodeError         a change stream's bytes are not what the server sends
+        │                           (pgoutput message, binlog row event): never guessed at
         └── RecordError             one record cannot be written; goes to the dead-letter
                                     topic when ``errors.tolerance: all``
 
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ConnectorError",
     "CorruptLogError",
+    "DecodeError",
     "FatalError",
     "LogClosedError",
     "LogError",
@@ -129,6 +132,15 @@ class FatalError(ConnectorError):
 
 class SchemaError(FatalError):
     """The source's schema does not fit the configuration (missing table, dropped column…)."""
+
+
+class DecodeError(FatalError):
+    """Bytes of a change stream (a pgoutput message, a binlog row event) are malformed.
+
+    Raised instead of decoding a guess: truncated or overlong data, an unknown kind byte, a
+    value that does not read as its column's type. Retrying reads the same bytes again, so
+    it is fatal; the message says where in the stream (LSN, binlog file and position).
+    """
 
 
 class RecordError(ConnectorError):
