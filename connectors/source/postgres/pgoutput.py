@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from hub.errors import FatalError
+from hub import errors
 
 __all__ = [
     "UNCHANGED",
@@ -64,7 +64,7 @@ def pg_time_to_unix_ms(pg_us: int) -> int:
     return (pg_us + PG_EPOCH_UNIX_US) // 1000
 
 
-class DecodeError(FatalError):
+class DecodeError(errors.DecodeError):
     """A pgoutput message is malformed: not something Postgres sends. Retrying will not help."""
 
 
