@@ -77,7 +77,8 @@ def render(runs: list[dict[str, Any]]) -> str:
         "",
         "## Totals",
         "",
-        "| scenario | size | runs | faults injected | changes | lost | extra | divergent | failed runs |",
+        "| scenario | size | runs | faults injected | changes | lost | extra | divergent "
+        "| failed runs |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     totals: dict[tuple[str, str], dict[str, int]] = {}

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHANGEHUB = [sys.executable, "-m", "hub.cli"]
 
 
-class ScenarioFailure(AssertionError):
+class ScenarioError(AssertionError):
     """A scenario could not reach its end state (the hub died, a deadline passed)."""
 
 
@@ -49,7 +49,7 @@ def wait_until(condition: Callable[[], bool], what: str, deadline_s: float,
     deadline = time.monotonic() + deadline_s
     while not condition():
         if time.monotonic() > deadline:
-            raise ScenarioFailure(f"timed out after {deadline_s:.0f} s waiting for {what}")
+            raise ScenarioError(f"timed out after {deadline_s:.0f} s waiting for {what}")
         time.sleep(poll_s)  # polling a condition with a deadline, not a synchronisation
 
 
@@ -116,7 +116,7 @@ def _port(service: RunningService) -> int:
 def _same_port(new: RunningService, old: RunningService) -> Any:
     # The proxies forward to the old port: a restarted server must keep it.
     if _port(new) != _port(old):
-        raise ScenarioFailure(f"{new.name} came back on another port "
+        raise ScenarioError(f"{new.name} came back on another port "
                               f"({_port(new)} != {_port(old)})")
     return new
 
@@ -251,7 +251,7 @@ class Pipeline:
         wait_until(lambda: self._log_count("sink search started") >= self.starts
                    or hub.poll() is not None, "the hub's sink to start", 120)
         if hub.poll() is not None:
-            raise ScenarioFailure(f"the hub exited with {hub.returncode} while starting:\n"
+            raise ScenarioError(f"the hub exited with {hub.returncode} while starting:\n"
                                   f"{self.log_tail()}")
         return hub
 
@@ -281,13 +281,13 @@ class Pipeline:
         except subprocess.TimeoutExpired:
             self.hub.kill()
             self.hub.wait(30)
-            raise ScenarioFailure(f"the hub did not stop within {deadline_s:.0f} s of SIGTERM:"
+            raise ScenarioError(f"the hub did not stop within {deadline_s:.0f} s of SIGTERM:"
                                   f"\n{self.log_tail()}") from None
 
     def assert_alive(self) -> None:
         if self.hub is None or self.hub.poll() is not None:
             code = None if self.hub is None else self.hub.returncode
-            raise ScenarioFailure(f"the hub exited (code {code}):\n{self.log_tail()}")
+            raise ScenarioError(f"the hub exited (code {code}):\n{self.log_tail()}")
 
     # -- the target ----------------------------------------------------------------------
     def engine(self) -> opensearchpy.OpenSearch:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.reliability.check import Verdict, converge
 from tests.reliability.report import Result
-from tests.reliability.rig import Pipeline, ScenarioFailure, Servers, wait_until
+from tests.reliability.rig import Pipeline, ScenarioError, Servers, wait_until
 from tests.reliability.workload import INSERT, MixedWorkload
 
 CATCH_UP_S = 180.0
@@ -35,6 +35,14 @@ class Size:
 
     def pick(self, quick: float, full: float) -> float:
         return quick if self.quick else full
+
+
+def hold(p: Pipeline, seconds: float) -> None:
+    """Let a fault last ``seconds`` (its duration, not a synchronisation), or until the hub
+    exits, which the caller then reports."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0 and p.hub is not None and p.hub.poll() is None:
+        time.sleep(min(0.5, left))
 
 
 def seed_rows(p: Pipeline, count: int) -> None:
@@ -141,9 +149,7 @@ def engine_stopped(servers: Servers, workdir: Path, size: Size) -> Result:
             wait_until(lambda: count_docs(p) > 0, "the first documents", 60)
             servers.stop_engine()
             try:
-                outage_end = time.monotonic() + down_s
-                wait_until(lambda: time.monotonic() > outage_end or p.hub is None
-                           or p.hub.poll() is not None, "the outage", down_s + 5, poll_s=0.5)
+                hold(p, down_s)
                 p.assert_alive()
             finally:
                 servers.start_engine()
@@ -184,7 +190,7 @@ class SmallDisk:
                                   "tmpfs", str(self.mountpoint)], capture_output=True,
                                  text=True, check=False)
         if mounted.returncode != 0:
-            raise ScenarioFailure("cannot make a size-limited directory (needs root for "
+            raise ScenarioError("cannot make a size-limited directory (needs root for "
                                   f"mount): {mounted.stderr.strip()}")
         self.kind = f"tmpfs of {self.size_mb} MB"
         return self
@@ -231,10 +237,7 @@ def disk_full(servers: Servers, workdir: Path, size: Size) -> Result:
                            or p.hub is None or p.hub.poll() is not None,
                            "the hub to report the full disk", 120, poll_s=0.2)
                 p.assert_alive()
-                full_until = time.monotonic() + full_s
-                wait_until(lambda: time.monotonic() > full_until or p.hub is None
-                           or p.hub.poll() is not None, "the full-disk period", full_s + 5,
-                           poll_s=0.5)
+                hold(p, full_s)
                 p.assert_alive()
             finally:
                 ballast.unlink()
@@ -263,9 +266,7 @@ def frozen(servers: Servers, workdir: Path, size: Size) -> Result:
                     wait_for_walsender(servers, p)
                     p.signal_hub(signal.SIGSTOP)
                     try:
-                        thaw = time.monotonic() + freeze_s
-                        wait_until(lambda: time.monotonic() > thaw, "the freeze", freeze_s + 5,
-                                   poll_s=0.5)
+                        hold(p, freeze_s)
                     finally:
                         p.signal_hub(signal.SIGCONT)
                     p.assert_alive()
@@ -299,12 +300,10 @@ def network_cut(servers: Servers, workdir: Path, size: Size) -> Result:
                             continue  # the quick run cuts both paths at once only
                         wait_for_walsender(servers, p)
                         for proxy in proxies:
-                            proxy.cut(mode)  # type: ignore[arg-type]
+                            proxy.cut(mode)
                         faults += 1
                         try:
-                            heal = time.monotonic() + cut_s
-                            wait_until(lambda: time.monotonic() > heal, "the cut", cut_s + 5,
-                                       poll_s=0.5)
+                            hold(p, cut_s)
                         finally:
                             for proxy in proxies:
                                 proxy.restore()
@@ -333,7 +332,7 @@ def run_scenario(name: str, servers: Servers, workdir: Path, size: Size) -> Resu
     started = time.monotonic()
     try:
         result = SCENARIOS[name](servers, workdir / name, size)
-    except (ScenarioFailure, AssertionError, RuntimeError) as exc:
+    except (ScenarioError, AssertionError, RuntimeError) as exc:
         result = Result(scenario=name, size=size.name, faults=0, records=0, changes=0, lost=0,
                         extra=0, divergent=0, seconds=time.monotonic() - started, ok=False,
                         notes=f"did not finish: {str(exc)[-1500:]}")

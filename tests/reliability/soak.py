@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 from tests.reliability import report
 from tests.reliability.check import converge
 from tests.reliability.report import Result
-from tests.reliability.rig import Pipeline, ScenarioFailure, Servers
+from tests.reliability.rig import Pipeline, ScenarioError, Servers
 from tests.reliability.scenarios import Size
 from tests.reliability.workload import INSERT, SteadyWorkload
 
@@ -229,7 +229,7 @@ def burst(servers: Servers, workdir: Path, size: Size, *, rows: int | None) -> R
         with Sampler(p, 1.0) as sampler:
             baseline = sampler.take()
             if baseline is None:
-                raise ScenarioFailure(f"cannot sample the hub:\n{p.log_tail()}")
+                raise ScenarioError(f"cannot sample the hub:\n{p.log_tail()}")
             t0 = time.monotonic()
             p.execute(INSERT.format(t=p.table), ("burst", 1, rows))  # one transaction
             committed_s = time.monotonic() - t0
@@ -270,7 +270,7 @@ def run_load(name: str, servers: Servers, work: Path, size: Size, *,
         if name == "soak":
             return soak(servers, work / name, size, seconds=soak_s, rate=rate)
         return burst(servers, work / name, size, rows=burst_rows)
-    except (ScenarioFailure, AssertionError, RuntimeError) as exc:
+    except (ScenarioError, AssertionError, RuntimeError) as exc:
         return Result(scenario=name, size=size.name, faults=0, records=0, changes=0, lost=0,
                       extra=0, divergent=0, seconds=time.monotonic() - started, ok=False,
                       notes=f"did not finish: {str(exc)[-1500:]}")

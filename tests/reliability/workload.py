@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 
@@ -34,7 +34,7 @@ class _Writer(abc.ABC):
         self._conn: psycopg.Connection[Any] | None = None
         self.error: BaseException | None = None
 
-    def __enter__(self) -> _Writer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
