@@ -15,7 +15,9 @@ mysql-replication as before (:func:`row_decoder` returns None).
 Unlike mysql-replication it decodes negative TIME values with a fraction correctly (the
 fraction of a negative TIME2 is stored complemented) and keeps an empty SET apart from NULL.
 The values are pinned to mysql-replication's (and PyMySQL's, for snapshots) by
-``tests/integration/mysql/test_decoder.py``.
+``tests/integration/mysql/test_decoder.py``. Malformed rows (a value that does not read as
+its type, rows overrunning the event) raise :class:`hub.errors.DecodeError`; fuzzed by
+``tests/fuzz/test_binlog_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from pymysqlreplication.row_event import RowsEvent
 
 from connectors.source.mysql.types import Converter
+from hub.errors import DecodeError
 
 __all__ = ["RowDecoder", "row_decoder"]
 
@@ -37,6 +40,9 @@ __all__ = ["RowDecoder", "row_decoder"]
 Reader = Callable[[bytes, int], tuple[Any, int]]
 
 _EPOCH = dt.datetime(1970, 1, 1)
+# What reading past the data or an impossible value raises (UnicodeDecodeError is a
+# ValueError; OverflowError and decimal.InvalidOperation are ArithmeticErrors).
+_MALFORMED = (struct.error, IndexError, ValueError, ArithmeticError, TypeError)
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 
 _s8, _u8 = struct.Struct("<b"), struct.Struct("<B")
@@ -322,16 +328,29 @@ class RowDecoder:
         data = raw._data
         out: list[Any] = []
         image = self._image
-        while at < end:
-            row, at = image(data, at)
-            if update:
-                after, at = image(data, at)
-                out.append((row, after))
-            else:
-                out.append(row)
+        try:
+            while at < end:
+                row, at = image(data, at)
+                if update:
+                    after, at = image(data, at)
+                    out.append((row, after))
+                else:
+                    out.append(row)
+        except _MALFORMED as exc:
+            raise self._malformed(event, f"a value does not decode: {exc}") from None
         if at != end:
-            raise ValueError(f"row event decoded to offset {at}, expected {end}")
+            # A length or a type read wrongly makes the rows overrun (or stop short of) the
+            # event; the values read on the way cannot be trusted.
+            raise self._malformed(event, f"rows end at byte {at}, the event at {end}")
         return out
+
+    @staticmethod
+    def _malformed(event: Any, what: str) -> DecodeError:
+        table = f"{getattr(event, 'schema', '?')}.{getattr(event, 'table', '?')}"
+        at = getattr(getattr(event, "packet", None), "log_pos", None)
+        return DecodeError(
+            f"binlog row event of {table} (ending at log position {at}) is malformed: {what}"
+        )
 
 
 def row_decoder(
