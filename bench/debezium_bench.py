@@ -45,13 +45,16 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import psycopg
 from kafka_bench import start_kafka
-from pg_bench import current_lsn, fresh_database, lsn_text, percentiles, postgres
+from pg_bench import fresh_database, percentiles, postgres
 
 from connectors.api import ConnectorContext
 from connectors.source.postgres.source import PostgresSource, PostgresSourceConfig
@@ -78,7 +81,9 @@ FILL = (
     "INSERT INTO items SELECT g, 'item ' || g, g % 1000, (g % 10000) / 100.0, "
     "'2024-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, {rows}) g"
 )
-UPDATE = "UPDATE items SET qty = qty + 1, updated_at = now()"
+UPDATE = "UPDATE items SET qty = qty + 1, updated_at = now() WHERE id > 0"
+#: Changes each reader gets before anything is measured (see launch()).
+WARM_UP = 20_000
 # changehub's producer settings (log/kafka/producer.py), given to Debezium's producer too.
 PRODUCER = {
     "acks": "all",
@@ -88,16 +93,54 @@ PRODUCER = {
 }
 
 
-# -- changehub: the Postgres source into the Kafka log -------------------------------------------
+# -- the two readers ---------------------------------------------------------------------------
 
 
-class Runner:
-    """A PostgresSource appending into a KafkaLog, the way the hub's source worker does."""
+class Reader(ABC):
+    """What both readers share: a count of changes acknowledged by Kafka, the time of the
+    last acknowledgement, a wait on them, and the CPU time the reader has used."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self.last_ack = 0.0
+        self.streaming_after_s = 0.0  # launch until a walsender streams to it
+        self.changed = threading.Condition()
+        self.error: BaseException | None = None
+
+    def wait(self, what: str, done: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not done():
+                self.check(what)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self}: no {what} within {timeout:.0f} s")
+                self.changed.wait(min(left, 1.0))
+
+    def acked_at_least(self, n: int, timeout: float = 600) -> None:
+        self.wait(f"{n} changes acknowledged", lambda: self.acked >= n, timeout)
+
+    def check(self, what: str) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"{self} failed before {what}") from self.error
+
+    @abstractmethod
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by everything the reader runs on."""
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+
+class Changehub(Reader):
+    """A PostgresSource appending into a KafkaLog in a thread of this process, the way the
+    hub's source worker does (batch → route → append_checkpointed → committed)."""
 
     def __init__(self, name: str, dsn: str, log: KafkaLog, work: Path, slot: str) -> None:
+        super().__init__()
         self.log = log
         self.name = name
-        self.config = PostgresSourceConfig(
+        config = PostgresSourceConfig(
             name=name,
             type="postgres",
             dsn=dsn,
@@ -106,58 +149,68 @@ class Runner:
             slot_name=slot,
             publication="bench",
         )
-        self.source = PostgresSource(
-            self.config,
-            ConnectorContext(
-                name=name,
-                log=log,
-                data_dir=work,
-                logger=logging.getLogger("bench"),
-                topic_partitions=self._topic,
-            ),
+        work.mkdir(parents=True, exist_ok=True)
+        context = ConnectorContext(
+            name=name,
+            log=log,
+            data_dir=work,
+            logger=logging.getLogger("bench"),
+            topic_partitions=self._topic,
         )
-        self.records = 0
-        self.first_append: float | None = None
-        self.last_append = 0.0
+        self.source = PostgresSource(config, context)
+        self.source.start(None)  # no checkpoint: stream from the slot's position
+        for topic in self.source.topics():
+            self._topic(topic)
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name=f"source {name}", daemon=True)
+        self._thread.start()
+
+    def __str__(self) -> str:
+        return "changehub"
 
     def _topic(self, topic: str) -> int:
         self.log.create_topic(topic, TopicConfig(partitions=1, retention_ms=None))
         return 1
 
-    def start(self) -> None:
-        self.source.start(None)  # no checkpoint: stream from the slot's position
-        for topic in self.source.topics():
-            self._topic(topic)
+    def _run(self) -> None:
+        try:
+            while self._running:
+                batch = self.source.poll(0.2)
+                if batch is None:
+                    continue
+                self.log.append_checkpointed(
+                    self.name, route(batch.records, self._topic), batch.checkpoint
+                )
+                self.source.committed(batch.checkpoint)
+                with self.changed:
+                    self.acked += len(batch.records)
+                    self.last_ack = time.time()
+                    self.changed.notify_all()
+        except BaseException as e:  # handed to the thread that waits, which raises it
+            with self.changed:
+                self.error = e
+                self.changed.notify_all()
 
-    def run(self, until: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not until() and time.monotonic() < deadline:
-            batch = self.source.poll(0.2)
-            if batch is None:
-                continue
-            self.log.append_checkpointed(
-                self.name, route(batch.records, self._topic), batch.checkpoint
-            )
-            self.source.committed(batch.checkpoint)
-            self.records += len(batch.records)
-            self.last_append = time.time()
-            if self.first_append is None:
-                self.first_append = self.last_append
+    def cpu_seconds(self) -> float:
+        # The whole process: the source's reader thread, this thread, librdkafka's threads;
+        # the latency consumer runs in a process of its own.
+        return time.process_time()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join(30)
         self.source.stop()
 
 
-# -- Debezium: the embedded engine in a JVM ----------------------------------------------------
-
-
-class Debezium:
+class Debezium(Reader):
     """DebeziumToKafka in a child JVM, following its ``started`` / ``acked`` lines."""
 
     def __init__(
         self, work: Path, bootstrap: str, dsn: str, slot: str, prefix: str, poll_ms: int
     ) -> None:
-        work.mkdir(parents=True, exist_ok=True)
+        super().__init__()
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         params = psycopg.conninfo.conninfo_to_dict(dsn)
         engine = {
             "name": "debezium-bench",
@@ -180,17 +233,15 @@ class Debezium:
             "decimal.handling.mode": "string",
             # changehub's envelope has no "schema" part.
             "converter.schemas.enable": "false",
+            # How long the engine waits for a batch to fill, and how long the Postgres
+            # connector sleeps when the replication stream has nothing pending.
             "poll.interval.ms": str(poll_ms),
         }
         producer = {"bootstrap.servers": bootstrap, **PRODUCER}
         write_properties(work / "engine.properties", engine)
         write_properties(work / "producer.properties", producer)
         self.stderr = work / "debezium.log"
-        self.launched = time.time()
         self.started: float | None = None
-        self.acked = 0
-        self.last_ack = 0.0
-        self._changed = threading.Condition()
         with self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
                 [
@@ -201,35 +252,36 @@ class Debezium:
                 ],
                 stdout=subprocess.PIPE, stderr=err, text=True,
             )  # fmt: skip
+        self._psutil = psutil.Process(self.process.pid)
         self._reader = threading.Thread(target=self._follow, daemon=True)
         self._reader.start()
+
+    def __str__(self) -> str:
+        return "Debezium"
 
     def _follow(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             word, *rest = line.split()
-            with self._changed:
+            with self.changed:
                 if word == "started":
                     self.started = int(rest[0]) / 1e6
                 elif word == "acked":
                     self.acked, self.last_ack = int(rest[0]), int(rest[1]) / 1e6
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+                self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
 
-    def wait(self, what: str, done: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not done():
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"Debezium exited before {what}:\n{self.tail()}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"Debezium: no {what} in {timeout:.0f} s:\n{self.tail()}")
-                self._changed.wait(min(left, 1.0))
+    def check(self, what: str) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"Debezium exited before {what}:\n{self.tail()}")
 
     def tail(self) -> str:
         return "\n".join(self.stderr.read_text(errors="replace").splitlines()[-30:])
+
+    def cpu_seconds(self) -> float:
+        t = self._psutil.cpu_times()  # every thread of the JVM: engine, JIT, GC, producer
+        return float(t.user + t.system)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -246,88 +298,94 @@ def write_properties(path: Path, values: dict[str, str]) -> None:
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
 
 
+def wait_slot(dsn: str, slot: str) -> None:
+    """Wait until a walsender streams from ``slot``: the reader is past its start-up."""
+    deadline = time.monotonic() + 120
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is not None and row[0]:
+                return
+            time.sleep(0.05)
+    raise TimeoutError(f"no reader streams from slot {slot} within 120 s")
+
+
+def prepare_database(facts: dict[str, str], name: str, slot: str) -> str:
+    """A fresh database with the table, its publication and the reader's slot."""
+    dsn = fresh_database(facts, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+        conn.execute("CREATE SEQUENCE ids START 1000000001")  # the paced writer's ids
+        conn.execute("CREATE PUBLICATION bench FOR TABLE items")
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    return dsn
+
+
+def launch(
+    system: str,
+    facts: dict[str, str],
+    log: KafkaLog,
+    bootstrap: str,
+    work: Path,
+    label: str,
+    poll_ms: int = 500,
+) -> tuple[Reader, str]:
+    """A fresh database and ``system`` streaming from it, warmed up: ``WARM_UP`` changes
+    (ids below 0) written and acknowledged, so that the JVM has compiled its hot paths and
+    every client is connected before anything is measured. Its topic is
+    ``<label>.public.items``."""
+    slot = f"slot_{label}"
+    dsn = prepare_database(facts, f"bench_{label}", slot)
+    started = time.time()
+    reader: Reader
+    if system == "changehub":
+        reader = Changehub(label, dsn, log, work / label, slot)
+    else:
+        log.create_topic(f"{label}.public.items", TopicConfig(partitions=1, retention_ms=None))
+        reader = Debezium(work / label, bootstrap, dsn, slot, label, poll_ms)
+    wait_slot(dsn, slot)
+    reader.streaming_after_s = round(time.time() - started, 2)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO items SELECT -g, 'warm ' || g, 1, 1.0, now() "
+            "FROM generate_series(1, %s) g",
+            (WARM_UP,),
+        )
+    reader.acked_at_least(WARM_UP)
+    return reader, dsn
+
+
 # -- throughput ------------------------------------------------------------------------------
 
 
 def bench_throughput(
-    facts: dict[str, str], log: KafkaLog, bootstrap: str, work: Path, rows: int
+    system: str, facts: dict[str, str], log: KafkaLog, bootstrap: str, work: Path, rows: int
 ) -> dict[str, Any]:
-    dsn = fresh_database(facts, "bench_dbz_stream")
-    results: dict[str, Any] = {"rows": rows}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(TABLE_DDL)
-        conn.execute("CREATE PUBLICATION bench FOR TABLE items")
-        for slot in ("changehub_bench", "debezium_bench"):
-            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
-        for phase, sql in (("insert", FILL.format(rows=rows)), ("update", UPDATE)):
-            conn.execute(sql)
-            end = current_lsn(conn)
-            ours = run_changehub(dsn, log, work / f"ch-{phase}", rows, f"ch_{phase}")
-            theirs = run_debezium(dsn, log, bootstrap, work / f"dbz-{phase}", rows, f"dbz_{phase}")
-            # Each phase starts both readers afresh at the next phase's first change.
-            for slot in ("changehub_bench", "debezium_bench"):
-                wait_slot(conn, slot, active=False)
-                conn.execute(
-                    "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, lsn_text(end))
-                )
-            results[phase] = {
-                "changehub": ours,
-                "debezium": theirs,
-                "ratio": round(ours["changes_per_s"] / theirs["changes_per_s"], 2),
-            }
-    return results
-
-
-def wait_slot(conn: psycopg.Connection[Any], slot: str, *, active: bool) -> None:
-    """Wait until a walsender holds ``slot`` (or none does: a closed reader's walsender
-    lets go of it a moment after the connection ends)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        row = conn.execute(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-        ).fetchone()
-        if row is not None and row[0] == active:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"slot {slot} not {'active' if active else 'released'} within 60 s")
-
-
-def run_changehub(dsn: str, log: KafkaLog, work: Path, rows: int, name: str) -> dict[str, Any]:
-    work.mkdir(parents=True, exist_ok=True)
-    launched = time.time()
-    runner = Runner(name, dsn, log, work, "changehub_bench")
+    """Each phase is one statement; the clock runs from its commit to the last of its
+    changes acknowledged by Kafka (Postgres decodes a transaction at its commit)."""
+    reader, dsn = launch(system, facts, log, bootstrap, work, f"{system}_stream")
+    result: dict[str, Any] = {"streaming_after_s": reader.streaming_after_s}
     try:
-        runner.start()
-        streaming = time.time()
-        runner.run(lambda: runner.records >= rows, timeout=1800)
+        done = WARM_UP
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for phase, sql in (("insert", FILL.format(rows=rows)), ("update", UPDATE)):
+                cpu = reader.cpu_seconds()
+                conn.execute(sql)
+                committed = time.time()
+                done += rows
+                reader.acked_at_least(done)
+                seconds = reader.last_ack - committed
+                result[phase] = {
+                    "seconds": round(seconds, 2),
+                    "changes_per_s": round(rows / seconds),
+                    # CPU of the reader per change: what it costs, whatever else runs.
+                    "cpu_us_per_change": round((reader.cpu_seconds() - cpu) / rows * 1e6, 1),
+                }
     finally:
-        runner.close()
-    if runner.records < rows:
-        raise TimeoutError(f"changehub appended {runner.records} of {rows} changes")
-    return summary(rows, launched, streaming, runner.last_append)
-
-
-def run_debezium(
-    dsn: str, log: KafkaLog, bootstrap: str, work: Path, rows: int, prefix: str
-) -> dict[str, Any]:
-    shutil.rmtree(work, ignore_errors=True)
-    log.create_topic(f"{prefix}.public.items", TopicConfig(partitions=1, retention_ms=None))
-    dbz = Debezium(work, bootstrap, dsn, "debezium_bench", prefix, 500)
-    try:
-        dbz.wait("task start", lambda: dbz.started is not None, 300)
-        dbz.wait(f"{rows} changes acknowledged", lambda: dbz.acked >= rows, 1800)
-    finally:
-        dbz.stop()
-    assert dbz.started is not None
-    return summary(rows, dbz.launched, dbz.started, dbz.last_ack)
-
-
-def summary(rows: int, launched: float, streaming: float, last: float) -> dict[str, Any]:
-    return {
-        "seconds_streaming": round(last - streaming, 2),
-        "changes_per_s": round(rows / (last - streaming)),
-        "seconds_from_launch": round(last - launched, 2),
-    }
+        reader.stop()
+    return result
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -337,11 +395,11 @@ class Consumer:
     """A consumer in its own process (so that it takes no CPU from the process measured)
     noting each change's arrival time minus its commit time."""
 
-    def __init__(self, bootstrap: str, topic: str, work: Path) -> None:
-        self.out = work / f"{topic}.latencies.json"
+    def __init__(self, bootstrap: str, tp: TopicPartition, offset: int, work: Path) -> None:
+        self.out = work / f"{tp.topic}.latencies.json"
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "consume", "--bootstrap", bootstrap, "--topic", topic,
-             "--out", str(self.out)],
+            [sys.executable, __file__, "consume", "--bootstrap", bootstrap, "--topic", tp.topic,
+             "--offset", str(offset), "--out", str(self.out)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.process.stdout is not None
@@ -358,9 +416,9 @@ class Consumer:
         return latencies
 
 
-def consume(bootstrap: str, topic: str, out: Path) -> None:
+def consume(bootstrap: str, topic: str, offset: int, out: Path) -> None:
     from confluent_kafka import Consumer as KafkaConsumer
-    from confluent_kafka import TopicPartition
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
 
     c = KafkaConsumer(
         {
@@ -371,7 +429,7 @@ def consume(bootstrap: str, topic: str, out: Path) -> None:
             "fetch.wait.max.ms": 10,
         }
     )
-    c.assign([TopicPartition(topic, 0, 0)])
+    c.assign([KafkaTopicPartition(topic, 0, offset)])
     print("assigned", flush=True)
     expected: list[int] = []
     threading.Thread(
@@ -415,73 +473,35 @@ def committed_rows(dsn: str) -> int:
         return int(conn.execute("SELECT count(*) FROM items").fetchone()[0])  # type: ignore[index]
 
 
-def latency_database(facts: dict[str, str], name: str, slot: str) -> str:
-    dsn = fresh_database(facts, name)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(TABLE_DDL)
-        conn.execute("CREATE SEQUENCE ids")
-        conn.execute("CREATE PUBLICATION bench FOR TABLE items")
-        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
-    return dsn
-
-
-def latency_result(latencies: list[float], expected: int, seconds: float) -> dict[str, Any]:
-    return {
-        "events": len(latencies),
-        "committed": expected,
-        "rate_achieved_per_s": round(expected / seconds),
-        "commit_to_topic": percentiles(latencies),
-    }
-
-
-def latency_changehub(
-    facts: dict[str, str], log: KafkaLog, bootstrap: str, work: Path, rate: int, seconds: float
-) -> dict[str, Any]:
-    name = "ch_latency"
-    dsn = latency_database(facts, "bench_dbz_latency_ch", "changehub_latency")
-    runner = Runner(name, dsn, log, work, "changehub_latency")
-    try:
-        runner.start()
-        consumer = Consumer(bootstrap, f"{name}.public.items", work)
-        writer = threading.Thread(target=pgbench, args=(facts, dsn, work, rate, seconds))
-        writer.start()
-        runner.run(lambda: not writer.is_alive(), timeout=seconds + 120)
-        writer.join()
-        expected = committed_rows(dsn)
-        runner.run(lambda: runner.records >= expected, timeout=60)  # the last ones in flight
-    finally:
-        runner.close()
-    return latency_result(consumer.finish(expected), expected, seconds)
-
-
-def latency_debezium(
+def bench_latency(
+    system: str,
     facts: dict[str, str],
     log: KafkaLog,
     bootstrap: str,
     work: Path,
     rate: int,
     seconds: float,
-    poll_ms: int,
+    poll_ms: int = 500,
 ) -> dict[str, Any]:
-    prefix = f"dbz_latency_{poll_ms}"
-    slot = f"debezium_latency_{poll_ms}"
-    dsn = latency_database(facts, f"bench_{prefix}", slot)
-    topic = f"{prefix}.public.items"
-    log.create_topic(topic, TopicConfig(partitions=1, retention_ms=None))
-    dbz = Debezium(work / prefix, bootstrap, dsn, slot, prefix, poll_ms)
+    label = f"{system}_latency" + ("" if system == "changehub" else f"_{poll_ms}")
+    reader, dsn = launch(system, facts, log, bootstrap, work, label, poll_ms)
     try:
-        dbz.wait("task start", lambda: dbz.started is not None, 300)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            wait_slot(conn, slot, active=True)  # streaming, not just started
-        consumer = Consumer(bootstrap, topic, work)
+        tp = TopicPartition(f"{label}.public.items", 0)
+        consumer = Consumer(bootstrap, tp, log.end_offset(tp), work)  # after the warm-up
+        cpu = reader.cpu_seconds()
         pgbench(facts, dsn, work, rate, seconds)
         expected = committed_rows(dsn)
-        dbz.wait(f"{expected} changes acknowledged", lambda: dbz.acked >= expected, 60)
+        reader.acked_at_least(expected)
+        cpu = reader.cpu_seconds() - cpu
     finally:
-        dbz.stop()
-    result = latency_result(consumer.finish(expected), expected, seconds)
-    result["poll_interval_ms"] = poll_ms
-    return result
+        reader.stop()
+    paced = expected - WARM_UP
+    return {
+        "events": paced,
+        "rate_achieved_per_s": round(paced / seconds),
+        "commit_to_topic": percentiles(consumer.finish(paced)),
+        "cpu_us_per_change": round(cpu / paced * 1e6, 1),
+    }
 
 
 def warm_up(log: KafkaLog) -> None:
@@ -500,9 +520,10 @@ def main() -> None:
         sub = argparse.ArgumentParser()
         sub.add_argument("--bootstrap", required=True)
         sub.add_argument("--topic", required=True)
+        sub.add_argument("--offset", type=int, required=True)
         sub.add_argument("--out", type=Path, required=True)
         a = sub.parse_args(sys.argv[2:])
-        consume(a.bootstrap, a.topic, a.out)
+        consume(a.bootstrap, a.topic, a.offset, a.out)
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -531,6 +552,7 @@ def main() -> None:
         },
         "debezium": "3.6.1.Final embedded engine, Postgres connector (pgoutput)",
         "kafka": "one broker on loopback (services/run up kafka)",
+        "warm_up_changes": WARM_UP,
     }
     bootstrap = args.bootstrap or start_kafka(work / "kafka")
     try:
@@ -541,23 +563,34 @@ def main() -> None:
                 with psycopg.connect(facts["PG_DSN"]) as conn:
                     results["machine"]["postgres"] = conn.info.server_version
                 if args.only in (None, "throughput"):
-                    results["throughput"] = bench_throughput(facts, log, bootstrap, work, args.rows)
-                    print("throughput:", json.dumps(results["throughput"]))
-                if args.only in (None, "latency"):
-                    lat: dict[str, Any] = {
-                        "rate_target_per_s": args.latency_rate,
-                        "seconds": args.latency_seconds,
+                    t: dict[str, Any] = {"rows": args.rows}
+                    for system in ("changehub", "debezium"):
+                        t[system] = bench_throughput(system, facts, log, bootstrap, work, args.rows)
+                        print(system, "throughput:", json.dumps(t[system]), flush=True)
+                    t["ratio"] = {
+                        phase: round(
+                            t["changehub"][phase]["changes_per_s"]
+                            / t["debezium"][phase]["changes_per_s"],
+                            2,
+                        )
+                        for phase in ("insert", "update")
                     }
-                    lat["changehub"] = latency_changehub(
-                        facts, log, bootstrap, work, args.latency_rate, args.latency_seconds
+                    results["throughput"] = t
+                if args.only in (None, "latency"):
+                    rate, seconds = args.latency_rate, args.latency_seconds
+                    lat: dict[str, Any] = {"rate_target_per_s": rate, "seconds": seconds}
+                    lat["changehub"] = bench_latency(
+                        "changehub", facts, log, bootstrap, work, rate, seconds
                     )
+                    print("changehub latency:", json.dumps(lat["changehub"]), flush=True)
                     for poll in (500, args.debezium_poll_ms):
-                        lat[f"debezium_poll_{poll}ms"] = latency_debezium(
-                            facts, log, bootstrap, work,
-                            args.latency_rate, args.latency_seconds, poll,
-                        )  # fmt: skip
+                        key = f"debezium_poll_{poll}ms"
+                        lat[key] = bench_latency(
+                            "debezium", facts, log, bootstrap, work, rate, seconds, poll
+                        )
+                        lat[key]["poll_interval_ms"] = poll
+                        print(key, "latency:", json.dumps(lat[key]), flush=True)
                     results["latency"] = lat
-                    print("latency:", json.dumps(lat))
         finally:
             log.close()
     finally:
@@ -578,29 +611,45 @@ def main() -> None:
 
 def table(results: dict[str, Any]) -> str:
     """The Markdown table bench/README.md records."""
-    lines = ["| measure | changehub | Debezium | changehub / Debezium |", "|---|---|---|---|"]
-    for phase in ("insert", "update"):
-        p = results.get("throughput", {}).get(phase)
-        if p:
+    lines = [
+        "| measure | changehub | Debezium | changehub / Debezium |",
+        "|---|---|---|---|",
+    ]
+    t = results.get("throughput")
+    if t:
+        ours, theirs = t["changehub"], t["debezium"]
+        for phase in ("insert", "update"):
             lines.append(
-                f"| {phase}s, changes/s (from launch: s) | {p['changehub']['changes_per_s']:,} "
-                f"({p['changehub']['seconds_from_launch']} s) | "
-                f"{p['debezium']['changes_per_s']:,} ({p['debezium']['seconds_from_launch']} s) "
-                f"| {p['ratio']:.2f} |"
+                f"| {t['rows']:,} {phase}s, changes/s | {ours[phase]['changes_per_s']:,} | "
+                f"{theirs[phase]['changes_per_s']:,} | {t['ratio'][phase]:.2f} |"
             )
+            lines.append(
+                f"| … CPU µs per change ({phase}s) | {ours[phase]['cpu_us_per_change']} | "
+                f"{theirs[phase]['cpu_us_per_change']} | "
+                f"{ours[phase]['cpu_us_per_change'] / theirs[phase]['cpu_us_per_change']:.2f} |"
+            )
+        lines.append(
+            f"| launch to streaming, s | {ours['streaming_after_s']} | "
+            f"{theirs['streaming_after_s']} | |"
+        )
     lat = results.get("latency")
     if lat:
-        ours = lat["changehub"]["commit_to_topic"]
+        ours = lat["changehub"]
+        o = ours["commit_to_topic"]
         for key, value in lat.items():
             if not key.startswith("debezium_"):
                 continue
-            theirs = value["commit_to_topic"]
+            d = value["commit_to_topic"]
             lines.append(
-                f"| commit-to-topic p50 / p99 ms at {lat['rate_target_per_s']:,}/s, Debezium "
-                f"poll.interval.ms={value['poll_interval_ms']} | {ours['p50_ms']} / "
-                f"{ours['p99_ms']} | {theirs['p50_ms']} / {theirs['p99_ms']} | "
-                f"{ours['p50_ms'] / theirs['p50_ms']:.2f} / "
-                f"{ours['p99_ms'] / theirs['p99_ms']:.2f} |"
+                f"| commit-to-topic p50 / p99 ms at {lat['rate_target_per_s']:,}/s "
+                f"(Debezium poll.interval.ms={value['poll_interval_ms']}) | "
+                f"{o['p50_ms']} / {o['p99_ms']} | {d['p50_ms']} / {d['p99_ms']} | "
+                f"{o['p50_ms'] / d['p50_ms']:.2f} / {o['p99_ms'] / d['p99_ms']:.2f} |"
+            )
+            lines.append(
+                f"| … CPU µs per change (poll.interval.ms={value['poll_interval_ms']}) | "
+                f"{ours['cpu_us_per_change']} | {value['cpu_us_per_change']} | "
+                f"{ours['cpu_us_per_change'] / value['cpu_us_per_change']:.2f} |"
             )
     return "\n".join(lines)
 
