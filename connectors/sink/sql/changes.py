@@ -44,8 +44,11 @@ class Change:
     position: str | None = None  # where in the source's changelog (see position_of)
 
 
-def decode(record: LogRecord, template: str) -> Change | None:
-    """The change ``record`` carries, None for a tombstone; BadRecordError if it is not one."""
+def decode(record: LogRecord, template: str, history: bool = True) -> Change | None:
+    """The change ``record`` carries, None for a tombstone; BadRecordError if it is not one.
+
+    ``history=False`` leaves out what only history tables need (time, position).
+    """
     if record.value is None:
         return None
     value = _json(record.value, "value")
@@ -56,7 +59,10 @@ def decode(record: LogRecord, template: str) -> Change | None:
     if table is None:
         raise BadRecordError(f"the table template gives an empty name for topic {record.topic}")
     op = value["op"]
-    meta = {"op": op, "ts_ms": _ts_ms(value, source, record), "position": position_of(source)}
+    meta = (
+        {"op": op, "ts_ms": _ts_ms(value, source, record), "position": position_of(source)}
+        if history else {"op": op}
+    )
     if op == "t":
         return Change(table, "truncate", **meta)
     key = _json(record.key, "key") if record.key is not None else None

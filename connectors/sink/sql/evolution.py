@@ -192,6 +192,11 @@ _CONVERT = {
 }
 
 
+# Values of these exact types are stored as they are in columns of these kinds (no int
+# beyond 64 bits comes from JSON into an integer column without fit's range check: see fit).
+_AS_IS: dict[Kind, type] = {"float": float, "boolean": bool, "text": str}
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -247,13 +252,16 @@ class TableShape:
         """``row`` converted to the columns' types; new columns are planned (UnfitValueError)."""
         out: dict[str, Any] = {}
         new: dict[str, Kind] = {}
+        columns = self.columns
         for column, value in row.items():
-            kind = self.columns.get(column)
+            kind = columns.get(column)
             if kind is None:
                 if value is None:
                     continue  # no type to give it yet; absent means null anyway
                 kind = new[column] = kind_of_value(value)
-            out[column] = fit(value, kind, column)
+            # The common case, a value already of its column's Python type, skips the
+            # converter: this runs for every value of every record.
+            out[column] = value if type(value) is _AS_IS.get(kind) else fit(value, kind, column)
         self.columns.update(new)  # only once the whole row fits
         return out
 

@@ -11,6 +11,7 @@ itself separates a target schema: ``analytics.{table}``.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping
@@ -46,7 +47,22 @@ def validate_template(template: str) -> str:
 
 def render(template: str, topic: str, source: Mapping[str, Any] | None) -> TableName | None:
     """The (schema, table) for an event, or None when the template renders to nothing."""
-    values = _values(topic, source or {})
+    fields = source or {}
+    try:
+        # Every event of a table renders the same: remembered, as this runs once a record.
+        return _render(template, topic, *(fields.get(k) for k in ("name", "db", "schema",
+                                                                  "table")))
+    except TypeError:  # a field that is not hashable (a JSON object): render it afresh
+        return _render.__wrapped__(template, topic, *(fields.get(k) for k in (
+            "name", "db", "schema", "table")))
+
+
+@functools.lru_cache(maxsize=4096)
+def _render(
+    template: str, topic: str, name: Any, db: Any, schema: Any, table: Any
+) -> TableName | None:
+    source = {"name": name, "db": db, "schema": schema, "table": table}
+    values = _values(topic, source)
     schema_part, dot, table_part = template.rpartition(".")
     table = _clean(table_part.format(**values))
     schema = _clean(schema_part.format(**values)) if dot else None

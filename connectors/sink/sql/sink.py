@@ -133,7 +133,7 @@ class SqlSink(Sink[SqlSinkConfig]):
     # -- write: records into per-table batches ----------------------------------------------
 
     def _add(self, record: LogRecord) -> None:
-        change = decode(record, self.config.table)
+        change = decode(record, self.config.table, self._history is not None)
         if change is None:
             return
         if self._history is not None:
@@ -145,8 +145,12 @@ class SqlSink(Sink[SqlSinkConfig]):
             batch.add(change)
             return
         shape = self._shape(change)
-        row = shape.fit(change.row) if change.kind == "upsert" and change.row else None
-        key = shape.fit(change.key or {})
+        if change.kind == "upsert" and change.row is not None:
+            row: dict[str, Any] | None = shape.fit(change.row)
+            assert row is not None and change.key is not None
+            key = {k: row[k] for k in change.key}
+        else:
+            row, key = None, shape.fit(change.key or {})
         batch.add(Change(change.table, change.kind, key, row), row)
 
     def _add_history(self, record: LogRecord, change: Change) -> None:

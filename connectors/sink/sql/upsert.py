@@ -4,8 +4,12 @@
 database           upsert
 =================  ====================================================================
 SQLite, PostgreSQL ``INSERT … ON CONFLICT (key) DO UPDATE SET c = excluded.c``, executemany
-DuckDB             the same statement with many ``VALUES`` rows: DuckDB runs an
-                   executemany row by row (~1 ms a row), a multi-row VALUES in one go
+DuckDB             ``MERGE INTO t USING batch`` where ``batch`` is the rows as an Arrow
+                   table registered on the connection: DuckDB runs an executemany row by
+                   row (~1 ms a row), and SQLAlchemy compiles a multi-row VALUES at ~50 us
+                   a value, while a MERGE from Arrow takes ~3 us a row. Rows holding JSON
+                   objects (no flat Arrow type) fall back to ``ON CONFLICT`` with many
+                   ``VALUES`` rows
 MySQL, MariaDB     ``INSERT … ON DUPLICATE KEY UPDATE c = VALUES(c)``, executemany
 any other, and a   ``DELETE … WHERE key IN (…)`` then ``INSERT``, in the caller's transaction
 table without a
@@ -22,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -60,12 +65,57 @@ def upsert_rows(
         conn.execute(my.on_duplicate_key_update(assign), list(rows))
         return
     if dialect == "duckdb":
+        if _merge_from_arrow(conn, table, key, rows, updates):
+            return
         for start in range(0, len(rows), _CHUNK):
             conn.execute(_on_conflict(postgresql.insert(table).values(rows[start:start + _CHUNK]),
                                       key, updates))
         return
     insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
     conn.execute(_on_conflict(insert, key, updates), list(rows))
+
+
+_BATCH_VIEW = "_changehub_batch"
+
+
+def _merge_from_arrow(
+    conn: Connection,
+    table: sa.Table,
+    key: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    updates: Sequence[str],
+) -> bool:
+    """DuckDB: ``MERGE`` ``rows`` from an Arrow table; False (nothing done) when a column's
+    values have no flat Arrow type, e.g. JSON objects bound for a JSON column."""
+    columns = list(rows[0])
+    arrays = []
+    for column in columns:
+        try:
+            array = pa.array([row[column] for row in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        if pa.types.is_nested(array.type):
+            return False
+        arrays.append(array)
+    prep = conn.dialect.identifier_preparer
+    names = [prep.quote(c) for c in columns]
+    match = " AND ".join(f"_t.{prep.quote(k)} = _s.{prep.quote(k)}" for k in key)
+    update = ", ".join(f"{prep.quote(c)} = _s.{prep.quote(c)}" for c in updates)
+    merge = (
+        f"MERGE INTO {prep.format_table(table)} AS _t USING {_BATCH_VIEW} AS _s ON ({match}) "
+        + (f"WHEN MATCHED THEN UPDATE SET {update} " if updates else "")
+        + f"WHEN NOT MATCHED THEN INSERT ({', '.join(names)}) "
+        f"VALUES ({', '.join(f'_s.{n}' for n in names)})"
+    )
+    # The view lives on the DBAPI connection of this transaction, only for this statement.
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.register(_BATCH_VIEW, pa.table(arrays, names=columns))
+    try:
+        conn.exec_driver_sql(merge)
+    finally:
+        raw.unregister(_BATCH_VIEW)
+    return True
 
 
 def _on_conflict(

@@ -1,0 +1,171 @@
+"""Benchmark of the sql sink as a DuckDB warehouse, beside DuckDB loading the same rows itself.
+
+Measures in one run, in this process, on one disk:
+
+* **changehub**: ``--rows`` change events (``c`` events as the Postgres source makes them:
+  Debezium envelopes of rows with a bigint key, text, an integer, a double and a timestamp
+  string) handed to the ``sql`` sink in batches of ``--batch`` records (the hub's default
+  ``max_batch_records``), ``write`` then ``flush`` per batch, into a new DuckDB file: decoding,
+  fitting, the upsert per table and the offsets in the same transaction. Then the same rows
+  again as ``u`` events (updates of every key), so both inserts and conflicting upserts count.
+* **DuckDB's own limit**: the same rows (the table's final contents) written beforehand to a
+  Parquet file, loaded with ``INSERT INTO t SELECT * FROM read_parquet(…)`` into a new DuckDB
+  file holding the same table (same primary key), then again as an upsert
+  (``INSERT OR REPLACE``).
+
+Rows/s of each and the ratio (goal: changehub ≥ 30 % of DuckDB's Parquet load). Prints a table
+and writes ``bench/results/warehouse.json``::
+
+    .venv/bin/python bench/warehouse_bench.py                 # 200,000 rows
+    .venv/bin/python bench/warehouse_bench.py --rows 50000 --profile   # and a py-spy-free
+                                                               # cProfile of the sink's part
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import logging
+import os
+import platform
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors.envelope import encode_key, event_records
+from connectors.sink.sql import SqlSink, SqlSinkConfig
+from connectors.testing import make_context
+from log.api import LogRecord, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "warehouse.json"
+TOPIC = "bench.public.items"
+DDL = ("CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT, qty BIGINT, price DOUBLE, "
+       "updated_at TEXT)")
+
+
+def make_rows(count: int, generation: int) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "name": f"item {i} v{generation}", "qty": (i * 7 + generation) % 1000,
+         "price": (i % 10000) / 100.0 + generation,
+         "updated_at": f"2026-01-{1 + generation:02d}T02:00:00.{i % 1000000:06d}Z"}
+        for i in range(count)
+    ]
+
+
+def make_records(rows: list[dict[str, Any]], op: str, first_offset: int) -> list[LogRecord]:
+    source = {"connector": "postgres", "name": "bench", "db": "bench", "schema": "public",
+              "table": "items", "ts_ms": 1_760_000_000_000, "snapshot": "false"}
+    out = []
+    for n, row in enumerate(rows):
+        (rec,) = event_records(
+            topic=TOPIC, key=encode_key(row, ["id"]), op=op,  # type: ignore[arg-type]
+            before=None, after=row, source={**source, "lsn": first_offset + n},
+            ts_ms=1_760_000_000_000,
+        )
+        out.append(LogRecord(TOPIC, 0, first_offset + n, rec.timestamp_ms, rec.key, rec.value))
+    return out
+
+
+def run_sink(path: Path, passes: list[list[LogRecord]], batch: int) -> list[float]:
+    config = SqlSinkConfig(name="warehouse", topics=["bench.*"], url=f"duckdb:///{path}",
+                           table="{table}", max_batch_records=batch)
+    sink = SqlSink(config, make_context("warehouse", path.parent / "sink-data"))
+    sink.start({TopicPartition(TOPIC, 0): 0})
+    seconds = []
+    try:
+        for records in passes:
+            start = time.perf_counter()
+            for i in range(0, len(records), batch):
+                sink.write(records[i:i + batch])
+                sink.flush()
+            seconds.append(time.perf_counter() - start)
+    finally:
+        sink.stop()
+    return seconds
+
+
+def run_duckdb(path: Path, parquet: list[Path]) -> list[float]:
+    db = duckdb.connect(str(path))
+    db.execute(DDL)
+    seconds = []
+    try:
+        for n, file in enumerate(parquet):
+            verb = "INSERT" if n == 0 else "INSERT OR REPLACE"
+            start = time.perf_counter()
+            db.execute(f"{verb} INTO items SELECT * FROM read_parquet('{file}')")
+            seconds.append(time.perf_counter() - start)
+    finally:
+        db.close()
+    return seconds
+
+
+def count(path: Path) -> int:
+    db = duckdb.connect(str(path), read_only=True)
+    try:
+        row = db.execute("SELECT count(*) FROM items").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        db.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=5000, help="records per write + flush")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch directory")
+    parser.add_argument("--profile", action="store_true", help="cProfile the sink's part")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    inserts, updates = make_rows(args.rows, 0), make_rows(args.rows, 1)
+    passes = [make_records(inserts, "c", 0), make_records(updates, "u", args.rows)]
+    with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
+        work = Path(scratch)
+        parquet = []
+        for n, rows in enumerate((inserts, updates)):
+            file = work / f"rows{n}.parquet"
+            pq.write_table(pa.Table.from_pylist(rows), file)
+            parquet.append(file)
+        load = os.getloadavg()
+        duck = run_duckdb(work / "reference.duckdb", parquet)
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        ours = run_sink(work / "warehouse.duckdb", passes, args.batch)
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        assert count(work / "warehouse.duckdb") == count(work / "reference.duckdb") == args.rows
+    results: dict[str, Any] = {
+        "rows": args.rows,
+        "batch": args.batch,
+        "duckdb_version": duckdb.__version__,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_at_start": [round(x, 2) for x in load],
+                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "passes": {},
+    }
+    print(f"{'pass':<22}{'changehub rows/s':>18}{'DuckDB Parquet rows/s':>24}{'ratio':>8}")
+    for name, mine, theirs in zip(("insert", "upsert (all updates)"), ours, duck, strict=True):
+        a, b = args.rows / mine, args.rows / theirs
+        results["passes"][name] = {"changehub_rows_per_s": round(a), "duckdb_rows_per_s":
+                                   round(b), "ratio": round(a / b, 4)}
+        print(f"{name:<22}{a:>18,.0f}{b:>24,.0f}{a / b:>8.1%}")
+    total_ours, total_duck = sum(ours), sum(duck)
+    results["overall_ratio"] = round(total_duck / total_ours, 4)
+    print(f"overall ratio {total_duck / total_ours:.1%} (goal >= 30%); load average "
+          f"{results['machine']['loadavg_at_start']}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
