@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dir", required=True, type=Path, help="directory for the server's data")
     up.add_argument("--port", type=int, help="main port (default: a free loopback port)")
     up.add_argument("--brokers", type=int, default=1, help="kafka only: 1 or 3 brokers")
+    up.add_argument("--tls", action="store_true",
+                    help="postgres, mariadb: serve TLS with a certificate from a throw-away CA "
+                         "(facts TLS_CA, TLS_OTHER_CA)")
 
     for command, text in (("down", "stop the server (safe to repeat)"), ("status", "is it up")):
         sub = commands.add_parser(command, help=text)
@@ -69,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "install":
             control.install(srv)
         elif args.command == "up":
-            _print_facts(control.up(srv, args.dir, Options(port=args.port, brokers=args.brokers)))
+            _print_facts(control.up(srv, args.dir, Options(
+                port=args.port, brokers=args.brokers, tls=args.tls)))
         elif args.command == "down":
             stopped = control.down(srv, args.dir)
             print(f"{srv.name} {'stopped' if stopped else 'was not running'}", file=sys.stderr)

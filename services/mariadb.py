@@ -27,6 +27,7 @@ from services import apt
 from services.errors import ServiceError
 from services.process import RunAs
 from services.server import Home, Options, Server
+from services.tls import make_tls_files
 
 __all__ = ["MariaDB"]
 
@@ -58,6 +59,7 @@ GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
 
 class MariaDB(Server):
     name = "mariadb"
+    serves_tls = True
     apt_packages: ClassVar[tuple[str, ...]] = ("mariadb-server", "mariadb-client")
     stop_timeout: ClassVar[float] = 60.0
 
@@ -75,6 +77,13 @@ class MariaDB(Server):
         if not (data / "mysql").is_dir():
             self._init(home, data)
         port = home.port(self.main_port)
+        tls_args: list[str] = []
+        tls_facts: dict[str, str] = {}
+        if options.tls:
+            tls = make_tls_files(home.path / "tls")
+            home.give_to(RUN_AS, tls.directory)
+            tls_args = [f"--ssl-ca={tls.ca}", f"--ssl-cert={tls.cert}", f"--ssl-key={tls.key}"]
+            tls_facts = tls.facts()
         home.spawn(
             [
                 str(SERVER), "--no-defaults", f"--datadir={data}", f"--port={port}",
@@ -82,6 +91,7 @@ class MariaDB(Server):
                 f"--pid-file={home.path / 'run' / 'mariadbd.pid'}", "--skip-name-resolve",
                 "--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-image=FULL",
                 "--binlog-row-metadata=FULL", "--server-id=1", "--log-slave-updates",
+                *tls_args,
             ],
             run_as=RUN_AS,
         )  # fmt: skip
@@ -109,6 +119,7 @@ class MariaDB(Server):
             "MYSQL_PASSWORD": PASSWORD,
             "MYSQL_DATABASE": DATABASE,
             "MYSQL_SOCKET": str(sock),
+            **tls_facts,
         }
 
     def _init(self, home: Home, data: Path) -> None:

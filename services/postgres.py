@@ -21,6 +21,7 @@ from services import apt
 from services.errors import ServiceError
 from services.process import RunAs
 from services.server import Home, Options, Server
+from services.tls import make_tls_files
 
 __all__ = ["Postgres"]
 
@@ -73,6 +74,7 @@ def bin_dir() -> Path | None:
 
 class Postgres(Server):
     name = "postgres"
+    serves_tls = True
     apt_packages: ClassVar[tuple[str, ...]] = ("postgresql", "postgresql-contrib")
 
     def missing(self) -> list[str]:
@@ -93,8 +95,17 @@ class Postgres(Server):
         if not (data / "PG_VERSION").exists():
             self._init(home, bindir, data, socket_dir)
         port = home.port(self.main_port)
+        tls_args: list[str] = []
+        tls_facts: dict[str, str] = {}
+        if options.tls:
+            # postgres insists that its key is private to its own account.
+            tls = make_tls_files(home.path / "tls")
+            home.give_to(RUN_AS, tls.directory)
+            tls_args = ["-c", "ssl=on", "-c", f"ssl_cert_file={tls.cert}",
+                        "-c", f"ssl_key_file={tls.key}"]
+            tls_facts = tls.facts()
         home.spawn(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(port)],
+            [str(bindir / "postgres"), "-D", str(data), "-p", str(port), *tls_args],
             run_as=RUN_AS,
             # SIGINT is postgres' "fast" shutdown: it does not wait for clients to leave.
             stop_signal=signal.SIGINT,
@@ -117,6 +128,7 @@ class Postgres(Server):
             "PG_DATABASE": DATABASE,
             "PG_BIN": str(bindir),
             "PG_DATA": str(data),
+            **tls_facts,
         }
         login = _psql(bindir, facts["PG_DSN"], "SELECT 1")
         if login.returncode != 0:

@@ -32,6 +32,7 @@ class Options:
 
     port: int | None = None
     brokers: int = 1
+    tls: bool = False  # serve TLS with a certificate from a throw-away CA (services/tls.py)
 
 
 class Home:
@@ -131,6 +132,8 @@ class Server(ABC):
     name: ClassVar[str]
     #: The port role that ``--port`` sets.
     main_port: ClassVar[str] = "port"
+    #: Whether ``--tls`` is supported (see services/tls.py).
+    serves_tls: ClassVar[bool] = False
     #: Debian packages it needs; ``install-all`` installs them in one apt run.
     apt_packages: ClassVar[tuple[str, ...]] = ()
     #: How long a clean stop may take before the process group gets SIGKILL.
@@ -152,3 +155,5 @@ class Server(ABC):
         """Reject options this server does not support; only Kafka runs several nodes."""
         if options.brokers != 1:
             raise ServiceUsageError(f"--brokers is for kafka only; {self.name} runs one node")
+        if options.tls and not self.serves_tls:
+            raise ServiceUsageError(f"--tls is not supported for {self.name}")
