@@ -39,7 +39,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -311,9 +311,21 @@ class _Writer:
         self.read = 0
         self.files: list[RunFile] = []
         self.records = 0
+        self._day = (0, 0, date.min)  # [from ms, to ms) of the last local day seen
 
     def day(self, timestamp_ms: int) -> date:
-        return datetime.fromtimestamp(timestamp_ms / 1000, self.zone).date()
+        # Called for every row: the local day's bounds in ms are kept, so converting a
+        # timestamp in the zone (~2 us) happens once a day of records, not once a record.
+        lo, hi, known = self._day
+        if lo <= timestamp_ms < hi:
+            return known
+        day = datetime.fromtimestamp(timestamp_ms / 1000, self.zone).date()
+        start = datetime.combine(day, datetime.min.time(), self.zone)
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), self.zone)
+        lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        if lo <= timestamp_ms < hi:  # else a zone whose midnight is skipped: do not cache
+            self._day = (lo, hi, day)
+        return day
 
     def write_changes(self, tp: TopicPartition, rows: Iterator[ExportRow]) -> None:
         buffer: list[ExportRow] = []
