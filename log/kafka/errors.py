@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.errors import LogError, LogStorageError, UnknownTopicError, UsageError
+from hub.errors import (
+    LogError,
+    LogStorageError,
+    SourceFencedError,
+    UnknownTopicError,
+    UsageError,
+)
 
 __all__ = ["error_code", "log_error"]
 
@@ -41,6 +47,13 @@ def log_error(exc: BaseException, what: str, bootstrap: str) -> LogError | Usage
         KafkaError._UNKNOWN_PARTITION,
     ):
         return UnknownTopicError(f"{what}: no such topic or partition on {bootstrap} ({detail})")
+    if code in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH):
+        # a newer producer with the same transactional id started: another hub process
+        # took the source over (scale-out), and this one must stop writing
+        return SourceFencedError(
+            f"{what}: the source was taken over by another process (its producer was fenced "
+            f"on {bootstrap}); this process stands by"
+        )
     if code in (
         KafkaError.INVALID_REPLICATION_FACTOR,
         KafkaError.INVALID_CONFIG,

@@ -197,8 +197,19 @@ class SourceProducer:
 
     def flush(self, what: str) -> Deliveries:
         """Wait until everything produced in this transaction is acknowledged."""
+        from confluent_kafka import KafkaException
+
         d = self.deliveries
-        self.producer.flush(self.timeout)
+        try:
+            self.producer.flush(self.timeout)
+        except SystemError as e:
+            # a fatal error (this producer was fenced by a newer one of the source) raised
+            # while flush served a delivery report reaches Python as a SystemError caused by
+            # the KafkaException; the caller needs the KafkaException's meaning
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, KafkaException):
+                raise log_error(cause, what, self.bootstrap) from cause
+            raise
         if d.pending:
             raise LogStorageError(
                 f"{what}: the Kafka cluster at {self.bootstrap} did not acknowledge "
