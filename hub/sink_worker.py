@@ -321,7 +321,14 @@ class SinkWorker(Worker):
 
     @property
     def committed(self) -> Offsets:
-        return dict(self._committed)
+        """The sink's committed offsets. As a group member this process knows only its own
+        share first-hand; the other processes' partitions are read from the group."""
+        committed = self._committed
+        if self._member is None:
+            return dict(committed)
+        owned = self._positions  # replaced whole at each restart, so safe to read here
+        mine = {tp: o for tp, o in committed.items() if tp in owned}
+        return {**self._log.committed_offsets(self.status.name), **mine}
 
     @property
     def connector(self) -> Sink[Any] | None:
