@@ -17,6 +17,7 @@
         max_batch_events: 10000
         max_lag_bytes: 10GB          # optional: drop the slot and fail past this lag
         toast: log                   # log | fail
+        tls: {ca: /etc/changehub/pg-ca.pem}   # optional: see connectors/tls.py
 
 Snapshot modes: ``initial`` reads the tables once, on the first start, then streams;
 ``never`` only streams, from the slot's position; ``always`` re-reads the tables on every
@@ -27,6 +28,12 @@ there (no slot).
 Postgres, under the default REPLICA IDENTITY, does not send it: ``log`` fills it from the
 row's previous image in the log; ``fail`` stops with an error saying to set REPLICA IDENTITY
 FULL. Under REPLICA IDENTITY FULL the old row comes with the change and fills it either way.
+
+``tls`` (see :mod:`connectors.tls`) is folded into ``dsn`` as libpq parameters, so every
+connection the source opens (catalog, snapshot, replication, doctor) uses it: ``sslmode``
+``verify-full`` (``require`` with ``verify: false``), ``sslrootcert``, ``sslcert``,
+``sslkey``. Without ``tls`` the DSN's own ``sslmode`` applies (libpq's default, ``prefer``,
+encrypts when the server offers it but checks nothing).
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from psycopg.conninfo import make_conninfo
 from pydantic import Field, field_validator, model_validator
 
 from connectors.api import SourceConfig
+from connectors.tls import TlsConfig
 from hub.units import ByteSize, DurationMs
 
 __all__ = ["PostgresSourceConfig", "SnapshotMode", "TableName"]
@@ -84,6 +93,9 @@ class PostgresSourceConfig(SourceConfig):
     max_lag_bytes: ByteSize | None = Field(default=None, ge=1)
     toast: Literal["log", "fail"] = "log"
     status_interval: DurationMs = Field(default=10_000, ge=100)
+    tls: TlsConfig | None = Field(
+        default=None, description="require TLS, verifying the server (see connectors/tls.py)"
+    )
 
     @field_validator("tables")
     @classmethod
@@ -104,6 +116,22 @@ class PostgresSourceConfig(SourceConfig):
                 "at most 63 characters, not starting with a digit"
             )
         return name
+
+    @model_validator(mode="after")
+    def _tls_into_dsn(self) -> PostgresSourceConfig:
+        tls = self.tls
+        if tls is None:
+            return self
+        params = {"sslmode": "verify-full" if tls.verify else "require"}
+        for key, path in (("sslrootcert", tls.ca), ("sslcert", tls.cert), ("sslkey", tls.key)):
+            if path is not None:
+                params[key] = str(path.absolute())
+        try:
+            dsn = make_conninfo(self.dsn, **params)
+        except Exception as exc:  # psycopg.ProgrammingError: the DSN does not parse
+            raise ValueError(f"dsn cannot take the tls settings: {type(exc).__name__}") from None
+        object.__setattr__(self, "dsn", dsn)  # frozen model: set once, while validating
+        return self
 
     @model_validator(mode="after")
     def _key_columns_name_listed_tables(self) -> PostgresSourceConfig:
