@@ -16,16 +16,22 @@
         max_batch_events: 10000
         reconnect_timeout: 5m             # then fail; the hub restarts the source
         signal_table: shop.changehub_signal  # incremental snapshots (`changehub snapshot`)
+        tls: {ca: /etc/changehub/db-ca.pem}  # optional: see connectors/tls.py
 
 Snapshot modes: ``initial`` reads the tables once, on the first start, then streams;
 ``never`` streams from the server's current position on the first start; ``always`` re-reads
 the tables on every start, then streams from the checkpoint; ``initial_only`` reads the
 tables once and stops there.
+
+``tls`` (see :mod:`connectors.tls`) becomes an :class:`ssl.SSLContext` (chain and host name
+checked; neither with ``verify: false``) that PyMySQL uses for every connection, the binlog
+stream's included.
 """
 
 from __future__ import annotations
 
 import re
+import ssl
 import zlib
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -33,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from connectors.api import SourceConfig
+from connectors.tls import TlsConfig
 from hub.units import ByteSize, DurationMs
 
 __all__ = ["ConnectionSettings", "MySqlSourceConfig", "SnapshotMode"]
@@ -72,6 +79,9 @@ class MySqlSourceConfig(SourceConfig):
         default=True, description="decode common column types without mysql-replication"
     )
     connect_timeout: DurationMs = Field(default=10_000, ge=100)
+    tls: TlsConfig | None = Field(
+        default=None, description="require TLS, verifying the server (see connectors/tls.py)"
+    )
     signal_table: str | None = Field(
         default=None,
         description="db.table for incremental snapshot requests and watermarks "
@@ -132,7 +142,7 @@ class MySqlSourceConfig(SourceConfig):
             port = parts.port or port
             user = unquote(parts.username) if parts.username else user
             password = unquote(parts.password) if parts.password else password
-        return ConnectionSettings(
+        settings = ConnectionSettings(
             host=host or "localhost",
             port=port,
             user=user or "root",
@@ -140,3 +150,18 @@ class MySqlSourceConfig(SourceConfig):
             charset="utf8mb4",
             connect_timeout=max(1, self.connect_timeout // 1000),
         )
+        if self.tls is not None:
+            settings["ssl"] = _ssl_context(self.tls)
+        return settings
+
+
+def _ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The context PyMySQL wraps its socket in. Built here, not from PyMySQL's ``ssl_*``
+    arguments: without a CA those verify nothing (and never the host name)."""
+    context = ssl.create_default_context(cafile=str(tls.ca) if tls.ca is not None else None)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.cert is not None and tls.key is not None:
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+    return context
