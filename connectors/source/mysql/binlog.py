@@ -117,8 +117,12 @@ class BinlogStream:
         heartbeat_seconds: float,
         reconnect_timeout: float,
         logger: logging.Logger,
+        column_name_cache: bool = False,
     ) -> None:
         self._settings = dict(settings)
+        # Without FULL metadata mysql-replication asks the catalog for names at every
+        # TableMap; the schema history replaces them anyway, so once per table is enough.
+        self._column_name_cache = column_name_cache
         self._server_id = server_id
         self._mariadb = mariadb
         self._schemas = None if schemas is None else sorted(set(schemas))
@@ -149,6 +153,7 @@ class BinlogStream:
             slave_heartbeat=self._heartbeat,
             pymysql_wrapper=_Connection,
             enable_logging=False,
+            use_column_name_cache=self._column_name_cache,
             **options,
         )
 

@@ -11,7 +11,8 @@ A checkpoint is the position *after* the batch it comes with. As JSON::
      "skip_tx": "0-1-1235" | None,   # ... and that transaction's id
      "snapshot": {...} | None,       # initial snapshot in progress (SnapshotProgress)
      "replays": [{...}],             # changes to leave out until a position (Replay)
-     "incremental": {...}}           # optional: incremental snapshot queue
+     "incremental": {...},           # optional: incremental snapshot queue
+     "schema_history": {...}}        # optional: table definitions here (see history.py)
 
 Batches end at transaction boundaries, except when a transaction is larger than one batch:
 then ``skip`` says how many of its row changes (in binlog order, which is the same on every
@@ -161,6 +162,7 @@ class Checkpoint:
     snapshot: SnapshotProgress | None = None
     replays: tuple[Replay, ...] = ()
     incremental: IncrementalProgress | None = None
+    history: Mapping[str, Any] | None = None  # SchemaHistory.to_dict(), shared, not copied
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -173,6 +175,8 @@ class Checkpoint:
         }
         if self.incremental is not None and self.incremental.pending:
             d["incremental"] = self.incremental.to_dict()
+        if self.history is not None:
+            d["schema_history"] = self.history
         return d
 
     @classmethod
@@ -191,6 +195,7 @@ class Checkpoint:
             None if snap is None else SnapshotProgress.from_dict(snap),
             tuple(Replay.from_dict(r) for r in d.get("replays", ())),
             None if incremental is None else IncrementalProgress.from_dict(incremental),
+            d.get("schema_history"),
         )
 
     def with_(self, **changes: Any) -> Checkpoint:

@@ -35,16 +35,19 @@ def _setting(
     values: dict[str, str | None], name: str, want: str, fix: str, *, mariadb: bool
 ) -> Finding:
     value = values.get(name)
-    if value is None:
+    if name == "binlog_row_metadata" and (value or "").upper() != want:
+        # Not fatal: without column names in the binlog the source keeps a schema history.
         return Finding(
-            "error",
+            "warning",
             name,
-            "the server has no such variable (too old for row metadata: MariaDB >= 10.5 or "
-            "MySQL >= 8.0.1 needed)"
-            if name == "binlog_row_metadata"
-            else "not available",
-            "upgrade the server" if name == "binlog_row_metadata" else None,
-        )
+            (f"is {value}" if value is not None else "the server has no such variable (too "
+             "old for row metadata: MariaDB >= 10.5 or MySQL >= 8.0.1 have it)")
+            + ": the binlog carries no column names, so the source follows DDL statements "
+            "in a schema history instead, which cannot follow every statement",
+            fix if value is not None else "upgrade the server",
+        )  # fmt: skip
+    if value is None:
+        return Finding("error", name, "not available", None)
     if value.upper() != want:
         return Finding("error", name, f"is {value}, must be {want}", fix)
     return Finding("ok", name, value)

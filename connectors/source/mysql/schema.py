@@ -59,7 +59,7 @@ class ColumnHint:
     name: str
     kind: str
     fixed_length: int | None = None  # BINARY(n)
-    members: tuple[str, ...] = ()  # SET members in definition order
+    members: tuple[str, ...] = ()  # SET and ENUM members in definition order
 
     def converter(self) -> Converter:
         return converter(self.kind, fixed_length=self.fixed_length, members=self.members)
@@ -168,7 +168,7 @@ class Catalog:
             kind = "json" if name in json_columns else kind_of_catalog_column(data_type)
             fixed = int(octets) if data_type.lower() == "binary" and octets else None
             members: tuple[str, ...] = ()
-            if kind == "set":
+            if kind in ("set", "enum"):  # enum members: for a schema history (see history.py)
                 members = tuple(m.replace("''", "'") for m in _SET_MEMBERS.findall(column_type))
             columns.append(ColumnHint(name, kind, fixed, members))
         key = self._query(

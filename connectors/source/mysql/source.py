@@ -44,16 +44,24 @@ from typing import Any, ClassVar
 from pymysqlreplication.event import HeartbeatLogEvent
 
 from connectors.api import ConnectorContext, Source, SourceBatch, SourceConfig
+from connectors.envelope import topic_name
 from connectors.source.mysql.binlog import BinlogStream, ConnectionLostError, StreamStoppedError
 from connectors.source.mysql.checkpoint import Checkpoint, Position, Replay, SnapshotProgress
 from connectors.source.mysql.config import MySqlSourceConfig
 from connectors.source.mysql.doctor import check_server
 from connectors.source.mysql.handoff import HandOff, HandOffClosedError
 from connectors.source.mysql.heartbeat import Heartbeat
+from connectors.source.mysql.history import SchemaHistory
 from connectors.source.mysql.incremental_snapshot import IncrementalSnapshot
 from connectors.source.mysql.lag import LagMeter
 from connectors.source.mysql.schema import Catalog, TableSchema
-from connectors.source.mysql.server import Connection, connect, current_position, is_mariadb
+from connectors.source.mysql.server import (
+    Connection,
+    connect,
+    current_position,
+    is_mariadb,
+    variables,
+)
 from connectors.source.mysql.snapshot import estimated_rows, open_snapshot, read_table
 from connectors.source.mysql.streaming import ChangeStream, Chunk
 from hub.errors import FatalError, SchemaError
@@ -78,6 +86,8 @@ class MySqlSource(Source[MySqlSourceConfig]):
         self._snapshot_conn: Connection | None = None
         self._binlog: BinlogStream | None = None
         self._snapshots: IncrementalSnapshot | None = None
+        self._keep_history = False
+        self._resumed = False
         self._tables: list[TableSchema] = []
         self._catalog: Catalog | None = None
         self._mariadb = False
@@ -92,6 +102,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
     def start(self, checkpoint: Mapping[str, Any] | None) -> None:
         config = self.config
         cp = None if checkpoint is None else Checkpoint.from_dict(checkpoint, config.name)
+        self._resumed = cp is not None
         settings = dict(config.connection())
         ctl = connect(settings, f"source {config.name}: connecting")
         self._ctl = ctl
@@ -108,6 +119,9 @@ class MySqlSource(Source[MySqlSourceConfig]):
             catalog = Catalog(ctl, config.name, reconnect=lambda: connect(settings, "reconnecting"))
             self._catalog = catalog
             self._tables = self._captured_tables(catalog)
+            metadata = variables(ctl, "binlog_row_metadata")["binlog_row_metadata"]
+            # Without column names in the binlog, keep a schema history (see history.py).
+            self._keep_history = (metadata or "").upper() != "FULL"
             start, snapshot = self._plan(cp, settings)
             # Streaming from the server's current end ("never", first start): caught up now.
             self._lag.started(start.position, _now_ms() if cp is None and snapshot is None
@@ -313,6 +327,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
             heartbeat_seconds=min(1.0, config.heartbeat_interval / 1000),
             reconnect_timeout=config.reconnect_timeout / 1000,
             logger=self._log,
+            column_name_cache=self._keep_history,
         )
         self._binlog = binlog
         if self._stopping:
@@ -335,6 +350,7 @@ class MySqlSource(Source[MySqlSourceConfig]):
             fast_decoder=config.fast_decoder,
             signal_table=config.signal,
             incremental=snapshots,
+            history=self._history(start, catalog) if self._keep_history else None,
         )
         self.stream = stream
         stream.start_snapshots()
@@ -369,6 +385,32 @@ class MySqlSource(Source[MySqlSourceConfig]):
                     beat = isinstance(event, HeartbeatLogEvent) or not at
                     self._lag.shipped(shipped, _now_ms() if beat else at, False)
                 heartbeat.postpone()
+
+    def _history(self, start: Checkpoint, catalog: Catalog) -> SchemaHistory:
+        config = self.config
+
+        def topic(db: str, table: str) -> str:
+            return topic_name(config.name, db, table)
+
+        if start.history is not None:
+            return SchemaHistory.from_dict(
+                start.history, catalog=catalog, captures=config.captures, topic=topic
+            )
+        if self._resumed:
+            self._log.warning(
+                "mysql source %s: the binlog carries no column names (binlog_row_metadata is "
+                "not FULL) and the checkpoint has no schema history: starting one from the "
+                "tables' definitions now; DDL between the checkpoint and now is not followed",
+                config.name,
+            )
+        else:
+            self._log.info(
+                "mysql source %s: the binlog carries no column names (binlog_row_metadata is "
+                "not FULL): keeping a schema history of the captured tables", config.name,
+            )  # fmt: skip
+        return SchemaHistory.bootstrap(
+            self._tables, catalog=catalog, captures=config.captures, topic=topic
+        )
 
     def _close(self) -> None:
         if self._catalog is not None:

@@ -31,8 +31,10 @@ from connectors.api import SourceRecord
 from connectors.envelope import Op, encode_key, event_records, topic_name
 from connectors.source.incremental import IncrementalProgress
 from connectors.source.mysql.checkpoint import Checkpoint, GtidState, Position, Replay
+from connectors.source.mysql.history import SchemaHistory
 from connectors.source.mysql.incremental_snapshot import IncrementalSnapshot
-from connectors.source.mysql.schema import Catalog, RowShape, is_ddl, shape_of
+from connectors.source.mysql.schema import Catalog, RowShape, TableSchema, is_ddl, shape_of
+from hub.errors import SchemaError
 
 __all__ = ["ChangeStream", "Chunk"]
 
@@ -63,6 +65,7 @@ class ChangeStream:
         fast_decoder: bool = True,
         signal_table: str | None = None,
         incremental: IncrementalSnapshot | None = None,
+        history: SchemaHistory | None = None,
     ) -> None:
         self._name = source_name
         self._catalog = catalog
@@ -78,6 +81,7 @@ class ChangeStream:
         self.incremental: IncrementalProgress | None = start.incremental
         self._signal = None if signal_table is None else tuple(signal_table.split(".", 1))
         self._snapshots = incremental
+        self._history = history
         self._file = start.position.file
         self._shapes: dict[int, RowShape | None] = {}
         self.records: list[SourceRecord] = []
@@ -95,11 +99,13 @@ class ChangeStream:
 
     def checkpoint(self) -> Checkpoint:
         """The checkpoint after everything handed out (mid-transaction: with ``skip``)."""
+        history = None if self._history is None else self._history.to_dict()
         if self.in_transaction:
             return Checkpoint(
-                self.position, self._tx_rows, self._tx_id, None, self.replays, self.incremental
-            )
-        return Checkpoint(self.position, 0, None, None, self.replays, self.incremental)
+                self.position, self._tx_rows, self._tx_id, None, self.replays, self.incremental,
+                history,
+            )  # fmt: skip
+        return Checkpoint(self.position, 0, None, None, self.replays, self.incremental, history)
 
     def resume_point(self) -> Checkpoint:
         """Where to reopen after a lost connection: the start of the current transaction,
@@ -177,6 +183,8 @@ class ChangeStream:
             schema = event.schema.decode() if isinstance(event.schema, bytes) else event.schema
             self._catalog.forget(schema or None)
             self._shapes.clear()
+            if self._history is not None:
+                self._history.apply(query, schema or None)
         if self._tx_standalone or not self.in_transaction or is_ddl(query):
             return self._end(event)
         return None
@@ -215,13 +223,22 @@ class ChangeStream:
         if not self._captures(db, table):
             self._shapes[table_id] = None
             return None
-        hints = self._catalog.table(db, table)
+        primary_key = event.primary_key
+        if self._history is not None:
+            hints = self._history.table(db, table)
+            if hints is None:
+                self._shapes[table_id] = None
+                return None
+            _name_columns(event.columns, hints)
+            primary_key = hints.key
+        else:
+            hints = self._catalog.table(db, table)
         shape = shape_of(
             db,
             table,
             topic_name(self._name, db, table),
             event.columns,
-            event.primary_key,
+            primary_key,
             hints,
             fast=self._fast,
         )
@@ -353,6 +370,25 @@ class ChangeStream:
         if kind == "c":
             return [(None, row) for row in images]
         return [(row, None) for row in images]
+
+
+def _name_columns(columns: Any, schema: TableSchema) -> None:
+    """Give a TableMap's columns (types only, without FULL metadata) the names and ENUM/SET
+    members of the schema history; mysql-replication decodes its rows with them too."""
+    if len(columns) != len(schema.columns):
+        raise SchemaError(
+            f"the binlog has {len(columns)} columns for {schema.db}.{schema.table} where the "
+            f"schema history has {len(schema.columns)} "
+            f"({', '.join(c.name for c in schema.columns)}): a DDL statement was not followed. "
+            "Set binlog_row_metadata=FULL, or reset the source (changehub reset) to capture "
+            "again from a snapshot"
+        )
+    for col, hint in zip(columns, schema.columns, strict=True):
+        col.name = hint.name
+        if col.type == 247:  # ENUM: index 0 is the empty (invalid) value
+            col.enum_values = ["", *hint.members]
+        elif col.type == 248:  # SET
+            col.set_values = list(hint.members)
 
 
 def _left_out(
