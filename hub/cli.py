@@ -7,6 +7,7 @@ corrupt log, a connector FAILED), 2 bad usage or bad configuration. Commands oth
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -470,6 +471,9 @@ def _error(exc: Exception) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Everything the hub writes (log segments, offsets, checkpoints, exports, schedule
+    # state) holds the captured data: owner-only, whatever mode each writer asks for.
+    os.umask(0o077)
     try:
         cli.main(args=argv, prog_name="changehub", standalone_mode=False)
     except click.exceptions.Abort:
