@@ -386,7 +386,7 @@ class ApiConfig(StrictModel):
     ) -> SecretStr | None:
         listen = info.data.get("listen")
         enabled = info.data.get("enabled", True)
-        if value is None and enabled and listen and not _is_loopback(_split_listen(listen)[0]):
+        if value is None and enabled and listen and not is_loopback(_split_listen(listen)[0]):
             raise ValueError(
                 f"a token is required when the API listens beyond loopback ({listen!r}): "
                 'set api.token: "${CHANGEHUB_TOKEN}", or listen on 127.0.0.1'
@@ -407,7 +407,7 @@ def _split_listen(listen: str) -> tuple[str, str]:
     return host.removeprefix("[").removesuffix("]"), port
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
