@@ -5,6 +5,7 @@ the table (and the soak/burst within their bounds)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     size = Size(quick=args.quick)
     print(f"starting PostgreSQL and OpenSearch for the {size.name} run of "
           f"{', '.join(chosen)} ...", flush=True)
+    # SIGTERM unwinds like Ctrl-C, so the servers this run started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     servers = Servers.start()
     failed = 0
     try:

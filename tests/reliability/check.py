@@ -94,7 +94,8 @@ def index_count(p: Pipeline) -> int:
     try:
         if not client.indices.exists(index=p.name):
             return 0
-        client.indices.refresh(index=p.name)
+        # No explicit refresh: the index refreshes itself every second, and a refresh per
+        # poll is costly on a loaded engine; documents() refreshes before the real check.
         return int(client.count(index=p.name)["count"])
     finally:
         client.close()
@@ -118,7 +119,7 @@ def converge(p: Pipeline, deadline_s: float, *, hub_must_live: bool = True) -> V
         return last[0].equal
 
     try:
-        wait_until(caught_up, "the index to equal the table", deadline_s, poll_s=0.5)
+        wait_until(caught_up, "the index to equal the table", deadline_s, poll_s=1.0)
     except AssertionError:
         if not last:
             last.append(compare(p))

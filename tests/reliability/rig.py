@@ -10,13 +10,16 @@ not see each other's data while sharing the servers.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +54,13 @@ def wait_until(condition: Callable[[], bool], what: str, deadline_s: float,
         if time.monotonic() > deadline:
             raise ScenarioError(f"timed out after {deadline_s:.0f} s waiting for {what}")
         time.sleep(poll_s)  # polling a condition with a deadline, not a synchronisation
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -248,14 +258,17 @@ class Pipeline:
                                         stdout=subprocess.DEVNULL, stderr=out)
         self.starts += 1
         hub = self.hub
-        wait_until(lambda: self._log_count("sink search started") >= self.starts
+        wait_until(lambda: self.log_count("sink search started") >= self.starts
                    or hub.poll() is not None, "the hub's sink to start", 120)
         if hub.poll() is not None:
             raise ScenarioError(f"the hub exited with {hub.returncode} while starting:\n"
                                   f"{self.log_tail()}")
         return hub
 
-    def _log_count(self, text: str) -> int:
+    def alive(self) -> bool:
+        return self.hub is not None and self.hub.poll() is None
+
+    def log_count(self, text: str) -> int:
         return self.hub_log.read_text(errors="replace").count(text)
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -288,6 +301,20 @@ class Pipeline:
         if self.hub is None or self.hub.poll() is not None:
             code = None if self.hub is None else self.hub.returncode
             raise ScenarioError(f"the hub exited (code {code}):\n{self.log_tail()}")
+
+    def api(self, method: str, path: str) -> Any:
+        """Call the running hub's REST API (the pipeline needs ``api_port``)."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}",
+                                         method=method)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read() or b"null")
+
+    def restart_failed_connectors(self) -> list[str]:
+        """What an operator does once the cause is fixed: restart every FAILED connector."""
+        failed = [c["name"] for c in self.api("GET", "/connectors") if c["state"] == "FAILED"]
+        for name in failed:
+            self.api("POST", f"/connectors/{name}/restart")
+        return failed
 
     # -- the target ----------------------------------------------------------------------
     def engine(self) -> opensearchpy.OpenSearch:

@@ -15,7 +15,6 @@ memory would need gigabytes for a million rows).
 from __future__ import annotations
 
 import re
-import socket
 import statistics
 import threading
 import time
@@ -31,7 +30,7 @@ from PIL import Image, ImageDraw
 from tests.reliability import report
 from tests.reliability.check import converge
 from tests.reliability.report import Result
-from tests.reliability.rig import Pipeline, ScenarioError, Servers
+from tests.reliability.rig import Pipeline, ScenarioError, Servers, free_port
 from tests.reliability.scenarios import Size
 from tests.reliability.workload import INSERT, SteadyWorkload
 
@@ -111,13 +110,6 @@ def scrape(p: Pipeline) -> dict[str, float]:
         if value != "NaN":
             out[name] = out.get(name, 0.0) + float(value)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def plot(samples: list[Sample], path: Path, title: str) -> None:
