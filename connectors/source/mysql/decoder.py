@@ -26,7 +26,6 @@ import codecs
 import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 from pymysqlreplication.row_event import RowsEvent
@@ -201,8 +200,12 @@ def _decimal(precision: int, scale: int) -> Reader:
         n = _DIG2BYTES[rest_frac]
         if n:
             parts.append(f"{int.from_bytes(raw[pos : pos + n], 'big'):0{rest_frac}d}")
-        text = ("-" if negative else "") + "".join(parts)
-        return format(Decimal(text), "f"), at + size
+        digits = "".join(parts)
+        # The canonical form without Decimal: no leading zeros before the point ("0.5").
+        whole, _, frac = digits.partition(".")
+        whole = whole.lstrip("0") or "0"
+        text = f"{whole}.{frac}" if scale else whole
+        return ("-" + text if negative else text), at + size
 
     return read
 
@@ -289,27 +292,68 @@ def _reader(col: Any, kind: str, convert: Converter) -> Reader | None:
     return None
 
 
+# Column types read inline by the generated row function: struct formats.
+_INLINE_FIXED = {1: ("b", "B"), 2: ("h", "H"), 3: ("i", "I"), 8: ("q", "Q")}
+_INLINE_FLOAT = {4: "f", 5: "d"}
+
+
+def _inline(col: Any, kind: str) -> str | None:
+    """The statement that reads column ``{i}`` into ``v{i}`` without a call, or None."""
+    t = col.type
+    if t in _INLINE_FIXED or t in _INLINE_FLOAT:
+        fmt = _INLINE_FLOAT.get(t) or _INLINE_FIXED[t][bool(getattr(col, "unsigned", False))]
+        size = struct.calcsize(fmt)
+        return f"v{{i}} = unpack_{fmt}(data, at)[0]; at += {size}"
+    if t in (15, 254) and kind == "text":
+        codec = _codec(col.character_set_name)
+        if not codec:
+            return None
+        if col.max_length > 255:
+            head = "n = data[at] | data[at + 1] << 8; at += 2"
+        else:
+            head = "n = data[at]; at += 1"
+        return f"{head}; v{{i}} = data[at:at + n].decode({codec!r}); at += n"
+    return None
+
+
+def _compile(names: Sequence[str], readers: Sequence[Reader], inline: Sequence[str | None]
+             ) -> Callable[[bytes, int], tuple[dict[str, Any], int]]:
+    """One function that reads a row image: the null bitmap, then every column in turn,
+    common types inline (a call per value and a dict growing per column cost as much as
+    the decoding itself)."""
+    count = len(names)
+    nbytes = (count + 7) // 8
+    lines = [
+        "def image(data, at):",
+        f"    nulls = int.from_bytes(data[at:at + {nbytes}], 'little'); at += {nbytes}",
+    ]
+    env: dict[str, Any] = {f"unpack_{c}": struct.Struct("<" + c).unpack_from for c in "bBhHiIqQfd"}
+    for i, (name, read, code) in enumerate(zip(names, readers, inline, strict=True)):
+        env[f"n{i}"], env[f"r{i}"] = name, read
+        lines.append(f"    if nulls >> {i} & 1:\n        v{i} = None\n    else:")
+        lines.append("        " + (code.format(i=i) if code else f"v{i}, at = r{i}(data, at)"))
+    row = ", ".join(f"n{i}: v{i}" for i in range(count))
+    lines.append(f"    return {{{row}}}, at")
+    exec(compile("\n".join(lines), "<row decoder>", "exec"), env)  # our own generated code
+    return env["image"]  # type: ignore[no-any-return]
+
+
 class RowDecoder:
     """Decodes the rows of one TableMap's row events into envelope rows."""
 
-    def __init__(self, names: tuple[str, ...], readers: list[Reader]) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        readers: list[Reader],
+        inline: Sequence[str | None] | None = None,
+    ) -> None:
         self._names = names
         self._readers = readers
         self._count = len(names)
         self._bitmap = (self._count + 7) // 8
         # The columns-present bitmap of a full row image: every column's bit set.
         self._full = ((1 << self._count) - 1).to_bytes(self._bitmap, "little")
-
-    def _image(self, data: bytes, at: int) -> tuple[dict[str, Any], int]:
-        nulls = int.from_bytes(data[at : at + self._bitmap], "little")
-        at += self._bitmap
-        row: dict[str, Any] = {}
-        for i, (name, read) in enumerate(zip(self._names, self._readers, strict=True)):
-            if nulls >> i & 1:
-                row[name] = None
-            else:
-                row[name], at = read(data, at)
-        return row, at
+        self._image = _compile(names, readers, inline or [None] * len(names))
 
     def decode(self, event: Any, update: bool) -> list[Any] | None:
         """[row] (write/delete) or [(before, after)] (update); None if the event's images
@@ -357,10 +401,11 @@ def row_decoder(
     columns: Sequence[Any], names: Sequence[str], kinds: Sequence[str], converters: Sequence[Any]
 ) -> RowDecoder | None:
     """A decoder for rows under this TableMap, or None if a column needs mysql-replication."""
-    readers = []
+    readers, inline = [], []
     for col, kind, conv in zip(columns, kinds, converters, strict=True):
         reader = _reader(col, kind, conv)
         if reader is None:
             return None
         readers.append(reader)
-    return RowDecoder(tuple(names), readers)
+        inline.append(_inline(col, kind))
+    return RowDecoder(tuple(names), readers, inline)
