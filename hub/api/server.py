@@ -2,6 +2,10 @@
 
 The socket is bound here, before the thread starts, so that a busy port is reported to the
 caller at once (:class:`OSError`) and port 0 yields the real port in :attr:`ApiServer.url`.
+
+The token rule is checked again right before binding, not only when the config is validated:
+an :class:`ApiConfig` built in code (``model_construct``, a copy with a new ``listen``) must
+not open an unauthenticated API to the network either.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from hub.api.app import create_app
-from hub.config import ApiConfig
+from hub.config import ApiConfig, is_loopback
+from hub.errors import UsageError
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -82,6 +87,11 @@ def start_api(hub: Hub, config: ApiConfig) -> ApiServer:
     """Bind ``config.listen`` and serve ``hub`` there; raises :class:`OSError` if the
     address is taken or cannot be bound."""
     token = config.token.get_secret_value() if config.token is not None else None
+    if not token and not is_loopback(config.host):
+        raise UsageError(
+            f"the API would listen on {config.listen} without a token: set api.token, "
+            "or listen on 127.0.0.1"
+        )
     app = create_app(hub, token)
     sock = _bind(config.host, config.port)
     server = _Server(uvicorn.Config(
