@@ -96,21 +96,26 @@ def _frac(micros: int) -> str:
 
 
 def _datetime2(fsp: int) -> Reader:
-    frac = _fsp_reader(fsp)
+    size = (fsp + 1) // 2  # fraction bytes, read with the 5 bytes before them as one int
+    shift, width = 8 * size, 5 + size
+    fmask = (1 << shift) - 1
+    div = 10 if fsp % 2 else 1
+    scale = 10 ** (6 - fsp)
 
     def read(data: bytes, at: int) -> tuple[Any, int]:
-        v = int.from_bytes(data[at : at + 5], "big")
-        micros, end = frac(data, at + 5)
+        whole = int.from_bytes(data[at : at + width], "big")
+        v = whole >> shift
+        micros = (whole & fmask) // div * scale
         ym = (v >> 22) & 0x1FFFF
         year, month = divmod(ym, 13)
         day = (v >> 17) & 0x1F
         if not (year and month and day):
-            return None, end  # a zero date, as mysql-replication gives it
-        return (
+            return None, at + width  # a zero date, as mysql-replication gives it
+        text = (
             f"{year:04d}-{month:02d}-{day:02d}T{(v >> 12) & 0x1F:02d}:{(v >> 6) & 0x3F:02d}:"
-            f"{v & 0x3F:02d}{_frac(micros)}",
-            end,
+            f"{v & 0x3F:02d}"
         )
+        return (f"{text}.{micros:06d}" if micros else text), at + width
 
     return read
 
@@ -177,6 +182,8 @@ def _decimal(precision: int, scale: int) -> Reader:
     full_int, rest_int = divmod(integral, 9)
     full_frac, rest_frac = divmod(scale, 9)
     size = _DIG2BYTES[rest_int] + full_int * 4 + full_frac * 4 + _DIG2BYTES[rest_frac]
+    if integral <= 9 and scale <= 9:
+        return _small_decimal(size, _DIG2BYTES[rest_frac] if scale < 9 else 4, scale)
 
     def read(data: bytes, at: int) -> tuple[Any, int]:
         raw = bytearray(data[at : at + size])
@@ -205,6 +212,27 @@ def _decimal(precision: int, scale: int) -> Reader:
         whole, _, frac = digits.partition(".")
         whole = whole.lstrip("0") or "0"
         text = f"{whole}.{frac}" if scale else whole
+        return ("-" + text if negative else text), at + size
+
+    return read
+
+
+def _small_decimal(size: int, frac_bytes: int, scale: int) -> Reader:
+    """DECIMAL(p, s) with at most 9 digits on each side of the point (one group each): the
+    whole value read as one integer."""
+    top = 1 << (8 * size - 1)
+    mask = (1 << (8 * size)) - 1
+    shift = 8 * frac_bytes
+    fmask = (1 << shift) - 1
+
+    def read(data: bytes, at: int) -> tuple[Any, int]:
+        raw = int.from_bytes(data[at : at + size], "big")
+        negative = not raw & top
+        raw ^= top
+        if negative:
+            raw ^= mask  # negative values are stored complemented
+        whole = raw >> shift
+        text = f"{whole}.{raw & fmask:0{scale}d}" if scale else str(whole)
         return ("-" + text if negative else text), at + size
 
     return read
