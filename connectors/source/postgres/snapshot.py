@@ -37,6 +37,8 @@ from psycopg import sql
 from connectors.api import SourceRecord
 from connectors.source.postgres.catalog import TableInfo, catalog_error, quote_table
 from connectors.source.postgres.checkpoint import SnapshotProgress
+from connectors.source.postgres.columnar import ChunkEncoder, unescape
+from connectors.source.postgres.copy_out import CopyOut
 from connectors.source.postgres.encoding import READ_HEAD as _READ_HEAD
 from connectors.source.postgres.encoding import read_suffix, source_tail
 from connectors.source.postgres.schema import TableSchema
@@ -44,50 +46,6 @@ from connectors.source.postgres.schema import TableSchema
 __all__ = ["SnapshotChunk", "TableReader", "parse_copy_line", "read_snapshot"]
 
 _CONVERSION_FAILS = (ValueError, IndexError, TypeError)
-# SourceRecord(...) runs a Python-level __new__; building the tuple directly is 3x cheaper.
-_record = tuple.__new__
-
-_ESCAPES = {
-    ord("b"): b"\b",
-    ord("f"): b"\f",
-    ord("n"): b"\n",
-    ord("r"): b"\r",
-    ord("t"): b"\t",
-    ord("v"): b"\v",
-    ord("\\"): b"\\",
-}
-
-
-def _unescape(field: bytes) -> bytes:
-    """COPY text escapes: ``\\n``, ``\\t``, ``\\\\`` … and octal ``\\123`` / hex ``\\x7f``."""
-    out = bytearray()
-    i, n = 0, len(field)
-    while i < n:
-        c = field[i]
-        if c != 0x5C or i + 1 == n:
-            out.append(c)
-            i += 1
-            continue
-        nxt = field[i + 1]
-        if nxt in _ESCAPES:
-            out += _ESCAPES[nxt]
-            i += 2
-        elif 0x30 <= nxt <= 0x37:
-            j = i + 1
-            while j < min(i + 4, n) and 0x30 <= field[j] <= 0x37:
-                j += 1
-            out.append(int(field[i + 1 : j], 8) & 0xFF)
-            i = j
-        elif nxt == ord("x") and i + 2 < n:
-            j = i + 2
-            while j < min(i + 4, n) and field[j : j + 1].isalnum():
-                j += 1
-            out.append(int(field[i + 2 : j], 16))
-            i = j
-        else:
-            out.append(nxt)
-            i += 2
-    return bytes(out)
 
 
 def parse_copy_line(line: bytes) -> list[bytes | None]:
@@ -98,7 +56,7 @@ def parse_copy_line(line: bytes) -> list[bytes | None]:
             if f == b"\\N":
                 fields[i] = None
             elif f is not None and b"\\" in f:
-                fields[i] = _unescape(f)
+                fields[i] = unescape(f)
     return fields
 
 
@@ -152,12 +110,24 @@ class TableReader:
 
     def rows(self, after: Sequence[str] | None, limit: int | None) -> Iterator[list[bytes | None]]:
         """The rows of one chunk as text values (all rows if the table has no key)."""
+        copy = self.open(after, limit)
+        while lines := self.read(copy, 1000):
+            for line in lines:
+                yield parse_copy_line(bytes(line)[:-1])
+
+    def open(self, after: Sequence[str] | None, limit: int | None = None) -> CopyOut:
+        """Start reading the rows after key ``after`` (all rows if the table has no key), in
+        key order, as COPY text lines."""
         copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(self.query(after, limit))
         try:
-            with self._conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                for data in copy:
-                    # Postgres sends one COPY data message per row.
-                    yield parse_copy_line(bytes(data)[:-1])
+            return CopyOut(self._conn, copy_sql.as_bytes(self._conn))
+        except psycopg.Error as exc:
+            raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
+
+    def read(self, copy: CopyOut, n: int) -> list[memoryview]:
+        """The next ``n`` rows of ``copy`` (fewer at its end), each line with its newline."""
+        try:
+            return copy.read(n)
         except psycopg.Error as exc:
             raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
 
@@ -196,38 +166,30 @@ def read_snapshot(
         info, schema = tables[name]
         reader = TableReader(conn, info, schema)
         pageable = reader.pageable
-        columns, topic, key_json = schema.json_columns, schema.topic, schema.key_json
+        encoder = ChunkEncoder(schema)
         table_rows = 0
-        records: list[SourceRecord] = []
-        append = records.append
-        now = clock_ms()
-        # Every read of a chunk shares all of its envelope but the row and key.
-        suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
-        count = 0
         # One COPY for the rest of the table, in key order, cut into chunks here: no round
         # trip per chunk, and each chunk's checkpoint still names its last key.
-        for values in reader.rows(progress.after, None):
+        copy = reader.open(progress.after)
+        while True:
+            chunk = reader.read(copy, chunk_size)
+            now = clock_ms()
+            # Every read of a chunk shares all of its envelope but the row and key.
+            suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
             try:
-                parts = [
-                    null if v is None else prefix + (v if conv is None else conv(v))
-                    for (prefix, conv, null), v in zip(columns, values, strict=True)
-                ]
+                records = encoder.records(chunk, _READ_HEAD, suffix, now)
             except _CONVERSION_FAILS:
-                schema.row(values)  # raises SchemaError naming the column
+                for line in chunk:
+                    schema.row(parse_copy_line(bytes(line)[:-1]))  # a SchemaError naming the column
                 raise
-            value = b"%b{%b}%b" % (_READ_HEAD, b",".join(parts), suffix)
-            append(_record(SourceRecord, (topic, key_json(parts), value, now)))
-            count += 1
-            if count == chunk_size:
-                table_rows += count
-                # A keyless table cannot resume mid-way: its chunks keep `after` unset.
-                after = reader.key_text(values) if pageable else None
-                progress = replace(progress, after=after, rows=progress.rows + count)
-                yield SnapshotChunk(records, progress, name, table_rows, done=False)
-                records, count = [], 0
-                append = records.append
-                now = clock_ms()
-                suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
+            count = len(chunk)
+            if count < chunk_size:
+                break
+            table_rows += count
+            # A keyless table cannot resume mid-way: its chunks keep `after` unset.
+            after = reader.key_text(parse_copy_line(bytes(chunk[-1])[:-1])) if pageable else None
+            progress = replace(progress, after=after, rows=progress.rows + count)
+            yield SnapshotChunk(records, progress, name, table_rows, done=False)
         table_rows += count
         rest = progress.pending[1:]
         progress = replace(progress, pending=rest, after=None, rows=progress.rows + count)

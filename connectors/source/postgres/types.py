@@ -45,10 +45,12 @@ import orjson
 
 __all__ = [
     "SESSION_OPTIONS",
+    "ColumnConverter",
     "Converter",
     "JsonConverter",
     "PgType",
     "TypeMap",
+    "column_converter",
     "json_converter",
     "parse_array",
     "parse_range",
@@ -275,6 +277,80 @@ _JSON_FOR: Final[dict[Converter, JsonConverter]] = {
     _date: _date_json,
     _float: _float_json,
 }
+
+
+# --- column converters: a whole column of a snapshot chunk at once --------------------------
+#
+# The snapshot maps tens of thousands of values of one column at a time (``columnar.py``).
+# For the common types the whole column goes through C-level loops (``map`` over a bound
+# method, or one ``replace`` over the column joined with NUL, which no text value holds);
+# each returns exactly ``[convert(v) for v in values]`` of its scalar converter above, and
+# falls back to that loop when a value is not of the common form (BC, infinity, …).
+
+ColumnConverter = Callable[[list[bytes]], list[bytes]]
+_BOOLS: Final = {b"t": b"true", b"f": b"false"}
+
+
+def _quoted_column(values: list[bytes]) -> list[bytes]:
+    return list(map(b'"%b"'.__mod__, values))
+
+
+def _text_column(values: list[bytes]) -> list[bytes]:
+    return list(map(orjson.dumps, map(bytes.decode, values)))
+
+
+def _bool_column(values: list[bytes]) -> list[bytes]:
+    if len(_BOOLS.keys() | values) == 2:
+        return list(map(_BOOLS.__getitem__, values))
+    return list(map(_bool_json, values))
+
+
+def _timestamptz_column(values: list[bytes]) -> list[bytes]:
+    # Under TimeZone=UTC every finite AD timestamptz is "date time+00": one space, "+00" at
+    # the end; anything else (BC, infinity) fails one of the counts.
+    joined = b"\0".join(values)
+    n = len(values)
+    if joined.count(b" ") == n and joined.count(b"+00\0") == n - 1 and joined.endswith(b"+00"):
+        out = joined[:-3].replace(b" ", b"T").replace(b"+00\0", b"\0").split(b"\0")
+        return list(map(b'"%bZ"'.__mod__, out))
+    return list(map(_timestamptz_json, values))
+
+
+def _timestamp_column(values: list[bytes]) -> list[bytes]:
+    joined = b"\0".join(values)
+    if joined.count(b" ") == len(values) and b"BC" not in joined:  # no BC, no infinity
+        return list(map(b'"%b"'.__mod__, joined.replace(b" ", b"T").split(b"\0")))
+    return list(map(_timestamp_json, values))
+
+
+def _date_column(values: list[bytes]) -> list[bytes]:
+    if b"BC" not in b"\0".join(values):  # "infinity" is quoted as it is
+        return list(map(b'"%b"'.__mod__, values))
+    return list(map(_date_json, values))
+
+
+def _same_column(values: list[bytes]) -> list[bytes]:
+    return values
+
+
+_COLUMN_FOR: Final[dict[Callable[[bytes], bytes], ColumnConverter]] = {
+    _quoted: _quoted_column,
+    _text_json: _text_column,
+    _bool_json: _bool_column,
+    _timestamptz_json: _timestamptz_column,
+    _timestamp_json: _timestamp_column,
+    _date_json: _date_column,
+}
+
+
+def column_converter(convert: JsonConverter) -> ColumnConverter:
+    """``values -> [convert(v) for v in values]`` (text to JSON), fast for common types."""
+    if convert is None:
+        return _same_column
+    column = _COLUMN_FOR.get(convert)
+    if column is not None:
+        return column
+    return lambda values: list(map(convert, values))
 
 
 def json_converter(value_converter: Converter) -> JsonConverter:

@@ -1,0 +1,114 @@
+"""The snapshot's column-at-a-time encoding makes exactly the bytes of the row-by-row mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from connectors.source.postgres.columnar import ChunkEncoder
+from connectors.source.postgres.encoding import READ_HEAD, read_suffix, source_tail
+from connectors.source.postgres.schema import TableSchema
+from connectors.source.postgres.snapshot import parse_copy_line
+from connectors.source.postgres.types import TypeMap
+from hub.errors import SchemaError
+
+COLUMNS = {  # name -> type OID
+    "id": 20,
+    "name": 25,
+    "flag": 16,
+    "price": 1700,
+    "at": 1184,
+    "local": 1114,
+    "day": 1082,
+    "ratio": 701,
+    "doc": 3802,
+    "raw": 17,
+    "tags": 1007,
+    "ref": 2950,
+}
+SUFFIX = read_suffix(1700000000000, b'{"lsn":', 42, source_tail(42, None, 1, b"true"))
+
+
+def schema(key: Sequence[str] | None = ("id",)) -> TableSchema:
+    return TableSchema(
+        source_name="shop",
+        db="shop",
+        oid=1,
+        schema="public",
+        table="t",
+        columns=list(COLUMNS),
+        type_oids=list(COLUMNS.values()),
+        key=key,
+        identity="d",
+        types=TypeMap(),
+    )
+
+
+def copy_field(value: str | None) -> bytes:
+    """A value as COPY … TO STDOUT (text) writes it."""
+    if value is None:
+        return b"\\N"
+    escaped = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    return escaped.replace("\r", "\\r").encode()
+
+
+def line(*values: str | None) -> bytes:
+    return b"\t".join(copy_field(v) for v in values) + b"\n"
+
+
+COMMON = [
+    line("1", "item 1", "t", "0.01", "2024-01-01 00:00:01+00", "2024-01-01 00:00:01",
+         "2024-01-01", "1.5", '{"a": 1}', "\\x00ff", "{1,2}",
+         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+    line("2", "ünïcode ☃", "f", "-12345.678901234567890", "2024-01-31 12:00:00.5+00",
+         "2024-01-31 12:00:00.123456", "1999-12-31", "-0", "[]", "\\x", "{}",
+         "00000000-0000-0000-0000-000000000000"),
+]  # fmt: skip
+ODD = [
+    line("3", 'tab\there "quoted" back\\slash\nnew\rline\x01', "t", "NaN",
+         "0044-03-15 12:00:00+00 BC", "0044-03-15 12:00:00 BC", "0044-03-15 BC", "NaN",
+         '{"k": "v\\n"}', "\\x5c", '{NULL,3}', "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+    line("4", None, None, None, "infinity", "-infinity", "infinity", "Infinity", None, None,
+         None, None),
+    line("5", "", "f", "1e-5", "10000-01-01 00:00:00+00", "10000-01-01 00:00:00",
+         "10000-01-01", "1e+300", "null", "\\x61", "{-1}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+]  # fmt: skip
+
+
+def row_by_row(table: TableSchema, lines: list[bytes]) -> list[tuple[object, ...]]:
+    out = []
+    for raw in lines:
+        values = parse_copy_line(raw[:-1])
+        parts = [
+            null if v is None else prefix + (v if conv is None else conv(v))
+            for (prefix, conv, null), v in zip(table.json_columns, values, strict=True)
+        ]
+        value = READ_HEAD + b"{" + b",".join(parts) + b"}" + SUFFIX
+        out.append((table.topic, table.key_json(parts), value, 7))
+    return out
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [COMMON, ODD, COMMON + ODD, [ODD[2], *COMMON], COMMON[:1], (COMMON + ODD) * 100],
+    ids=["common", "odd", "mixed", "odd-first", "one-row", "many-passes"],
+)
+@pytest.mark.parametrize("key", [("id",), ("id", "name"), None], ids=["key", "pair", "keyless"])
+def test_a_chunk_encodes_to_the_bytes_of_the_row_by_row_mapping(
+    lines: list[bytes], key: tuple[str, ...] | None
+) -> None:
+    if key == ("id", "name"):
+        lines = [raw for raw in lines if not raw.startswith(b"4\t")]  # a NULL key column
+    table = schema(key)
+    got = ChunkEncoder(table).records(lines, READ_HEAD, SUFFIX, 7)
+    assert [tuple(r) for r in got] == row_by_row(table, lines)
+
+
+def test_an_empty_chunk_has_no_records() -> None:
+    assert ChunkEncoder(schema()).records([], READ_HEAD, SUFFIX, 7) == []
+
+
+def test_a_row_with_too_few_values_is_a_schema_error_naming_the_table() -> None:
+    with pytest.raises(SchemaError, match=r"public\.t .* expected 12 per row"):
+        ChunkEncoder(schema()).records([COMMON[0], b"6\tshort\n"], READ_HEAD, SUFFIX, 7)
