@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -27,14 +27,16 @@ from log.api import LogRecord
 __all__ = ["BadRecordError", "Change", "TableBatch", "decode", "position_of"]
 
 _UPSERT_OPS = frozenset(("c", "u", "r"))
+_OPS = frozenset(("c", "u", "r", "d", "t"))
 
 
 class BadRecordError(ValueError):
     """The record is not a change event this sink can apply; the message says why."""
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
+    # A tuple, not a frozen dataclass: one is made per record, and a frozen dataclass's
+    # __init__ costs several times a tuple's.
     table: TableName
     kind: Literal["upsert", "delete", "truncate"]
     key: dict[str, Any] | None = None  # key column -> value, in key order
@@ -52,19 +54,17 @@ def decode(record: LogRecord, template: str, history: bool = True) -> Change | N
     if record.value is None:
         return None
     value = _json(record.value, "value")
-    if not isinstance(value, dict) or value.get("op") not in (*_UPSERT_OPS, "d", "t"):
+    if not isinstance(value, dict) or value.get("op") not in _OPS:
         raise BadRecordError("value is not a change event (a JSON object with op c, u, r, d or t)")
     source = value.get("source")
     table = render(template, record.topic, source if isinstance(source, Mapping) else None)
     if table is None:
         raise BadRecordError(f"the table template gives an empty name for topic {record.topic}")
     op = value["op"]
-    meta = (
-        {"op": op, "ts_ms": _ts_ms(value, source, record), "position": position_of(source)}
-        if history else {"op": op}
-    )
+    ts_ms, position = (_ts_ms(value, source, record), position_of(source)) if history else (0,
+                                                                                           None)
     if op == "t":
-        return Change(table, "truncate", **meta)
+        return Change(table, "truncate", None, None, op, ts_ms, position)
     key = _json(record.key, "key") if record.key is not None else None
     if not isinstance(key, dict) or not key:
         raise BadRecordError("key is not a JSON object of key columns: the row has no address")
@@ -73,12 +73,12 @@ def decode(record: LogRecord, template: str, history: bool = True) -> Change | N
     if op == "d":
         before = value.get("before")
         return Change(table, "delete", key, {**before, **key} if isinstance(before, dict)
-                      else dict(key), **meta)
+                      else dict(key), op, ts_ms, position)
     after = value.get("after")
     if not isinstance(after, dict):
         raise BadRecordError(f"op {op!r} event without an 'after' object")
     row = {**after, **key}  # the key columns, even if the image left them out
-    return Change(table, "upsert", key, row, **meta)
+    return Change(table, "upsert", key, row, op, ts_ms, position)
 
 
 def position_of(source: Any) -> str | None:

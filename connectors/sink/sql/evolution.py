@@ -192,8 +192,8 @@ _CONVERT = {
 }
 
 
-# Values of these exact types are stored as they are in columns of these kinds (no int
-# beyond 64 bits comes from JSON into an integer column without fit's range check: see fit).
+# Values of these exact types are stored as they are in columns of these kinds (and ints
+# within 64 bits in integer columns).
 _AS_IS: dict[Kind, type] = {"float": float, "boolean": bool, "text": str}
 
 
@@ -261,7 +261,12 @@ class TableShape:
                 kind = new[column] = kind_of_value(value)
             # The common case, a value already of its column's Python type, skips the
             # converter: this runs for every value of every record.
-            out[column] = value if type(value) is _AS_IS.get(kind) else fit(value, kind, column)
+            if type(value) is _AS_IS.get(kind) or (
+                kind == "integer" and type(value) is int and -_INT64 <= value < _INT64
+            ):
+                out[column] = value
+            else:
+                out[column] = fit(value, kind, column)
         self.columns.update(new)  # only once the whole row fits
         return out
 

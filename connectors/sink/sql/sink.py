@@ -139,7 +139,9 @@ class SqlSink(Sink[SqlSinkConfig]):
         if self._history is not None:
             self._add_history(record, change)
             return
-        batch = self._batches.setdefault(change.table, TableBatch())
+        batch = self._batches.get(change.table)
+        if batch is None:
+            batch = self._batches[change.table] = TableBatch()
         assert isinstance(batch, TableBatch)
         if change.kind == "truncate":
             batch.add(change)
@@ -151,7 +153,7 @@ class SqlSink(Sink[SqlSinkConfig]):
             key = {k: row[k] for k in change.key}
         else:
             row, key = None, shape.fit(change.key or {})
-        batch.add(Change(change.table, change.kind, key, row), row)
+        batch.add(change._replace(key=key, row=row), row)
 
     def _add_history(self, record: LogRecord, change: Change) -> None:
         scd2 = self.config.history.scd2
@@ -173,8 +175,7 @@ class SqlSink(Sink[SqlSinkConfig]):
                 f"history table {shape.name!r} follows key ({', '.join(known)}) but this "
                 f"event's key is ({', '.join(key)})"
             )
-        batch.add(record, Change(change.table, change.kind, key, data, change.op,
-                                 change.ts_ms, change.position), data)
+        batch.add(record, change._replace(key=key, row=data), data)
 
     def _shape(self, change: Change) -> TableShape:
         assert change.key is not None

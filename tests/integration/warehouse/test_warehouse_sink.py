@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from connectors.sink.sql import SqlSink, SqlSinkConfig
@@ -148,8 +149,6 @@ def test_an_incompatible_type_goes_to_the_dead_letters_and_the_rest_flows(
 
 
 def _with_qty(record: LogRecord, qty: Any) -> LogRecord | None:
-    import orjson
-
     assert record.value is not None
     value = orjson.loads(record.value)
     image = "before" if value["op"] == "d" else "after"
