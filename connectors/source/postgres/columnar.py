@@ -88,9 +88,18 @@ class ChunkEncoder:
         self._columns: list[tuple[JsonColumn, ColumnConverter]] = [
             (column, column_converter(column[1])) for column in schema.json_columns
         ]
-        # Prefix each member with its name through one format per column: '"qty":%b'.
-        self._named = [_pct(prefix) + b"%b" for prefix, _, _ in schema.json_columns]
-        self._key_index = schema.key_index
+        # One format per row makes the whole event from the columns' JSON values:
+        # head + '{"id":%b,"name":%b,…}' + suffix, and the key the same way.
+        self._row = b"{%b}" % b",".join(
+            _pct(prefix) + b"%b" for prefix, _, _ in schema.json_columns
+        )
+        index = schema.key_index
+        self._key_index = index
+        self._key = (
+            None
+            if index is None
+            else b"{%b}" % b",".join(_pct(schema.json_columns[i][0]) + b"%b" for i in index)
+        )
 
     def records(
         self,
@@ -107,7 +116,7 @@ class ChunkEncoder:
         # allocator keeps. Passes over a whole chunk (megabytes) had the allocator return
         # and fault in its memory again every chunk, which cost more than it saved.
         step = max(8, min(512, _PASS_BYTES // max(1, len(lines[0]))))
-        envelope = _pct(head) + b"{%b}" + _pct(suffix)
+        envelope = _pct(head) + self._row + _pct(suffix)
         if len(lines) <= step:
             return self._pass(lines, envelope, ts_ms)
         out: list[SourceRecord] = []
@@ -127,39 +136,32 @@ class ChunkEncoder:
                 f"in {nrows} rows, expected {ncols} per row ({', '.join(self._schema.columns)})"
             )
         escaped = b"\\" in block
-        members: list[list[bytes]] = []
+        columns: list[list[bytes]] = []
         for i, (column, convert) in enumerate(self._columns):
             values = fields[i : nrows * ncols : ncols]
             if escaped and b"\\" in b"\t".join(values):
-                members.append(self._one_by_one(column, values))
+                columns.append(self._one_by_one(column, values))
             else:
-                members.append(list(map(self._named[i].__mod__, convert(values))))
-        rows: Iterable[bytes] = (
-            members[0] if ncols == 1 else map(b",".join, zip(*members, strict=True))
-        )
-        values_out = map(envelope.__mod__, rows)
-        index = self._key_index
+                columns.append(convert(values))
+        events = map(envelope.__mod__, zip(*columns, strict=True))
+        index, key = self._key_index, self._key
         keys: Iterable[bytes | None]
-        if index is None:
+        if index is None or key is None:
             keys = repeat(None)
-        elif len(index) == 1:
-            keys = map(b"{%b}".__mod__, members[index[0]])
         else:
-            keys = map(
-                b"{%b}".__mod__, map(b",".join, zip(*(members[i] for i in index), strict=True))
-            )
+            keys = map(key.__mod__, zip(*(columns[i] for i in index), strict=True))
         topic = self._schema.topic
-        return list(map(_record, zip(repeat(topic), keys, values_out, repeat(ts_ms))))
+        return list(map(_record, zip(repeat(topic), keys, events, repeat(ts_ms))))
 
     @staticmethod
     def _one_by_one(column: JsonColumn, values: list[bytes]) -> list[bytes]:
         """A column with NULLs or escapes, value by value."""
-        prefix, convert, null = column
+        convert = column[1]
         out = []
         for v in values:
             if v == _NULL:
-                out.append(null)
+                out.append(b"null")
                 continue
             text = unescape(v) if b"\\" in v else v
-            out.append(prefix + (text if convert is None else convert(text)))
+            out.append(text if convert is None else convert(text))
         return out
