@@ -137,6 +137,7 @@ class Runner:
             ),
         )
         self.records = 0
+        self.append_ms: list[float] = []  # route + append_checkpointed (fsync) per batch
         self.on_append: Callable[[list[Any]], None] | None = None
 
     def _topic(self, topic: str) -> int:
@@ -154,9 +155,11 @@ class Runner:
             batch = self.source.poll(0.5)
             if batch is None:
                 continue
+            appending = time.perf_counter()
             self.log.append_checkpointed(
                 SOURCE, route(batch.records, self._topic), batch.checkpoint
             )
+            self.append_ms.append((time.perf_counter() - appending) * 1000)
             self.source.committed(batch.checkpoint)
             self.records += len(batch.records)
             if self.on_append is not None:
@@ -313,6 +316,11 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
         # The part after Postgres: from the source's receipt of the change (the event's
         # ts_ms, millisecond resolution) to the batch being durable in the log.
         "received_to_log": percentiles(ours),
+        # Of which the log's own time per batch: route, encode, write, fsync of the
+        # partition and of the checkpoint. A change waits for the append in progress when
+        # it arrives, then for its own.
+        "batches": len(runner.append_ms),
+        "append_per_batch": percentiles(runner.append_ms),
     }
 
 
@@ -389,6 +397,10 @@ def bench_memory(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]
 # -- report ----------------------------------------------------------------------------------
 
 
+def load_average() -> list[float]:
+    return [round(x, 1) for x in os.getloadavg()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -409,6 +421,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
+            # The machine is shared: the 1/5/15-minute load averages, to judge the figures by.
+            "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
         },
     }
     try:
@@ -418,17 +432,21 @@ def main() -> None:
             wanted = [args.only] if args.only else ["streaming", "latency", "snapshot", "memory"]
             if "streaming" in wanted:
                 results["streaming"] = bench_streaming(facts, work, args.rows)
+                results["streaming"]["load_average_after"] = load_average()
                 print_streaming(results["streaming"])
             if "latency" in wanted:
                 results["latency"] = bench_latency(
                     facts, work, args.latency_rate, args.latency_seconds
                 )
+                results["latency"]["load_average_after"] = load_average()
                 print("latency:", results["latency"])
             if "snapshot" in wanted:
                 results["snapshot"] = bench_snapshot(facts, work, args.snapshot_rows)
+                results["snapshot"]["load_average_after"] = load_average()
                 print("snapshot:", results["snapshot"])
             if "memory" in wanted and args.memory_rows:
                 results["memory"] = bench_memory(facts, work, args.memory_rows)
+                results["memory"]["load_average_after"] = load_average()
                 print("memory:", results["memory"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
