@@ -11,14 +11,16 @@ Kafka broker (``services/run up kafka``), in the same run, with the same produce
 (``acks=all``, idempotence, ``linger.ms=1``, no compression) and the same envelope (JSON
 without schemas, NUMERIC as a string):
 
-* **throughput**: ``--rows`` single-row inserts, then as many single-row updates, written
-  (each phase one statement, as ``bench/pg_bench.py`` does) before either reader starts; then
-  changehub (``PostgresSource`` appending into ``log.kafka.KafkaLog`` with its transactional
-  checkpoints, as the hub's source worker does) and Debezium each drain their own slot of the
-  same WAL into their own topic. changes/s counts from the moment the reader is streaming
-  (changehub: ``start()`` returned; Debezium: its task started) to the last change
-  acknowledged by Kafka; the time from launch (Debezium's includes the JVM's start) is kept
-  beside it.
+Each reader (changehub: ``PostgresSource`` appending into ``log.kafka.KafkaLog`` with its
+transactional checkpoints, in a thread of this process, as the hub's source worker does;
+Debezium: the JVM above) starts on a fresh database with a slot of its own, and is warmed
+up with ``--warm-up`` changes before anything is measured. The readers run one after the
+other, never at once.
+
+* **throughput**: ``--rows`` single-row inserts in one statement, then as many single-row
+  updates in one statement; the clock runs from the statement's commit to the last of its
+  changes acknowledged by Kafka, and the reader's CPU time (its process) is taken over
+  the same interval.
 * **latency**: pgbench commits ``--latency-rate`` single-row inserts per second for
   ``--latency-seconds``; a ``read_committed`` consumer in a separate process notes when each
   change arrives from the topic; latency = arrival minus the commit time Postgres put in the
@@ -29,7 +31,7 @@ without schemas, NUMERIC as a string):
 Prints a table and writes ``bench/results/debezium.json``::
 
     .venv/bin/python bench/debezium_bench.py                   # the recorded run
-    .venv/bin/python bench/debezium_bench.py --rows 20000 --latency-seconds 10   # quicker
+    .venv/bin/python bench/debezium_bench.py --rows 20000 --warm-up 20000 --latency-seconds 8
 """
 
 from __future__ import annotations
@@ -340,8 +342,7 @@ def launch(b: Bench, system: str, label: str, poll_ms: int = 500) -> tuple[Reade
     (ids below 0) written and acknowledged, so that the JVM has compiled its hot paths and
     every client is connected before anything is measured (with 20,000 Debezium still
     spent 336 µs of CPU per change in the measured run, with 100,000 140 µs: a service that
-    runs for days is warm). Its topic is
-    ``<label>.public.items``."""
+    runs for days is warm). Its topic is ``<label>.public.items``."""
     slot = f"slot_{label}"
     dsn = prepare_database(b.facts, f"bench_{label}", slot)
     started = time.time()
@@ -407,7 +408,7 @@ class Consumer:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.process.stdout is not None
-        if self.process.stdout.readline().strip() != "assigned":  # positioned at offset 0
+        if self.process.stdout.readline().strip() != "assigned":  # positioned at ``offset``
             raise RuntimeError("the latency consumer did not start")
 
     def finish(self, expected: int) -> list[float]:
