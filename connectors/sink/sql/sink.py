@@ -2,11 +2,12 @@
 
 ``write`` decodes each record (:mod:`.changes`), picks its table (:mod:`.naming`), fits its
 values to the table's columns (:mod:`.evolution`) and collapses the batch to the last state
-per key. ``flush`` then applies the batch in ONE transaction: per table, create it or add
-columns, empty it on a truncate, delete keys, upsert rows (:mod:`.upsert`, one batched
-statement per kind), and store the sink's offsets in ``_changehub_offsets``
-(:mod:`.offsets`). ``start`` returns the stored offsets, so a replay after a crash starts
-exactly where the target is, and records below them are skipped if they come anyway.
+per key. ``flush`` then applies the batch in ONE transaction: create or widen every table
+first (DDL, which MySQL commits implicitly, so it must precede every row), then per table
+empty it on a truncate, delete keys, upsert rows (:mod:`.upsert`, one batched statement per
+kind), and store the sink's offsets in ``_changehub_offsets`` (:mod:`.offsets`). ``start``
+returns the stored offsets, so a replay after a crash starts exactly where the target is,
+and records below them are skipped if they come anyway.
 
 With ``mode: history`` the tables are history tables instead (:mod:`.history`): each
 change appends a row with its op, source position and time, keyed by its log position; with
@@ -105,11 +106,17 @@ class SqlSink(Sink[SqlSinkConfig]):
         moved = {tp: o for tp, o in self._next.items() if o != self._durable.get(tp)}
         if not moved and not self._batches:
             return dict(self._durable)
-        # On failure the batch stays for a retry; each table is described afresh in _apply,
-        # so DDL the database rolled back is planned again.
+        # On failure the batch stays for a retry; each table is described afresh in
+        # _prepare, so DDL the database rolled back is planned again. All DDL comes before
+        # any row: MySQL/MariaDB commit the transaction at each CREATE/ALTER TABLE, which
+        # then commits nothing but DDL, and rows and offsets still commit together.
         with self._transaction("writing a batch") as conn:
-            for table, batch in self._batches.items():
-                self._apply(conn, table, batch)
+            tables = {name: self._prepare(conn, name, batch)
+                      for name, batch in self._batches.items()}
+            for name, batch in self._batches.items():
+                table = tables[name]
+                if table is not None:
+                    self._write(conn, name, table, batch)
             store_offsets(conn, self.config.name, moved)
         self._batches.clear()
         self._durable.update(moved)
@@ -201,19 +208,19 @@ class SqlSink(Sink[SqlSinkConfig]):
 
     # -- flush: batches into tables ---------------------------------------------------------
 
-    def _apply(
+    def _prepare(
         self, conn: Connection, name: TableName, batch: TableBatch | HistoryBatch
-    ) -> None:
+    ) -> sa.Table | None:
+        """Create or widen the table; the Table to write, None when there is nothing to do."""
         schema, table_name = name
         shape = self._shapes.get(name)
         if shape is None:
             # Only truncates were seen for this table: nothing to create, unless the table
             # exists (a history table records the truncate only once it has columns).
             if describe_table(conn, schema, table_name) is None:
-                return
+                return None
             if isinstance(batch, TableBatch):
-                conn.execute(sa.table(table_name, schema=schema).delete())
-                return
+                return sa.Table(table_name, sa.MetaData(), schema=schema)
             shape = self._shapes[name] = TableShape(table_name, HISTORY_KEY)
             shape.columns.update(self._history or {})
         try:
@@ -233,12 +240,20 @@ class SqlSink(Sink[SqlSinkConfig]):
                     "sql sink %s: added column(s) %s to %s", self.config.name, ", ".join(added),
                     table_name,
                 )
-        table = table_object(schema, shape)
+        return table_object(schema, shape)
+
+    def _write(
+        self, conn: Connection, name: TableName, table: sa.Table,
+        batch: TableBatch | HistoryBatch,
+    ) -> None:
         if isinstance(batch, HistoryBatch):
             apply_history(conn, table, batch)
             return
         if batch.truncate:
             conn.execute(table.delete())
+        shape = self._shapes.get(name)
+        if shape is None:
+            return  # a truncate of a table no event has described yet
         delete_keys(conn, table, shape.key, list(batch.deletes.values()))
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in batch.upserts.values():
