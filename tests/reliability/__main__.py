@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=None,
                         help="soak duration (default: 3600; --quick: 30)")
     parser.add_argument("--rate", type=float, default=None,
-                        help="soak changes/s (default: 5000; --quick: 1000)")
+                        help="soak changes/s (default: 5000; --quick: 500)")
     parser.add_argument("--burst-rows", type=int, default=None,
                         help="rows in the burst's one transaction (default 1000000; --quick "
                              "100000)")

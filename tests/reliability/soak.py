@@ -167,7 +167,7 @@ def flatness(samples: list[Sample]) -> list[str]:
 def soak(servers: Servers, workdir: Path, size: Size, *, seconds: float | None,
          rate: float | None) -> Result:
     seconds = seconds if seconds is not None else size.pick(30, 3600)
-    rate = rate if rate is not None else size.pick(1000, 5000)
+    rate = rate if rate is not None else size.pick(500, 5000)
     interval = size.pick(2, 10)
     started = time.monotonic()
     p = Pipeline.create(servers, workdir, api_port=free_port(), via_proxy=False)
