@@ -112,6 +112,14 @@ def scrape(p: Pipeline) -> dict[str, float]:
     return out
 
 
+def save_samples(samples: list[Sample], path: Path) -> None:
+    """The samples as CSV beside the plot, for a closer look than the picture gives."""
+    lines = ["t_s,rss_bytes,fds,sink_lag_s,sink_lag_records,source_lag_bytes"]
+    lines += [f"{s.t:.1f},{s.rss},{s.fds},{s.sink_lag_s:.3f},{s.sink_lag_records:.0f},"
+              f"{s.source_lag_bytes:.0f}" for s in samples]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def plot(samples: list[Sample], path: Path, title: str) -> None:
     """Three panels (RSS MB, sink lag s, open fds) against time, drawn with Pillow."""
     width, panel_h, margin = 900, 200, 60
@@ -188,6 +196,7 @@ def soak(servers: Servers, workdir: Path, size: Size, *, seconds: float | None,
     png = report.OUT_DIR / "results" / f"soak-{size.name}.png"
     plot(samples, png, f"soak {seconds:.0f} s at {rate:.0f} changes/s (achieved "
          f"{achieved:.0f}), sampled every {interval:.0f} s")
+    save_samples(samples, png.with_suffix(".csv"))
     problems = flatness(samples)
     notes = "; ".join(problems) or "memory, lag and fds flat"
     if achieved < rate * 0.9:
@@ -235,6 +244,7 @@ def burst(servers: Servers, workdir: Path, size: Size, *, rows: int | None) -> R
     bounded = peak <= baseline.rss + BURST_HEADROOM
     png = report.OUT_DIR / "results" / f"burst-{size.name}.png"
     plot(samples, png, f"burst of {rows:,} inserts in one transaction")
+    save_samples(samples, png.with_suffix(".csv"))
     notes = (f"RSS {baseline.rss / MB:.0f} MB before, peak {peak / MB:.0f} MB "
              f"({'bounded' if bounded else 'NOT bounded'}: limit +{BURST_HEADROOM // MB} MB)")
     figures: dict[str, Any] = {

@@ -18,7 +18,9 @@ from tests.reliability.rig import Servers
 from tests.reliability.scenarios import SCENARIOS, Size, run_scenario
 from tests.reliability.soak import run_load
 
-pytestmark = pytest.mark.integration
+# A scenario's catch-up waits while the sink makes progress (up to 10 minutes on a loaded
+# machine), longer than the suite's default per-test timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 QUICK = Size(quick=True)
 
