@@ -45,6 +45,8 @@ import psycopg
 
 from connectors.sink.search.bulk import split
 from connectors.sink.search.documents import Action
+from connectors.sink.search.engine import connect
+from connectors.sink.search.mapping import infer_mappings
 from hub.config import load_pipeline
 from hub.runtime import Hub
 
@@ -77,9 +79,17 @@ sinks:
 
 @contextmanager
 def service(name: str, given: str | None, key: str, work: Path) -> Iterator[str]:
+    """``given``, or fact ``key`` of a server started for the run."""
     if given:
         yield given
         return
+    with started(name, work) as facts:
+        yield facts[key]
+
+
+@contextmanager
+def started(name: str, work: Path) -> Iterator[dict[str, str]]:
+    """``services/run up NAME`` under ``work``: its KEY=VALUE facts; down afterwards."""
     run = ROOT / "services" / "run"
     directory = work / name
     directory.mkdir()
@@ -87,17 +97,24 @@ def service(name: str, given: str | None, key: str, work: Path) -> Iterator[str]
                          capture_output=True, text=True).stdout
     facts = dict(line.split("=", 1) for line in out.split())
     try:
-        yield facts[key].strip("'")
+        yield {k: v.strip("'") for k, v in facts.items()}
     finally:
         subprocess.run([str(run), "down", name, "--dir", str(directory)], check=False,
                        capture_output=True)
 
 
 def count(client: opensearchpy.OpenSearch, index: str) -> int:
+    """Documents searchable now. No forced refresh: polling with one would make the engine
+    cut a segment every 50 ms while it ingests, slowing down what is being measured; the
+    index's refresh_interval decides, for the pipeline and the limit run alike."""
     if not client.indices.exists(index=index):
         return 0
-    client.indices.refresh(index=index)
-    return int(client.count(index=index)["count"])
+    try:
+        return int(client.count(index=index)["count"])
+    except opensearchpy.TransportError as exc:
+        if exc.status_code == 503:  # just created: its shard is not started yet
+            return 0
+        raise
 
 
 def wait_for(predicate: Any, deadline_s: float, what: str) -> None:
@@ -109,9 +126,7 @@ def wait_for(predicate: Any, deadline_s: float, what: str) -> None:
 
 
 def end_to_end(args: argparse.Namespace, dsn: str, url: str, work: Path) -> dict[str, Any]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS items")
-        conn.execute(DDL)
+    fresh_table(dsn)
     client = opensearchpy.OpenSearch([url], timeout=60)
     client.indices.delete(index="items*", ignore_unavailable=True)
     pipeline = work / "pipeline.yaml"
@@ -121,24 +136,38 @@ def end_to_end(args: argparse.Namespace, dsn: str, url: str, work: Path) -> dict
     hub = Hub(load_pipeline(pipeline))
     hub.start()
     try:
-        # A first row makes the index and proves the pipeline runs.
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(INSERT, (0, 0))
-        wait_for(lambda: count(client, "items") == 1, 120, "the pipeline to start")
-
-        rows = args.rows
-        started = time.perf_counter()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for lo in range(1, rows + 1, 1000):
-                conn.execute(INSERT, (lo, min(lo + 999, rows)))
-        committed = time.perf_counter() - started
-        wait_for(lambda: count(client, "items") == rows + 1, 600, "all rows to be searchable")
-        elapsed = time.perf_counter() - started
-
-        latencies = commit_to_searchable(dsn, client, rows + 1, args.latency_rows)
+        figures = workload(dsn, client, "items", args.rows, args.latency_rows)
     finally:
         hub.stop()
         client.close()
+    return {**figures, "refresh_interval": args.refresh, "flush_interval": args.flush_interval}
+
+
+def fresh_table(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS items")
+        conn.execute(DDL)
+
+
+def workload(
+    dsn: str, client: opensearchpy.OpenSearch, index: str, rows: int, latency_rows: int
+) -> dict[str, Any]:
+    """The measured workload, with a pipeline (changehub or a peer) mirroring ``items`` into
+    ``index``: throughput of ``rows`` rows in 1,000-row transactions, then latency."""
+    # A first row makes the index and proves the pipeline runs.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(INSERT, (0, 0))
+    wait_for(lambda: count(client, index) == 1, 120, "the pipeline to start")
+
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for lo in range(1, rows + 1, 1000):
+            conn.execute(INSERT, (lo, min(lo + 999, rows)))
+    committed = time.perf_counter() - started
+    wait_for(lambda: count(client, index) == rows + 1, 900, "all rows to be searchable")
+    elapsed = time.perf_counter() - started
+
+    latencies = commit_to_searchable(dsn, client, index, rows + 1, latency_rows)
     ordered = sorted(latencies)
     return {
         "rows": rows,
@@ -150,13 +179,11 @@ def end_to_end(args: argparse.Namespace, dsn: str, url: str, work: Path) -> dict
         "latency_p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
                                 * 1000, 1),
         "latency_max_ms": round(ordered[-1] * 1000, 1),
-        "refresh_interval": args.refresh,
-        "flush_interval": args.flush_interval,
     }
 
 
 def commit_to_searchable(
-    dsn: str, client: opensearchpy.OpenSearch, first_id: int, n: int
+    dsn: str, client: opensearchpy.OpenSearch, index: str, first_id: int, n: int
 ) -> list[float]:
     committed: dict[int, float] = {}
     seen: dict[int, float] = {}
@@ -166,7 +193,7 @@ def commit_to_searchable(
         while not done.is_set() or len(seen) < len(committed):
             pending = [i for i in committed if i not in seen]
             if pending:
-                hits = client.search(index="items", body={
+                hits = client.search(index=index, body={
                     "query": {"ids": {"values": [str(i) for i in pending]}}, "size": len(pending),
                     "_source": False})["hits"]["hits"]
                 now = time.perf_counter()
@@ -186,29 +213,43 @@ def commit_to_searchable(
     return [seen[i] - committed[i] for i in committed if i in seen]
 
 
+def document(g: int) -> dict[str, Any]:
+    """Row ``g`` of the workload as the pipeline makes it a document."""
+    return {"id": g, "name": f"item {g}", "qty": g % 1000,
+            "price": f"{(g % 10000) / 100:.2f}", "updated_at": "2026-01-01T00:00:00.000000Z"}
+
+
+def index_body(refresh: str) -> dict[str, Any]:
+    """The settings and mappings the sink gives the index it creates: every run's index gets
+    them, so the engine does the same work per document in all."""
+    return {
+        "settings": {"refresh_interval": refresh, "index.gc_deletes": "1h"},
+        "mappings": infer_mappings(document(g) for g in range(1, 1001)),
+    }
+
+
 def engine_limit(args: argparse.Namespace, url: str) -> dict[str, Any]:
     """The same documents, pre-built, bulk-indexed straight into a fresh index."""
     client = opensearchpy.OpenSearch([url], timeout=60, pool_maxsize=4)
+    # The sink's own client (orjson answers, trimmed bulk answers), so that the limit is the
+    # engine's, not a slower client's.
+    engine = connect(args.engine, [url], timeout=60, pool_size=4)
     index = "items-limit"
     client.indices.delete(index=index, ignore_unavailable=True)
-    client.indices.create(index=index, body={"settings": {"refresh_interval": args.refresh}})
-    ts = "2026-01-01T00:00:00.000000Z"
-    actions = [
-        Action("index", index, str(g), g + 1,
-               {"id": g, "name": f"item {g}", "qty": g % 1000,
-                "price": f"{(g % 10000) / 100:.2f}", "updated_at": ts})
-        for g in range(1, args.rows + 1)
-    ]
+    actions = [Action("index", index, str(g), g + 1, document(g))
+               for g in range(1, args.rows + 1)]
+    client.indices.create(index=index, body=index_body(args.refresh))
     bodies = [b"".join(e for _, e in chunk)
               for chunk in split([(a, a.encode()) for a in actions], 1000, 5 * 1024 * 1024)]
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
-        for answer in pool.map(lambda b: client.bulk(body=b), bodies):
+        for answer in pool.map(engine.bulk, bodies):
             assert not answer["errors"]
     wait_for(lambda: count(client, index) == args.rows, 600, "the engine's own ingest")
     elapsed = time.perf_counter() - started
     client.indices.delete(index=index)
     client.close()
+    engine.close()
     return {"rows": args.rows, "seconds": round(elapsed, 2),
             "docs_per_s": round(args.rows / elapsed)}
 

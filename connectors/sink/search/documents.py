@@ -65,6 +65,8 @@ def document_id(key: Mapping[str, Any]) -> str:
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if type(value) is int:  # the usual key; str() is what orjson would write (bool is not)
+        return str(value)
     if value is None:
         return "null"
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

@@ -23,7 +23,9 @@ from its committed offsets, with backoff, for as long as it takes.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -31,7 +33,13 @@ from typing import Any, ClassVar
 
 from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
 from connectors.envelope import decode_key, decode_value
-from connectors.sink.search.bulk import BulkResult, BulkSender, SenderStoppedError
+from connectors.sink.search.bulk import (
+    BACKOFF_FIRST_S,
+    BACKOFF_MAX_S,
+    BulkResult,
+    BulkSender,
+    SenderStoppedError,
+)
 from connectors.sink.search.config import SearchSinkConfig
 from connectors.sink.search.documents import Action, BadRecordError, document_id
 from connectors.sink.search.engine import (
@@ -110,11 +118,14 @@ class SearchSink(Sink[SearchSinkConfig]):
 
     def write(self, records: Sequence[LogRecord]) -> None:
         with self._guard("write"):
+            next_offsets = self._next
             for record in records:
-                tp = record.tp
-                if record.offset < self._next.get(tp, 0):
+                # A TopicPartition equals the plain (topic, partition) tuple: no object per
+                # record just to look its offset up.
+                where = (record.topic, record.partition)
+                if record.offset < next_offsets.get(where, 0):  # type: ignore[call-overload]
                     continue  # sent already in this run (the hub replays from older offsets)
-                self._next[tp] = record.offset + 1
+                next_offsets[record.tp] = record.offset + 1
                 self.stats.records += 1
                 if self._nested is not None:
                     self._nested.add(record)
@@ -202,7 +213,8 @@ class SearchSink(Sink[SearchSinkConfig]):
             raise BadRecordError("the event's 'after' is not an object")
         version = version_of(record)
         if row is not None and self._transform.keeps(row):
-            body = self._transform.apply(row)
+            # The row was decoded for this record alone: without transforms it is the body.
+            body = row if self._transform.is_identity else self._transform.apply(row)
             if self.config.version_field:
                 body[self.config.version_field] = version
             action = Action("index", index, doc_id, version, body)
@@ -256,13 +268,23 @@ class SearchSink(Sink[SearchSinkConfig]):
             if action.op == "index" and action.body is not None \
                     and not indexes.is_ready(action.index):
                 fresh.setdefault(action.index, []).append(action.body)
-        try:
-            for index, documents in fresh.items():
-                indexes.ensure(index, documents)
-        except EngineUnavailableError as exc:
-            raise RetriableError(f"search sink {self.config.name!r}: {exc}") from exc
-        except EngineRequestError as exc:
-            raise FatalError(f"search sink {self.config.name!r}: {exc}") from exc
+        deadline = time.monotonic() + self.config.retry_timeout_s
+        delay = BACKOFF_FIRST_S
+        for index, documents in fresh.items():
+            # Retried like a bulk: creating an index is slow on a loaded node and may time
+            # out (a creation that went through after all is then found to exist).
+            while True:
+                try:
+                    indexes.ensure(index, documents)
+                    break
+                except EngineUnavailableError as exc:
+                    if time.monotonic() + delay > deadline or self._stopping.wait(
+                        delay * random.uniform(0.5, 1.0)
+                    ):
+                        raise RetriableError(f"search sink {self.config.name!r}: {exc}") from exc
+                    delay = min(delay * 2, BACKOFF_MAX_S)
+                except EngineRequestError as exc:
+                    raise FatalError(f"search sink {self.config.name!r}: {exc}") from exc
 
     def _settle(
         self, actions: list[Action], records: dict[int, LogRecord],

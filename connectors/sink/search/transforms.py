@@ -175,6 +175,11 @@ class Transform:
             dict(config.rename),
         )
 
+    @property
+    def is_identity(self) -> bool:
+        """:meth:`apply` would return a copy of the row, unchanged."""
+        return self.include is None and not (self.exclude or self.mask or self.rename)
+
     def keeps(self, row: Mapping[str, Any]) -> bool:
         """Whether ``row`` passes the filter (raises :class:`FilterError`)."""
         return self.filter is None or self.filter.matches(row)
