@@ -171,3 +171,28 @@ def test_a_table_keyed_differently_from_the_events_is_refused() -> None:
     described = TableDescription({"code": sa.Text(), "id": sa.Integer()}, ("code",))
     with pytest.raises(UnfitValueError, match=r"primary key \(code\) but the events' key"):
         TableShape.of("t", ("id",), described)
+
+
+def test_scd2_without_history_mode_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match=r"history.scd2 is an option of history tables"):
+        SqlSinkConfig(name="w", topics=["x"], url="sqlite://", history={"scd2": True})  # type: ignore[arg-type]
+    config = SqlSinkConfig(name="w", topics=["x"], url="sqlite://", mode="history",
+                           history={"scd2": True})  # type: ignore[arg-type]
+    assert config.history.scd2
+
+
+def test_history_changes_carry_time_and_source_position() -> None:
+    rec = event_records(
+        topic="shop.public.orders", key=encode_key({"id": 1}, ["id"]), op="u",
+        before=None, after={"id": 1}, source={**SOURCE, "lsn": 4711, "ts_ms": 5}, ts_ms=9,
+    )[0]
+    change = decode(LogRecord(rec.topic, 0, 0, 1, rec.key, rec.value), "{table}")
+    assert change is not None and (change.ts_ms, change.position) == (5, "4711")
+    binlog = {**SOURCE, "file": "mysql-bin.000003", "pos": 1234, "ts_ms": 0}
+    rec = event_records(
+        topic="shop.public.orders", key=encode_key({"id": 1}, ["id"]), op="c",
+        before=None, after={"id": 1}, source=binlog, ts_ms=9,
+    )[0]
+    change = decode(LogRecord(rec.topic, 0, 0, 1, rec.key, rec.value), "{table}")
+    # A snapshot's ts_ms 0 in the source block: the event's ts_ms is the time.
+    assert change is not None and (change.ts_ms, change.position) == (9, "mysql-bin.000003:1234")
