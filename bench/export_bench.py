@@ -59,7 +59,7 @@ def make_records(count: int) -> list[Record]:
                "updated_at": f"2026-01-30T08:00:00.{i % 1000000:06d}Z"}
         ts = T0 + i
         (rec,) = event_records(
-            topic=TOPIC, key=encode_key(row, ["id"]), op="c",  # type: ignore[arg-type]
+            topic=TOPIC, key=encode_key(row, ["id"]), op="c",
             before=None, after=row, source={**source, "lsn": 1000 + i, "ts_ms": ts}, ts_ms=ts,
         )
         out.append(Record(rec.key, rec.value, ts))
@@ -92,7 +92,10 @@ def run_changehub(log_dir: Path, out: Path, file_records: int) -> tuple[float, i
 def columns_in_memory(records: list[Record]) -> dict[str, list[Any]]:
     """The columns of changehub's Parquet files, decoded up front (not timed)."""
     envelopes = [orjson.loads(r.value) for r in records if r.value is not None]
-    text = lambda v: None if v is None else orjson.dumps(v).decode()  # noqa: E731
+
+    def text(value: Any) -> str | None:
+        return None if value is None else orjson.dumps(value).decode()
+
     return {
         "offset": list(range(len(records))),
         "timestamp": [r.timestamp_ms for r in records],
