@@ -10,6 +10,7 @@ import pytest
 from connectors.sink.search.bulk import _sort_out, split
 from connectors.sink.search.config import SearchSinkConfig
 from connectors.sink.search.documents import Action, BadRecordError, document_id
+from connectors.sink.search.engine import _loads
 from connectors.sink.search.indexes import next_generation
 from connectors.sink.search.mapping import NUMERIC_STRING, index_name, infer_mappings
 from connectors.sink.search.transforms import FilterError, RowFilter, Transform
@@ -207,3 +208,12 @@ def test_actions_encode_as_bulk_lines_with_external_versions() -> None:
     assert Action("delete", "i", "7", 6).encode(version_type="external_gte") == (
         b'{"delete":{"_index":"i","_id":"7","version":6,"version_type":"external_gte"}}\n'
     )
+
+
+def test_a_bulk_answer_without_failures_is_not_parsed_and_others_are() -> None:
+    assert _loads('{"errors":false,"items":[{"index":{"status":201}}, broken') == {
+        "errors": False
+    }
+    answer = '{"errors":true,"items":[{"index":{"status":400,"error":{"type":"x"}}}]}'
+    assert _loads(answer)["items"][0]["index"]["status"] == 400
+    assert _loads('{"acknowledged":true}') == {"acknowledged": True}
