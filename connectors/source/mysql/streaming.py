@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
@@ -40,6 +41,9 @@ __all__ = ["ChangeStream", "Chunk"]
 
 # Row events the fast decoder reads (not MySQL's partial JSON updates, a subclass).
 _PLAIN = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+
+_dumps = orjson.dumps
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # as connectors.envelope encodes
 
 _MARIADB_STANDALONE = 1  # GTID flag: a single statement (DDL) with no XID or COMMIT after it
 
@@ -84,6 +88,7 @@ class ChangeStream:
         self._history = history
         self._file = start.position.file
         self._shapes: dict[int, RowShape | None] = {}
+        self._by_signature: dict[tuple[Any, ...], RowShape] = {}
         self.records: list[SourceRecord] = []
         # The transaction being read:
         self.in_transaction = False
@@ -183,6 +188,7 @@ class ChangeStream:
             schema = event.schema.decode() if isinstance(event.schema, bytes) else event.schema
             self._catalog.forget(schema or None)
             self._shapes.clear()
+            self._by_signature.clear()  # the catalog's hints may have changed too
             if self._history is not None:
                 self._history.apply(query, schema or None)
         if self._tx_standalone or not self.in_transaction or is_ddl(query):
@@ -233,6 +239,14 @@ class ChangeStream:
             primary_key = hints.key
         else:
             hints = self._catalog.table(db, table)
+        # Every transaction brings a new TableMap; its shape (and generated decoder) is
+        # made once per distinct definition, not per transaction.
+        signature = (db, table, _signature(event.columns), str(primary_key))
+        shape = self._by_signature.get(signature)
+        if shape is not None:
+            shape.source_columns = event.columns
+            self._shapes[table_id] = shape
+            return shape
         shape = shape_of(
             db,
             table,
@@ -242,6 +256,9 @@ class ChangeStream:
             hints,
             fast=self._fast,
         )
+        if len(self._by_signature) > 1000:  # many tables, or many definitions: start over
+            self._by_signature.clear()
+        self._by_signature[signature] = shape
         self._shapes[table_id] = shape
         return shape
 
@@ -294,7 +311,10 @@ class ChangeStream:
         transaction = {"id": self._tx_id, "total_order": 0}
         key_cols = shape.key
         out = self.records
+        append = out.append
         replays = self._tx_replays
+        topic = shape.topic
+        single = key_cols[0] if len(key_cols) == 1 else None
         for i in range(start, len(images)):
             before, after = images[i]
             key_row = after if after is not None else before
@@ -303,24 +323,32 @@ class ChangeStream:
             tx = dict(transaction, total_order=first + i + 1)
             if replays and _left_out(replays, shape, key_row, key_cols, before):
                 continue
-            key = encode_key(key_row, key_cols) if key_cols else None
+            if single is not None:  # the common case, without encode_key's loop
+                key: bytes | None = _dumps({single: key_row[single]}, option=_NON_STR_KEYS)
+            else:
+                key = encode_key(key_row, key_cols) if key_cols else None
             if kind == "u" and key_cols and before is not None:
                 old_key = encode_key(before, key_cols)
                 if old_key != key:
                     out += event_records(
-                        topic=shape.topic, key=old_key, op="d", before=before, after=None,
+                        topic=topic, key=old_key, op="d", before=before, after=None,
                         source=src, ts_ms=now, transaction=tx,
                     )  # fmt: skip
                     out += event_records(
-                        topic=shape.topic, key=key, op="c", before=None, after=after,
+                        topic=topic, key=key, op="c", before=None, after=after,
                         source=src, ts_ms=now, transaction=tx,
                     )  # fmt: skip
                     self.changes += 1
                     continue
-            out += event_records(
-                topic=shape.topic, key=key, op=kind, before=before, after=after,
-                source=src, ts_ms=now, transaction=tx,
-            )  # fmt: skip
+            if kind == "d":
+                out += event_records(
+                    topic=topic, key=key, op=kind, before=before, after=None,
+                    source=src, ts_ms=now, transaction=tx,
+                )  # fmt: skip
+            else:  # event_records' envelope, built here: this loop is the hot path
+                value = {"before": before, "after": after, "op": kind, "ts_ms": now,
+                         "source": src, "transaction": tx}  # fmt: skip
+                append(SourceRecord(topic, key, _dumps(value, option=_NON_STR_KEYS), now))
             self.changes += 1
         if len(out) >= self._max_events:
             return self.cut()
@@ -370,6 +398,24 @@ class ChangeStream:
         if kind == "c":
             return [(None, row) for row in images]
         return [(row, None) for row in images]
+
+
+_COLUMN_FACTS = (
+    "name", "type", "unsigned", "character_set_name", "max_length", "length_size",
+    "precision", "decimals", "fsp", "size", "bytes",
+)  # fmt: skip
+
+
+def _signature(columns: Any) -> tuple[Any, ...]:
+    """What a RowShape depends on in a TableMap's columns."""
+    return tuple(
+        (
+            *(getattr(c, f, None) for f in _COLUMN_FACTS),
+            tuple(getattr(c, "enum_values", None) or ()),
+            tuple(getattr(c, "set_values", None) or ()),
+        )
+        for c in columns
+    )
 
 
 def _name_columns(columns: Any, schema: TableSchema) -> None:
