@@ -22,6 +22,7 @@ from services.errors import ServiceError, ServiceUsageError
 from services.java import JAVA_DIR, Bundle
 from services.maven import pom_property
 from services.server import Home, Options, Server
+from services.tls import make_tls_files, pkcs12_keystore
 
 __all__ = ["Kafka"]
 
@@ -32,6 +33,8 @@ FORMAT_TIMEOUT = 120.0
 BROKER_COUNTS = (1, 3)
 #: Heap per broker; ``CHANGEHUB_KAFKA_HEAP`` overrides it.
 HEAP = "512m"
+#: Of the throw-away keystore of --tls (services/tls.py), readable only by its owner.
+KEYSTORE_PASSWORD = "changehub-test"
 
 
 def _cluster_id() -> str:
@@ -43,7 +46,9 @@ def _cluster_id() -> str:
             return text
 
 
-def _properties(node: int, brokers: int, ports: dict[str, int], data: Path) -> str:
+def _properties(
+    node: int, brokers: int, ports: dict[str, int], data: Path, keystore: Path | None = None
+) -> str:
     replicas = brokers
     min_isr = min(2, brokers)
     voters = ",".join(f"{i}@127.0.0.1:{ports[f'controller-{i}']}" for i in range(1, brokers + 1))
@@ -72,6 +77,16 @@ def _properties(node: int, brokers: int, ports: dict[str, int], data: Path) -> s
         # Tests join consumer groups often; the default 3 s delay would add up.
         "group.initial.rebalance.delay.ms": 0,
     }
+    if keystore is not None:
+        # --tls: an SSL listener beside PLAINTEXT (which the brokers and the probe keep using).
+        ssl = f"SSL://127.0.0.1:{ports[f'ssl-{node}']}"
+        settings["listeners"] = f"{settings['listeners']},{ssl}"
+        settings["advertised.listeners"] = f"{settings['advertised.listeners']},{ssl}"
+        protocols = settings["listener.security.protocol.map"]
+        settings["listener.security.protocol.map"] = f"{protocols},SSL:SSL"
+        settings["ssl.keystore.type"] = "PKCS12"
+        settings["ssl.keystore.location"] = keystore
+        settings["ssl.keystore.password"] = KEYSTORE_PASSWORD
     lines = ["# Written by services/kafka.py; rewritten at every start."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -80,6 +95,7 @@ def _properties(node: int, brokers: int, ports: dict[str, int], data: Path) -> s
 class Kafka(Server):
     name = "kafka"
     main_port = "broker-1"
+    serves_tls = True
     apt_packages: ClassVar[tuple[str, ...]] = java.APT_PACKAGES
     stop_timeout: ClassVar[float] = 60.0
     bundle: ClassVar[Bundle] = Bundle(name=f"kafka-{VERSION}", pom=POM)
@@ -87,6 +103,7 @@ class Kafka(Server):
     def check_options(self, options: Options) -> None:
         if options.brokers not in BROKER_COUNTS:
             raise ServiceUsageError(f"--brokers must be 1 or 3, not {options.brokers}")
+        super().check_options(Options(port=options.port, tls=options.tls))
 
     def missing(self) -> list[str]:
         return self.bundle.missing()
@@ -102,12 +119,27 @@ class Kafka(Server):
             home.port(f"broker-{node}")
         for node in nodes:
             home.port(f"controller-{node}")
+        keystore = None
+        tls_facts: dict[str, str] = {}
+        if options.tls:
+            tls = make_tls_files(home.path / "tls")
+            keystore = pkcs12_keystore(tls, KEYSTORE_PASSWORD)
+            for node in nodes:
+                home.port(f"ssl-{node}")
+            tls_facts = {
+                **tls.facts(),
+                "KAFKA_SSL_BOOTSTRAP": ",".join(
+                    f"127.0.0.1:{home.state.ports[f'ssl-{node}']}" for node in nodes
+                ),
+            }
         configs = []
         for node in nodes:
             node_dir = home.path / f"node-{node}"
             (node_dir / "logs").mkdir(parents=True, exist_ok=True)
             config = node_dir / "server.properties"
-            config.write_text(_properties(node, brokers, home.state.ports, node_dir / "data"))
+            config.write_text(
+                _properties(node, brokers, home.state.ports, node_dir / "data", keystore)
+            )
             configs.append(config)
         self._format(home, cluster_id, [c for c in configs if not _formatted(c.parent)])
         java_bin = str(java.jdk() / "bin" / "java")
@@ -136,6 +168,7 @@ class Kafka(Server):
             "KAFKA_BROKERS": str(brokers),
             "KAFKA_VERSION": VERSION,
             "KAFKA_CLUSTER_ID": cluster_id,
+            **tls_facts,
         }
 
     def _cluster(self, home: Path, brokers: int) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from services.errors import ServiceError
 
-__all__ = ["TlsFiles", "make_tls_files"]
+__all__ = ["TlsFiles", "make_tls_files", "pkcs12_keystore"]
 
 DAYS = "30"
 HOSTS = ("IP:127.0.0.1", "IP:::1", "DNS:localhost")
@@ -80,6 +80,17 @@ def make_tls_files(directory: Path) -> TlsFiles:
     files.key.chmod(0o600)
     files.ca_key.chmod(0o600)
     return files
+
+
+def pkcs12_keystore(files: TlsFiles, password: str) -> Path:
+    """The server's key and certificate as a PKCS#12 keystore (for Java servers: Kafka)."""
+    store = files.directory / "server.p12"
+    if not store.exists():
+        _openssl("pkcs12", "-export", "-in", str(files.cert), "-inkey", str(files.key),
+                 "-certfile", str(files.ca), "-name", "server", "-out", str(store),
+                 "-passout", f"pass:{password}")
+        store.chmod(0o600)
+    return store
 
 
 def _self_signed(cert: Path, key: Path, name: str) -> None:
