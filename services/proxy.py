@@ -70,7 +70,7 @@ class _Link:
                 if not data:
                     break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the other pump closed the socket (fd -1)
             pass
         self.close()
 
@@ -114,7 +114,10 @@ class TcpProxy:
 
     def _accept_loop(self) -> None:
         while not self._stopped.is_set():
-            readable, _, _ = select.select([self._listener], [], [], POLL_S)
+            try:
+                readable, _, _ = select.select([self._listener], [], [], POLL_S)
+            except (OSError, ValueError):  # stop() closed the listener
+                return
             if not readable:
                 continue
             try:
