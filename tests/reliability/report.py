@@ -4,6 +4,7 @@ them (totals per scenario and size, then every run, newest first)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -46,18 +47,22 @@ def load() -> list[dict[str, Any]]:
     path = results_path()
     if not path.exists():
         return []
-    data: list[dict[str, Any]] = json.loads(path.read_text())
+    text = path.read_text()
+    data: list[dict[str, Any]] = json.loads(text) if text.strip() else []
     return data
 
 
 def record(result: Result) -> None:
-    """Append ``result`` and regenerate the page."""
-    runs = load()
-    runs.append(asdict(result))
+    """Append ``result`` and regenerate the page (under a lock: a torture run and the test
+    subset may finish scenarios at the same time)."""
     path = results_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(runs, indent=1) + "\n")
-    (OUT_DIR / "RELIABILITY.md").write_text(render(runs))
+    with open(path, "a") as lock:  # the lock is on the JSON file itself
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = load()
+        runs.append(asdict(result))
+        path.write_text(json.dumps(runs, indent=1) + "\n")
+        (OUT_DIR / "RELIABILITY.md").write_text(render(runs))
 
 
 def render(runs: list[dict[str, Any]]) -> str:
