@@ -7,8 +7,8 @@ Two sources of truth, used for what each knows best:
   the table *as it was when the row was written*. Streaming decodes each row with the
   TableMap that precedes it, so events written before an ``ALTER TABLE`` keep their old
   columns and later ones get the new columns (upstream issue #600 does not apply: names never
-  come from the current catalog). Without FULL metadata the names would be missing, and the
-  source refuses to start (see :mod:`doctor`).
+  come from the current catalog). Without FULL metadata the names are missing; the source
+  then keeps a schema history of the DDL it streams past instead (see :mod:`history`).
 * the **catalog** (``information_schema``): what the binlog cannot say — that a MariaDB
   LONGTEXT is JSON (a ``json_valid`` check constraint), BINARY(n)'s length (the binlog drops
   trailing zero bytes) — and everything a snapshot needs. These hints are cached per table
