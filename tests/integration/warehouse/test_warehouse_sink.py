@@ -166,3 +166,29 @@ def _with_qty(record: LogRecord, qty: Any) -> LogRecord | None:
     image = "before" if value["op"] == "d" else "after"
     value[image]["qty"] = qty
     return record._replace(value=orjson.dumps(value))
+
+
+@pytest.mark.parametrize("mode", ["history", "scd2"])
+def test_a_truncate_is_a_history_row_or_closes_every_current_version(
+    sinks: Sinks, mode: str
+) -> None:
+    records, events = workload(events=40)
+    truncate = records[-1]._replace(offset=len(records), key=None, value=orjson.dumps({
+        "before": None, "after": None, "op": "t", "ts_ms": 1,
+        "source": {"table": "orders", "lsn": 99_999, "ts_ms": 1_770_000_000_000},
+    }))
+    sink, _ = sinks.new(mode)
+    sink.write(records[:20])
+    sink.flush()
+    sink.write([*records[20:], truncate])
+    sink.flush()
+    if mode == "history":
+        got = read_table(sinks.url, "orders", ("_offset", "_op", "_position", "id"))
+        assert (len(records), "t", "99999", None) in got
+        assert len(got) == len(events) + 1
+    else:
+        got = read_table(sinks.url, "orders", ("_is_current", "_valid_to"))
+        assert got and all(current is False and valid_to is not None
+                           for current, valid_to in got)
+        ends = read_table(sinks.url, "orders", ("_valid_to",))
+        assert max(ends)[0].year == 2026  # closed at the truncate's time (2026-02-02)
