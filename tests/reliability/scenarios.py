@@ -154,7 +154,7 @@ def engine_stopped(servers: Servers, workdir: Path, size: Size) -> Result:
     run, so the hub restarts the sink), then started again on the same data."""
     down_s = size.pick(8, 180)
     started = time.monotonic()
-    options = ({"request_timeout_s": 8.0, "retry_timeout_s": 10.0} if size.quick
+    options = ({"request_timeout_s": 30.0, "retry_timeout_s": 10.0} if size.quick
                else {"request_timeout_s": 30.0, "retry_timeout_s": 60.0})
     with pipeline(servers, workdir, **options) as p:
         seed_rows(p, 1_000)
@@ -302,7 +302,7 @@ def network_cut(servers: Servers, workdir: Path, size: Size) -> Result:
     resets (connections die, reconnects are refused), each for a while, then restored."""
     cut_s = size.pick(6, 90)
     started = time.monotonic()
-    options = ({"request_timeout_s": 8.0, "retry_timeout_s": 10.0} if size.quick
+    options = ({"request_timeout_s": 30.0, "retry_timeout_s": 10.0} if size.quick
                else {"request_timeout_s": 30.0, "retry_timeout_s": 60.0})
     servers.set_wal_sender_timeout("5s" if size.quick else "60s")
     faults = 0
