@@ -200,6 +200,8 @@ class Pipeline:
     @property
     def conn(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()  # a broken one too, or it warns when collected
             self._conn = psycopg.connect(self.servers.postgres.dsn, autocommit=True)
         return self._conn
 
@@ -323,10 +325,10 @@ class Pipeline:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop_hub()
-        if self._conn is not None:
-            self._conn.close()
         with contextlib.suppress(Exception):
             self.execute(f"DROP TABLE IF EXISTS {self.table}")
+        if self._conn is not None:
+            self._conn.close()
         with contextlib.suppress(Exception):
             self.servers.superuser(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "

@@ -52,6 +52,8 @@ class _Writer(abc.ABC):
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()  # a broken one too, or it warns when collected
             self._conn = psycopg.connect(self.dsn, connect_timeout=5)
         return self._conn
 
