@@ -5,7 +5,6 @@ bench/RELIABILITY.md. The full sizes run with ``scripts/torture`` (README: Relia
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,8 +37,8 @@ def servers() -> Iterator[Servers]:
 
 
 @pytest.fixture
-def work() -> Path:
-    return Path(tempfile.mkdtemp(prefix="changehub-reliability-work-"))
+def work(tmp_path: Path) -> Path:
+    return tmp_path
 
 
 def check(result: Result) -> None:
