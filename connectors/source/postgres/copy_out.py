@@ -6,8 +6,8 @@ producing it. :class:`CopyOut` sends the COPY through the connection's low-level
 and pulls rows with one ``get_copy_data`` call each, waiting on the socket (without the GIL)
 only when libpq has nothing buffered.
 
-It runs in the connection's current transaction (the snapshot's); the caller must read it to
-the end (or close the connection) before using the connection again.
+It runs in the connection's current transaction (the snapshot's); the caller reads it to the
+end or :meth:`CopyOut.close` s it before using the connection again.
 """
 
 from __future__ import annotations
@@ -66,6 +66,24 @@ class CopyOut:
                     raise _error(result, "the COPY failed")
                 break
         return out
+
+    def close(self) -> None:
+        """Stop the COPY if it still runs (cancel, discard what is in flight), so that the
+        connection can be used again; a no-op once the COPY ended."""
+        if self.done:
+            return
+        self.done = True
+        pgconn = self._pgconn
+        pgconn.get_cancel().cancel()
+        while True:
+            size, _ = pgconn.get_copy_data(1)
+            if size > 0:
+                continue
+            if size < 0:
+                break
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        self._drain()
 
     def _drain(self) -> pq.abc.PGresult | None:
         """The COPY's final result; the connection is idle (in its transaction) after."""

@@ -111,9 +111,12 @@ class TableReader:
     def rows(self, after: Sequence[str] | None, limit: int | None) -> Iterator[list[bytes | None]]:
         """The rows of one chunk as text values (all rows if the table has no key)."""
         copy = self.open(after, limit)
-        while lines := self.read(copy, 1000):
-            for line in lines:
-                yield parse_copy_line(bytes(line)[:-1])
+        try:
+            while lines := self.read(copy, 1000):
+                for line in lines:
+                    yield parse_copy_line(bytes(line)[:-1])
+        finally:
+            self.close(copy)
 
     def open(self, after: Sequence[str] | None, limit: int | None = None) -> CopyOut:
         """Start reading the rows after key ``after`` (all rows if the table has no key), in
@@ -123,6 +126,13 @@ class TableReader:
             return CopyOut(self._conn, copy_sql.as_bytes(self._conn))
         except psycopg.Error as exc:
             raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
+
+    def close(self, copy: CopyOut) -> None:
+        """Stop ``copy`` if the caller did not read it to the end."""
+        try:
+            copy.close()
+        except psycopg.Error as exc:
+            raise catalog_error(exc, f"stopping the read of {self._info.qualified}") from None
 
     def read(self, copy: CopyOut, n: int) -> list[memoryview]:
         """The next ``n`` rows of ``copy`` (fewer at its end), each line with its newline."""
