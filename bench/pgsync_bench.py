@@ -44,9 +44,12 @@ import opensearchpy
 import psycopg
 from search_bench import (
     ROOT,
+    CpuMeter,
     end_to_end,
     fresh_table,
     index_body,
+    listener_pid,
+    postgres_pid,
     service,
     started,
     wait_for,
@@ -65,7 +68,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis(work: Path) -> Iterator[int]:
+def redis(work: Path) -> Iterator[tuple[int, int]]:
     """A throw-away Redis on a free loopback port, no persistence."""
     port = free_port()
     directory = work / "redis"
@@ -85,7 +88,7 @@ def redis(work: Path) -> Iterator[int]:
                 return False
 
         wait_for(answers, 30, "redis-server to answer")
-        yield port
+        yield port, server.pid
     finally:
         server.terminate()
         server.wait(30)
@@ -131,7 +134,7 @@ def run_pgsync(args: argparse.Namespace, dsn: str, superuser_dsn: str, url: str,
                   "columns": ["id", "name", "qty", "price", "updated_at"]},
     }]))
     log = (work / "pgsync.log").open("w")
-    with redis(work) as redis_port:
+    with redis(work) as (redis_port, server_pid):
         env = pgsync_env(superuser_dsn, database, url, args.engine, redis_port, work)
         bin_dir = venv / "bin"
         subprocess.run([str(bin_dir / "bootstrap"), "--config", str(schema)], env=env,
@@ -142,8 +145,10 @@ def run_pgsync(args: argparse.Namespace, dsn: str, superuser_dsn: str, url: str,
             conn.execute(f'GRANT SELECT ON public._view TO "{user}"')
         daemon = subprocess.Popen([str(bin_dir / "pgsync"), "--config", str(schema), "--daemon"],
                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+        meter = CpuMeter({"pgsync": [daemon.pid], "redis": [server_pid],
+                          "engine": [listener_pid(url)], "postgres": [postgres_pid(dsn)]})
         try:
-            figures = workload(dsn, client, INDEX, args.rows, args.latency_rows)
+            figures = workload(dsn, client, INDEX, args.rows, args.latency_rows, meter)
         finally:
             daemon.terminate()
             try:
@@ -215,6 +220,8 @@ def main() -> None:
         print(f"  {name:<10} {r['end_to_end_changes_per_s']:>8,} changes/s   "
               f"commit->searchable p50 {r['latency_p50_ms']} ms, p99 {r['latency_p99_ms']} ms")
     print(f"  ratio changehub/pgsync {result['ratio_changehub_to_pgsync']}x")
+    for name, r in (("changehub", changehub), ("pgsync", pgsync)):
+        print(f"  {name:<10} CPU s per 1,000 changes {r['cpu_s_per_1000_docs']}")
     print(f"written to {RESULTS}")
 
 

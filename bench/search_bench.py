@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import opensearchpy
+import psutil
 import psycopg
 
 from connectors.sink.search.bulk import split
@@ -103,6 +104,67 @@ def started(name: str, work: Path) -> Iterator[dict[str, str]]:
                        capture_output=True)
 
 
+class CpuMeter:
+    """CPU seconds (user + system) used by groups of processes, children included, between
+    :meth:`start` and :meth:`stop`. On a machine shared with other work, wall-clock rates
+    move with the load; the CPU a run costs per document moves far less, so the results
+    give both."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self._groups = groups
+        self._at_start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._at_start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        now = self._now()
+        self.used = {g: round(now[g] - self._at_start[g], 2) for g in now}
+        return self.used
+
+    def _now(self) -> dict[str, float]:
+        return {group: sum(_cpu_s(pid) for pid in pids) for group, pids in self._groups.items()}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU of ``pid`` and its live children (a child that exited is not counted)."""
+    try:
+        process = psutil.Process(pid)
+        total = 0.0
+        for p in (process, *process.children(recursive=True)):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def listener_pid(url: str) -> int:
+    """The process listening on ``url``'s port (the search node, Postgres)."""
+    port = int(url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port \
+                and conn.pid:
+            return conn.pid
+    raise SystemExit(f"no process of this machine listens on {url}")
+
+
+def postgres_pid(dsn: str) -> int:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    return listener_pid(f"http://{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}")
+
+
+def cpu_figures(used: dict[str, float], docs: int) -> dict[str, Any]:
+    """CPU seconds per 1,000 documents, per group and in total."""
+    per_k = {g: round(v * 1000 / docs, 3) for g, v in used.items()}
+    return {"cpu_s": used, "cpu_s_per_1000_docs": per_k,
+            "cpu_s_per_1000_docs_total": round(sum(per_k.values()), 3)}
+
+
 def count(client: opensearchpy.OpenSearch, index: str) -> int:
     """Documents searchable now. No forced refresh: polling with one would make the engine
     cut a segment every 50 ms while it ingests, slowing down what is being measured; the
@@ -133,10 +195,14 @@ def end_to_end(args: argparse.Namespace, dsn: str, url: str, work: Path) -> dict
     pipeline.write_text(PIPELINE.format(log=work / "log", dsn=dsn, url=url,
                                         engine=args.engine, refresh=args.refresh,
                                         flush=args.flush_interval))
+    # Postgres counts in every run: its walsender decoding the WAL is part of the work (the
+    # inserts are too, the same in every run).
+    meter = CpuMeter({"changehub": [os.getpid()], "engine": [listener_pid(url)],
+                      "postgres": [postgres_pid(dsn)]})
     hub = Hub(load_pipeline(pipeline))
     hub.start()
     try:
-        figures = workload(dsn, client, "items", args.rows, args.latency_rows)
+        figures = workload(dsn, client, "items", args.rows, args.latency_rows, meter)
     finally:
         hub.stop()
         client.close()
@@ -150,15 +216,18 @@ def fresh_table(dsn: str) -> None:
 
 
 def workload(
-    dsn: str, client: opensearchpy.OpenSearch, index: str, rows: int, latency_rows: int
+    dsn: str, client: opensearchpy.OpenSearch, index: str, rows: int, latency_rows: int,
+    meter: CpuMeter,
 ) -> dict[str, Any]:
     """The measured workload, with a pipeline (changehub or a peer) mirroring ``items`` into
-    ``index``: throughput of ``rows`` rows in 1,000-row transactions, then latency."""
+    ``index``: throughput of ``rows`` rows in 1,000-row transactions (with ``meter`` running),
+    then latency."""
     # A first row makes the index and proves the pipeline runs.
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(INSERT, (0, 0))
     wait_for(lambda: count(client, index) == 1, 120, "the pipeline to start")
 
+    meter.start()
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         for lo in range(1, rows + 1, 1000):
@@ -166,6 +235,7 @@ def workload(
     committed = time.perf_counter() - started
     wait_for(lambda: count(client, index) == rows + 1, 900, "all rows to be searchable")
     elapsed = time.perf_counter() - started
+    used = meter.stop()
 
     latencies = commit_to_searchable(dsn, client, index, rows + 1, latency_rows)
     ordered = sorted(latencies)
@@ -179,6 +249,7 @@ def workload(
         "latency_p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
                                 * 1000, 1),
         "latency_max_ms": round(ordered[-1] * 1000, 1),
+        **cpu_figures(used, rows),
     }
 
 
@@ -241,17 +312,20 @@ def engine_limit(args: argparse.Namespace, url: str) -> dict[str, Any]:
     client.indices.create(index=index, body=index_body(args.refresh))
     bodies = [b"".join(e for _, e in chunk)
               for chunk in split([(a, a.encode()) for a in actions], 1000, 5 * 1024 * 1024)]
+    meter = CpuMeter({"client": [os.getpid()], "engine": [listener_pid(url)]})
+    meter.start()
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
         for answer in pool.map(engine.bulk, bodies):
             assert not answer["errors"]
     wait_for(lambda: count(client, index) == args.rows, 600, "the engine's own ingest")
     elapsed = time.perf_counter() - started
+    used = meter.stop()
     client.indices.delete(index=index)
     client.close()
     engine.close()
     return {"rows": args.rows, "seconds": round(elapsed, 2),
-            "docs_per_s": round(args.rows / elapsed)}
+            "docs_per_s": round(args.rows / elapsed), **cpu_figures(used, args.rows)}
 
 
 def main() -> None:
@@ -289,6 +363,7 @@ def main() -> None:
         "engine_limit": limit,
         "engine_limit_runs": [before, after],
         "ratio_to_limit": round(e2e["end_to_end_changes_per_s"] / limit["docs_per_s"], 3),
+        "cpu_ratio_to_limit": cpu_ratio(e2e, before, after),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
@@ -298,7 +373,20 @@ def main() -> None:
           f"{before['docs_per_s']:,}, {after['docs_per_s']:,})")
     print(f"  ratio                {result['ratio_to_limit']:>10.0%}")
     print(f"  commit->searchable   p50 {e2e['latency_p50_ms']} ms, p99 {e2e['latency_p99_ms']} ms")
+    print(f"  CPU s per 1,000 docs end to end {e2e['cpu_s_per_1000_docs']}, limit runs "
+          f"{before['cpu_s_per_1000_docs']}, {after['cpu_s_per_1000_docs']}")
+    print(f"  CPU ratio            {result['cpu_ratio_to_limit']:>10.0%}  (limit's CPU per "
+          "document / the pipeline's, Postgres left out)")
     print(f"written to {RESULTS}")
+
+
+def cpu_ratio(e2e: dict[str, Any], *limits: dict[str, Any]) -> float:
+    """The limit runs' CPU per document (the cheaper one) over the pipeline's, Postgres left
+    out (its inserts are the workload, not the pipeline; its walsender is a small part): the
+    share of the engine's ingest rate the pipeline would reach if CPU were the only limit."""
+    pipeline: float = sum(v for g, v in e2e["cpu_s_per_1000_docs"].items() if g != "postgres")
+    limit: float = min(r["cpu_s_per_1000_docs_total"] for r in limits)
+    return round(limit / pipeline, 3)
 
 
 if __name__ == "__main__":
