@@ -16,6 +16,9 @@ and aborts its open transaction; the stale holder's next append fails with
 :class:`~hub.errors.SourceFencedError` and it stands by. So no batch of the old holder can
 land after the checkpoint the new one starts from, and the log stays exactly once.
 
+A scheduled batch sink (``schedule:``) is leased the same way (group
+``_changehub-export.<name>``): its exports run in one process (:mod:`hub.leased_export`).
+
 Why not a PostgreSQL advisory lock: it serves only postgres sources, it is held by a
 connection whose death the server notices only when TCP does (minutes, for a partitioned
 holder, with default keepalives), and it fences nothing in the log.
@@ -32,9 +35,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from log.api import Log, TopicPartition
+from log.kafka.groups import lease_group
 
 if TYPE_CHECKING:
     from log.kafka.backend import KafkaLog
@@ -46,17 +50,27 @@ log = logging.getLogger("changehub.leader")
 JOIN_WAIT_S = 0.2  # how long a process without the lease waits in the group per step
 
 
-class Lease:
-    """This process's claim on one source. Used by the source's worker thread only."""
+Kind = Literal["source", "export"]
 
-    def __init__(self, log_: KafkaLog, source: str, on_lose: Callable[[], None]) -> None:
+
+class Lease:
+    """This process's claim on one source (or scheduled export). Used by the connector's
+    worker thread only."""
+
+    def __init__(
+        self, log_: KafkaLog, name: str, on_lose: Callable[[], None], kind: Kind = "source"
+    ) -> None:
         self._log = log_
-        self.source = source
+        self.name = name
+        self.kind = kind
         self._on_lose = on_lose
         self._held = False
         self._said_standby = False
-        self._member = log_.source_lease(
-            source, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        self._member = log_.lease(
+            lease_group(kind, name),
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._revoked,
         )
 
     @property
@@ -69,14 +83,16 @@ class Lease:
         self._member.poll(JOIN_WAIT_S if wait else 0.0)
         if self.decided and not self._held and not self._said_standby:
             self._said_standby = True
-            log.info("source %s: standing by, another process runs it", self.source)
+            log.info("%s %s: standing by, another process runs it", self.kind, self.name)
         return self._held
 
     def claim(self) -> None:
-        """Fence every earlier writer of the source; call before reading its checkpoint."""
-        self._log.claim_source(self.source)
+        """Say so, and for a source fence every earlier writer of it: call before reading
+        its checkpoint."""
+        if self.kind == "source":
+            self._log.claim_source(self.name)
         self._said_standby = False
-        log.info("source %s: this process holds its lease and runs it", self.source)
+        log.info("%s %s: this process holds its lease and runs it", self.kind, self.name)
 
     def release(self) -> None:
         """Leave the group: another process gets the lease at once."""
@@ -94,10 +110,13 @@ class Lease:
             self._on_lose()
 
 
-def lease_for(log_: Log, source: str, on_lose: Callable[[], None]) -> Lease | None:
-    """A lease on ``source`` on the Kafka backend; None on the embedded one (see module doc)."""
+def lease_for(
+    log_: Log, name: str, on_lose: Callable[[], None], kind: Kind = "source"
+) -> Lease | None:
+    """A lease on connector ``name`` on the Kafka backend; None on the embedded one (see the
+    module doc)."""
     from log.kafka.backend import KafkaLog
 
     if isinstance(log_, KafkaLog):
-        return Lease(log_, source, on_lose)
+        return Lease(log_, name, on_lose, kind)
     return None

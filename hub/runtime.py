@@ -130,9 +130,9 @@ class Hub:
         from connectors.sink.batch.config import BatchSinkConfig
 
         if isinstance(cfg, BatchSinkConfig) and cfg.schedule is not None:
-            from hub.schedule import ScheduledExportWorker
+            from hub.leased_export import LeasedExportWorker
 
-            return ScheduledExportWorker(
+            return LeasedExportWorker(
                 ConnectorStatus(cfg.name, "sink", cfg.type), cfg, self.log,
                 lambda: self._context(cfg.name), self.ensure_topic,
             )

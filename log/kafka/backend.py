@@ -33,7 +33,7 @@ How it differs from the embedded log (the contract is :mod:`log.api`):
 Scale-out (several hub processes on one pipeline, which the embedded log cannot do): a sink's
 processes join its consumer group (:meth:`KafkaLog.group_member`) and share its partitions;
 each source has a lease, the one partition of ``__changehub_leases`` in its own group
-(:meth:`KafkaLog.source_lease`), and the process holding it fences any earlier writer of the
+(:meth:`KafkaLog.lease`), and the process holding it fences any earlier writer of the
 source (:meth:`KafkaLog.claim_source`) before it reads the checkpoint. See
 :mod:`log.kafka.groups`.
 
@@ -70,7 +70,7 @@ from log.kafka.checkpoints import CheckpointReader, encode
 from log.kafka.consumer import Reader, ReaderPool
 from log.kafka.errors import error_code, log_error
 from log.kafka.group_offsets import KafkaGroupOffsets
-from log.kafka.groups import LEASE_TOPIC, Callback, GroupMember, source_group
+from log.kafka.groups import LEASE_TOPIC, Callback, GroupMember
 from log.kafka.producer import Appender, SourceProducer
 
 __all__ = ["CHECKPOINT_TOPIC", "KafkaLog"]
@@ -414,14 +414,14 @@ class KafkaLog(Log):
             on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost, timeout=self._timeout,
         )  # fmt: skip
 
-    def source_lease(
-        self, source: str, *, on_assign: Callback, on_revoke: Callback, on_lost: Callback
+    def lease(
+        self, group: str, *, on_assign: Callback, on_revoke: Callback, on_lost: Callback
     ) -> GroupMember:
-        """A member of ``source``'s lease group, subscribed: whoever is assigned the lease
-        partition runs the source."""
+        """A member of lease group ``group`` (:func:`log.kafka.groups.lease_group`),
+        subscribed: whoever is assigned the lease partition runs the connector."""
         self._check_writable()
         member = self.group_member(
-            source_group(source), on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
+            group, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
         )
         member.subscribe([LEASE_TOPIC])
         return member

@@ -10,9 +10,10 @@ It is used twice:
   subscribed to the sink's topics; each process gets a share of the partitions. Commits go
   through the member, with its generation, so Kafka refuses a commit from a process that
   lost the partition in a rebalance.
-* source leadership: one group per source, ``_changehub-source.<name>``, subscribed to the
-  one-partition topic ``__changehub_leases``; the process holding that partition runs the
-  source (:mod:`hub.leader`).
+* leadership: one group per source, ``_changehub-source.<name>`` (and per scheduled batch
+  sink, ``_changehub-export.<name>``), subscribed to the one-partition topic
+  ``__changehub_leases``; the process holding that partition runs the connector
+  (:mod:`hub.leader`).
 
 Assignment is ``cooperative-sticky`` (KIP-429): a process that joins or leaves moves only the
 partitions that must move; the others keep working through the rebalance, and a source's
@@ -43,7 +44,7 @@ from typing import Any
 from log.api import TopicPartition
 from log.kafka.errors import error_code, log_error
 
-__all__ = ["LEASE_TOPIC", "GroupMember", "member_config", "source_group"]
+__all__ = ["LEASE_TOPIC", "GroupMember", "lease_group", "member_config"]
 
 _log = logging.getLogger(__name__)
 
@@ -52,9 +53,10 @@ LEASE_TOPIC = "__changehub_leases"
 Callback = Callable[[list[TopicPartition]], None]
 
 
-def source_group(source: str) -> str:
-    """The consumer group whose one partition is the lease on ``source``."""
-    return f"_changehub-source.{source}"
+def lease_group(kind: str, name: str) -> str:
+    """The consumer group whose one partition is the lease on connector ``name`` (``kind``:
+    source, or export for a scheduled batch sink)."""
+    return f"_changehub-{kind}.{name}"
 
 
 def member_config(client_config: Mapping[str, Any], group: str) -> dict[str, Any]:

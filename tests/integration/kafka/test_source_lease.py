@@ -9,7 +9,7 @@ import pytest
 from hub.errors import SourceFencedError
 from log.api import Record, TopicConfig, TopicPartition
 from log.kafka import KafkaLog
-from log.kafka.groups import GroupMember
+from log.kafka.groups import GroupMember, lease_group
 from tests.fixtures.services import KafkaCluster
 from tests.integration.kafka.conftest import unique
 from tests.integration.scaleout.hubs import wait_until
@@ -50,7 +50,9 @@ def test_the_lease_goes_to_one_process_and_moves_when_it_leaves(kafka: KafkaClus
         def revoke(tps: list[TopicPartition]) -> None:
             held[name] = held[name] and not tps
 
-        return log.source_lease(source, on_assign=assign, on_revoke=revoke, on_lost=revoke)
+        return log.lease(
+            lease_group("source", source), on_assign=assign, on_revoke=revoke, on_lost=revoke
+        )
 
     a, b = member("a"), member("b")
     try:
