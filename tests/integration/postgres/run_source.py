@@ -1,6 +1,7 @@
 """Runs a Postgres source into an embedded log until killed, as the hub would (for the
 kill -9 test): ``python -m tests.integration.postgres.run_source CONFIG_JSON LOG_DIR``.
-Prints one line per durable batch, so that the test can see progress."""
+Prints one line per durable batch (``appended snapshot`` while the initial snapshot runs,
+``appended streaming`` after), so that the test can see progress."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ def main() -> None:
         try:
             pipeline.start()
             while True:
-                if pipeline.step(1.0) is not None:
-                    print("appended", flush=True)
+                batch = pipeline.step(1.0)
+                if batch is not None:
+                    # Whether the snapshot is still running after this batch, for the test.
+                    phase = "snapshot" if "snapshot" in batch.checkpoint else "streaming"
+                    print(f"appended {phase}", flush=True)
         except RetriableError:
             pipeline.stop()
 

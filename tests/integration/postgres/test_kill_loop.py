@@ -51,6 +51,10 @@ class Workload:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def _run(self) -> None:
         rng = self._rng
         try:
@@ -91,11 +95,13 @@ class Workload:
             raise self.error
 
 
-def wait_for_appends(process: subprocess.Popen[bytes], count: int, deadline_s: float) -> None:
-    """Block until the source process reports ``count`` durable batches (or fail)."""
+def wait_for_appends(process: subprocess.Popen[bytes], count: int, deadline_s: float) -> bool:
+    """Block until the source process reports ``count`` durable batches (or fail); whether
+    one of them came after the initial snapshot had finished."""
     assert process.stdout is not None
     deadline = time.monotonic() + deadline_s
     seen = 0
+    streaming = False
     while seen < count:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
@@ -103,7 +109,9 @@ def wait_for_appends(process: subprocess.Popen[bytes], count: int, deadline_s: f
         line = process.stdout.readline()
         if not line:
             raise AssertionError(f"the source process exited with {process.wait()}")
+        streaming = streaming or line.strip() == b"appended streaming"
         seen += 1
+    return streaming
 
 
 def test_kill_9_at_random_moments_loses_and_repeats_nothing(db: Database, log_dir: Path) -> None:
@@ -129,14 +137,18 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(db: Database, log_di
     ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     kills = 0
+    snapshot_done = False
     try:
         while kills < KILLS:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE)
             try:
-                if kills == 2:
-                    workload.start()  # the first kills land in the snapshot, quietly
+                if snapshot_done and not workload.started:
+                    # The first kills land in the snapshot, quietly: it reads exactly the
+                    # 6,000 initial rows (a resumed snapshot would read the workload's too).
+                    workload.start()
                 # Each run must get somewhere before it is killed at a random moment after.
-                wait_for_appends(process, rng.randint(1, 4), deadline_s=60)
+                if wait_for_appends(process, rng.randint(1, 4), deadline_s=60):
+                    snapshot_done = True
                 time.sleep(rng.uniform(0.0, 0.5))  # a random moment, not a synchronisation
             finally:
                 process.send_signal(signal.SIGKILL)
@@ -144,12 +156,14 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(db: Database, log_di
                 if process.stdout is not None:
                     process.stdout.close()
             kills += 1
+        assert snapshot_done and workload.started, "the snapshot never finished"
         workload.stop()
         assert workload.commits > 50
         db.execute("INSERT INTO accounts VALUES (999999, 0)")  # the marker
         p = Pipeline(log_dir, cfg)
         try:
             p.start()
+
             # The backlog left by the kills grows with the machine's speed (the workload keeps
             # committing): drain it in runs of batches, rebuilding the table from the log only
             # between runs, not after every batch of 100.
@@ -164,7 +178,7 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(db: Database, log_di
         finally:
             p.close()
     finally:
-        if workload.error is None:
+        if workload.error is None and workload.started:
             workload.stop()
 
 
