@@ -43,3 +43,9 @@ def test_install_all_when_everything_is_installed_runs_neither_apt_nor_maven(
         fake.chmod(0o755)
     result = run("install-all", env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
+
+
+def test_tls_option_is_rejected_for_a_server_that_cannot_serve_it(tmp_path: Path) -> None:
+    result = run("up", "opensearch", "--dir", tmp_path, "--tls")
+    assert result.returncode == 2
+    assert "--tls is not supported for opensearch" in result.stderr
