@@ -251,10 +251,13 @@ def bench_streaming(facts: dict[str, str], work: Path, rows: int) -> dict[str, A
             finally:
                 runner.close()
             if phase == "insert":
-                # The next phase's slot starts after the inserts: move ours there too.
+                # The next phase's slot starts after the inserts: move ours there too (unless
+                # its last heartbeat confirmed it past them already: a slot cannot go back).
                 conn.execute(
-                    "SELECT pg_replication_slot_advance('changehub_bench', %s::pg_lsn)",
-                    (lsn_text(end),),
+                    "SELECT pg_replication_slot_advance(slot_name, %s::pg_lsn) "
+                    "FROM pg_replication_slots WHERE slot_name = 'changehub_bench' "
+                    "AND confirmed_flush_lsn < %s::pg_lsn",
+                    (lsn_text(end), lsn_text(end)),
                 )
             shutil.rmtree(work / f"log-{phase}", ignore_errors=True)
             results[phase] = {
