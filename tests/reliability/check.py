@@ -133,6 +133,14 @@ def converge(p: Pipeline, idle_s: float, *, cap_s: float = 3600.0,
     def caught_up() -> bool:
         if hub_must_live:
             p.assert_alive()
+        try:
+            return compared()
+        except (opensearchpy.TransportError, opensearchpy.ConnectionError):
+            # The engine is busy or its shards are still recovering (it may just have been
+            # restarted): ask again at the next poll.
+            return False
+
+    def compared() -> bool:
         ops = index_operations(p)
         now = time.monotonic()
         if ops != progress["ops"]:

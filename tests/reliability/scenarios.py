@@ -350,10 +350,10 @@ def run_scenario(name: str, servers: Servers, workdir: Path, size: Size) -> Resu
     started = time.monotonic()
     try:
         result = SCENARIOS[name](servers, workdir / name, size)
-    except (ScenarioError, AssertionError, RuntimeError) as exc:
+    except Exception as exc:  # recorded as a failed run, with what happened
         result = Result(scenario=name, size=size.name, faults=0, records=0, changes=0, lost=0,
                         extra=0, divergent=0, seconds=time.monotonic() - started, ok=False,
-                        notes=f"did not finish: {str(exc)[-1500:]}")
+                        notes=f"did not finish: {type(exc).__name__}: {str(exc)[-1500:]}")
     if result.ok:
         shutil.rmtree(workdir / name, ignore_errors=True)
     else:  # keep the hub's log for whoever reads the failure

@@ -272,7 +272,7 @@ def run_load(name: str, servers: Servers, work: Path, size: Size, *,
         if name == "soak":
             return soak(servers, work / name, size, seconds=soak_s, rate=rate)
         return burst(servers, work / name, size, rows=burst_rows)
-    except (ScenarioError, AssertionError, RuntimeError) as exc:
+    except Exception as exc:  # recorded as a failed run, with what happened
         return Result(scenario=name, size=size.name, faults=0, records=0, changes=0, lost=0,
                       extra=0, divergent=0, seconds=time.monotonic() - started, ok=False,
-                      notes=f"did not finish: {str(exc)[-1500:]}")
+                      notes=f"did not finish: {type(exc).__name__}: {str(exc)[-1500:]}")
