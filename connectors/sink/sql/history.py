@@ -57,7 +57,7 @@ _HISTORY: dict[str, Kind] = {
 _SCD2: dict[str, Kind] = {"_valid_from": "datetime", "_valid_to": "datetime",
                           "_is_current": "boolean"}
 
-# Rows per UPDATE … FROM (VALUES …) on DuckDB, whose executemany runs row by row.
+# Keys per closing UPDATE on DuckDB and MySQL/MariaDB, whose executemany runs row by row.
 _CHUNK = 500
 
 
@@ -142,7 +142,8 @@ def _close(
     key: tuple[str, ...],
     closes: list[tuple[dict[str, Any], datetime]],
 ) -> None:
-    """End the current row of each key at its time: one statement per chunk or executemany."""
+    """End the current row of each key at its time: one statement per chunk of keys (DuckDB,
+    MySQL/MariaDB), an executemany elsewhere (psycopg pipelines it; SQLite is in-process)."""
     if conn.dialect.name == "duckdb":
         for start in range(0, len(closes), _CHUNK):
             chunk = closes[start:start + _CHUNK]
@@ -156,6 +157,23 @@ def _close(
                 .where(*(table.c[k] == ends.c[f"k_{k}"] for k in key),
                        table.c._is_current == sa.true())
                 .values(_valid_to=ends.c.k__to, _is_current=False)
+            )
+        return
+    if conn.dialect.name in ("mysql", "mariadb"):
+        # PyMySQL runs an executemany UPDATE row by row; a multi-table UPDATE joined to the
+        # chunk's (key, time) pairs as a derived table is one statement.
+        for start in range(0, len(closes), _CHUNK):
+            pairs = sa.union_all(*(
+                sa.select(*(sa.literal(columns[k], table.c[k].type).label(f"k_{k}")
+                            for k in key),
+                          sa.literal(ts, table.c._valid_to.type).label("k__to"))
+                for columns, ts in closes[start:start + _CHUNK]
+            )).subquery("pairs")
+            conn.execute(
+                table.update()
+                .where(*(table.c[k] == pairs.c[f"k_{k}"] for k in key),
+                       table.c._is_current == sa.true())
+                .values(_valid_to=pairs.c.k__to, _is_current=False)
             )
         return
     statement = (
