@@ -87,7 +87,10 @@ def render(runs: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     totals: dict[tuple[str, str], dict[str, int]] = {}
+    void = [r for r in runs if r.get("void")]
     for run in runs:
+        if run.get("void"):
+            continue  # a run the harness got wrong; listed below with the reason
         t = totals.setdefault((run["scenario"], run["size"]), dict.fromkeys(
             ("runs", "faults", "changes", "lost", "extra", "divergent", "failed"), 0))
         t["runs"] += 1
@@ -97,6 +100,9 @@ def render(runs: list[dict[str, Any]]) -> str:
     for (scenario, size), t in sorted(totals.items()):
         lines.append(f"| {scenario} | {size} | {t['runs']} | {t['faults']} | {t['changes']:,} | "
                      f"{t['lost']} | {t['extra']} | {t['divergent']} | {t['failed']} |")
+    if void:
+        lines += ["", f"Not counted: {len(void)} run(s) void by a harness error, marked *void* "
+                      "below with the reason."]
     soaks = [r for r in runs if r.get("figures")]
     if soaks:
         lines += ["", "## Load (soak and burst)", ""]
@@ -122,7 +128,8 @@ def render(runs: list[dict[str, Any]]) -> str:
             f"| {run['when']} | {run['scenario']} | {run['size']} | {run['faults']} | "
             f"{run['records']:,} | {run['changes']:,} | {run['lost']} | {run['extra']} | "
             f"{run['divergent']} | {run['seconds']:.0f} | {run['load']} | "
-            f"{'ok' if run['ok'] else 'FAILED'} | {notes} |")
+            f"{'void' if run.get('void') else 'ok' if run['ok'] else 'FAILED'} | "
+            f"{'VOID: ' + run['void'] + ' ' if run.get('void') else ''}{notes} |")
     if len(runs) > HISTORY_SHOWN:
         lines.append(f"\n({len(runs) - HISTORY_SHOWN} older runs are in the JSON.)")
     return "\n".join(lines) + "\n"
