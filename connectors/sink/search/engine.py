@@ -54,6 +54,7 @@ BULK_FILTER = "errors,items.*.status,items.*.error"
 T = TypeVar("T")
 
 _CONNECTION_ERRORS = (elasticsearch.ConnectionError, opensearchpy.ConnectionError)
+_SSL_ERRORS = (elasticsearch.SSLError, opensearchpy.SSLError)
 _TRANSPORT_ERRORS = (elasticsearch.TransportError, opensearchpy.TransportError)
 
 
@@ -165,8 +166,12 @@ class Engine:
         try:
             return fn()
         except _CONNECTION_ERRORS as exc:
+            detail = type(exc).__name__
+            if isinstance(exc, _SSL_ERRORS):
+                # Why the handshake failed (unknown CA, wrong host name) is what to fix.
+                detail += f" ({mask(str(exc.error))[:300]})"
             raise EngineUnavailableError(f"{doing}: cannot reach {self.kind} at {self._where}: "
-                                    f"{type(exc).__name__}") from exc
+                                    f"{detail}") from exc
         except _TRANSPORT_ERRORS as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else None
             reason = mask(str(exc.error))
