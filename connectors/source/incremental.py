@@ -14,23 +14,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import orjson
 
-__all__ = ["EXECUTE_SNAPSHOT", "IncrementalProgress", "parse_request", "snapshot_request"]
+__all__ = [
+    "EXECUTE_SNAPSHOT",
+    "IncrementalProgress",
+    "TableQueue",
+    "parse_request",
+    "snapshot_request",
+]
 
 EXECUTE_SNAPSHOT: Final = "execute-snapshot"
 
 
 @dataclass(frozen=True)
-class IncrementalProgress:
-    """The queue of tables to snapshot incrementally while streaming.
+class TableQueue:
+    """Tables to read in key order, the current one first, and how far the current one got.
 
-    ``pending`` lists the tables, the current one first; ``after`` is the key (JSON values,
-    in key-column order) of the last row of the current table already emitted. Open windows
-    are not saved: after a restart the chunk after ``after`` is simply read again in a new
-    window.
+    ``after`` is the key (JSON values, in key-column order) of the current table's last row
+    already in the log (None: from its start); ``rows`` counts the rows read so far. Both the
+    initial snapshot of the MySQL source and the incremental snapshots keep one of these in
+    their checkpoint.
     """
 
     pending: tuple[str, ...] = ()
@@ -45,13 +51,22 @@ class IncrementalProgress:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> IncrementalProgress:
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
         after = d.get("after")
         return cls(
             pending=tuple(str(t) for t in d["pending"]),
             after=None if after is None else tuple(after),
             rows=int(d.get("rows", 0)),
         )
+
+
+@dataclass(frozen=True)
+class IncrementalProgress(TableQueue):
+    """The queue of tables to snapshot incrementally while streaming.
+
+    Open windows are not saved: after a restart the chunk after ``after`` is simply read
+    again in a new window.
+    """
 
     def queue(self, tables: Sequence[str]) -> IncrementalProgress | None:
         """With ``tables`` appended (those not queued already); None if nothing is new."""

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from connectors.source.incremental import IncrementalProgress
+from connectors.source.incremental import IncrementalProgress, TableQueue
 from hub.errors import FatalError
 
 __all__ = ["Checkpoint", "GtidState", "Position", "Replay", "SnapshotProgress"]
@@ -96,27 +96,10 @@ class Position:
 
 
 @dataclass(frozen=True)
-class SnapshotProgress:
-    """How far the snapshot got: ``pending`` tables (``db.table``), the current one first;
-    ``after`` the key of the current table's last row in the log (None: from its start)."""
-
-    pending: tuple[str, ...]
-    after: tuple[Any, ...] | None = None
-    rows: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pending": list(self.pending),
-            "after": None if self.after is None else list(self.after),
-            "rows": self.rows,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SnapshotProgress:
-        after = d.get("after")
-        return cls(
-            tuple(d["pending"]), None if after is None else tuple(after), int(d.get("rows", 0))
-        )
+class SnapshotProgress(TableQueue):
+    """How far the initial snapshot got: ``pending`` tables (``db.table``), the current one
+    first; ``after`` the key of the current table's last row in the log (None: from its
+    start)."""
 
 
 @dataclass(frozen=True)
