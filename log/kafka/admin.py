@@ -108,9 +108,18 @@ class TopicAdmin:
         self.timeout = timeout
         # librdkafka's admin handle is a producer, whose metadata requests would create a
         # missing topic on a broker with auto.create.topics.enable (the default)
-        self.client = AdminClient({**client_config, "allow.auto.create.topics": False})
         self._lock = threading.Lock()
         self._partitions: dict[str, int] = {}
+        self._last_error: str | None = None  # librdkafka's latest complaint (error_cb)
+        config: dict[str, Any] = {
+            **client_config, "allow.auto.create.topics": False, "error_cb": self._note_error,
+        }
+        self.client = AdminClient(config)
+
+    def _note_error(self, error: Any) -> None:
+        # The only place librdkafka says why no broker answered (a failed TLS handshake, an
+        # authentication failure); list_topics itself reports just "transport failure".
+        self._last_error = str(error)
 
     def _fail(self, exc: BaseException, what: str) -> Exception:
         return log_error(exc, what, self.bootstrap)
@@ -139,7 +148,9 @@ class TopicAdmin:
         try:
             self.client.list_topics(timeout=self.timeout)
         except KafkaException as e:
-            raise self._fail(e, "connecting") from e
+            self.client.poll(0)  # serve the queued error callbacks
+            why = self._last_error
+            raise self._fail(e, f"connecting (last error: {why})" if why else "connecting") from e
 
     # -- topics ---------------------------------------------------------------------------
 
