@@ -5,6 +5,7 @@ the table (and the soak/burst within their bounds)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import tempfile
@@ -47,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     servers = Servers.start()
     failed = 0
+    work = Path(tempfile.mkdtemp(prefix="changehub-torture-"))
     try:
-        work = Path(tempfile.mkdtemp(prefix="changehub-torture-"))
         for _ in range(args.repeat):
             for name in chosen:
                 t0 = time.monotonic()
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"divergent {result.divergent}. {result.notes}", flush=True)
     finally:
         servers.stop()
+        with contextlib.suppress(OSError):
+            work.rmdir()  # left only if a failed scenario kept its directory
     print(f"report: {report.OUT_DIR / 'RELIABILITY.md'}")
     return 1 if failed else 0
 

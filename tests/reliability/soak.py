@@ -15,6 +15,7 @@ memory would need gigabytes for a million rows).
 from __future__ import annotations
 
 import re
+import shutil
 import statistics
 import threading
 import time
@@ -270,9 +271,13 @@ def run_load(name: str, servers: Servers, work: Path, size: Size, *,
     started = time.monotonic()
     try:
         if name == "soak":
-            return soak(servers, work / name, size, seconds=soak_s, rate=rate)
-        return burst(servers, work / name, size, rows=burst_rows)
+            result = soak(servers, work / name, size, seconds=soak_s, rate=rate)
+        else:
+            result = burst(servers, work / name, size, rows=burst_rows)
     except Exception as exc:  # recorded as a failed run, with what happened
-        return Result(scenario=name, size=size.name, faults=0, records=0, changes=0, lost=0,
-                      extra=0, divergent=0, seconds=time.monotonic() - started, ok=False,
-                      notes=f"did not finish: {type(exc).__name__}: {str(exc)[-1500:]}")
+        result = Result(scenario=name, size=size.name, faults=0, records=0, changes=0, lost=0,
+                        extra=0, divergent=0, seconds=time.monotonic() - started, ok=False,
+                        notes=f"did not finish: {type(exc).__name__}: {str(exc)[-1500:]}")
+    if result.ok:  # the log of a million changes is big; a failure keeps it to look at
+        shutil.rmtree(work / name, ignore_errors=True)
+    return result
