@@ -40,6 +40,9 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
 }
 
 
+MAX_FILTER_CHARS = 1000
+
+
 class FilterError(ValueError):
     """A row's values cannot be compared as the filter asks (e.g. a string with a number)."""
 
@@ -55,6 +58,14 @@ class RowFilter:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        if len(text) > MAX_FILTER_CHARS:
+            # Not only a sanity limit: on CPython 3.11 an expression nested a few thousand
+            # levels deep makes ast.parse raise RecursionError and leaves the interpreter's
+            # AST state broken, so that every later ast.parse in the process fails.
+            raise ValueError(
+                f"filter is {len(text)} characters long; at most {MAX_FILTER_CHARS} are "
+                "allowed: a filter is a simple expression over a row's columns"
+            )
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:

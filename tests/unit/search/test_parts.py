@@ -217,3 +217,11 @@ def test_a_bulk_answer_without_failures_is_not_parsed_and_others_are() -> None:
     answer = '{"errors":true,"items":[{"index":{"status":400,"error":{"type":"x"}}}]}'
     assert _loads(answer)["items"][0]["index"]["status"] == 400
     assert _loads('{"acknowledged":true}') == {"acknowledged": True}
+
+
+def test_an_overlong_filter_is_refused_before_it_is_parsed() -> None:
+    # 3,000 nested "not" would make ast.parse raise RecursionError and break the
+    # interpreter's AST state for the rest of the process (CPython 3.11)
+    with pytest.raises(ValueError, match="at most 1000 are allowed"):
+        RowFilter("not " * 3000 + "x")
+    assert RowFilter("a == 1").matches({"a": 1})
