@@ -1,10 +1,12 @@
 """The CI subset of the reliability suite: the quick size of every fault scenario and of the
 load runs, on private PostgreSQL and OpenSearch servers (the scenarios stop, restart and cut
-them). Each ends with the index compared to the table row by row and records its result in
-bench/RELIABILITY.md. The full sizes run with ``scripts/torture`` (README: Reliability)."""
+them). Each ends with the index compared to the table row by row; its result goes to a
+report in a temporary directory. The full sizes run with ``scripts/torture`` (README:
+Reliability), which writes bench/RELIABILITY.md."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,24 @@ from tests.reliability.soak import run_load
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 QUICK = Size(quick=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The CI subset reports into a temporary directory, so that running the test suite
+    leaves the checkout as it was; ``scripts/torture`` (or CHANGEHUB_RELIABILITY_DIR)
+    writes bench/RELIABILITY.md."""
+    if os.environ.get("CHANGEHUB_RELIABILITY_DIR"):
+        yield
+        return
+    out = tmp_path_factory.mktemp("reliability-report")
+    (out / "results").mkdir()
+    saved = report.OUT_DIR
+    report.OUT_DIR = out
+    try:
+        yield
+    finally:
+        report.OUT_DIR = saved
 
 
 @pytest.fixture(scope="module")
