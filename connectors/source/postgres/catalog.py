@@ -20,6 +20,7 @@ from hub.errors import FatalError, RetriableError, SchemaError
 from hub.secrets import mask
 
 __all__ = [
+    "TCP_DEFAULTS",
     "TableInfo",
     "catalog_error",
     "connect",
@@ -53,12 +54,33 @@ class TableInfo:
         return f"{self.schema}.{self.name}"
 
 
+# libpq's TCP settings unless the DSN sets its own. Without them a connection across a
+# network that silently drops packets (a partition, a firewall forgetting the flow) hangs
+# until the kernel gives up, about 15 minutes: an idle connection would never notice, and
+# the replication stream would sit RUNNING with nothing arriving. With them an idle
+# connection is probed after 10 s (3 probes 5 s apart), and data the server does not
+# acknowledge (the standby status updates the source sends every status_interval) fails the
+# connection after 30 s; the source then reconnects with backoff and resumes from its slot.
+TCP_DEFAULTS: dict[str, str] = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+    "connect_timeout": "10",
+}
+
+
 def session_conninfo(dsn: str, **extra: Any) -> str:
-    """``dsn`` with :data:`SESSION_OPTIONS` appended to its ``options`` (kept, not replaced)."""
+    """``dsn`` with :data:`SESSION_OPTIONS` appended to its ``options`` (kept, not replaced)
+    and :data:`TCP_DEFAULTS` for the TCP settings it leaves out."""
     params = conninfo_to_dict(dsn)
     ours = " ".join(f"-c {k}={v.replace(' ', chr(92) + ' ')}" for k, v in SESSION_OPTIONS.items())
     options = f"{params.get('options', '')} {ours}".strip()
     extra.setdefault("application_name", "changehub")
+    for key, value in TCP_DEFAULTS.items():
+        if key not in params:
+            extra.setdefault(key, value)
     return make_conninfo(dsn, options=options, **extra)
 
 
