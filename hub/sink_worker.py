@@ -201,10 +201,13 @@ class SinkWorker(Worker):
             self.stopping.wait(FETCH_TIMEOUT_S)
 
     def close(self, graceful: bool) -> None:
-        member, self._member = self._member, None
         try:
+            # still a member here: the last flush's offsets are committed as this
+            # generation's member (the group refuses a commit from outside while hubs are
+            # members), so whoever takes the partitions next starts after them
             self._close_sink(graceful)
         finally:
+            member, self._member = self._member, None
             if member is not None:
                 member.close()  # leave the group: the others take the partitions at once
 
