@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import base64
 import math
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from hub.state import ConnectorStatus
 from tests.fixtures.services import OpenSearchServer, PostgresServer
 from tests.integration.postgres.conftest import _database
 from tests.integration.postgres.pipeline import Database
+from tests.security.hubs import status, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +47,6 @@ WEIRD_COLUMNS = [
 @pytest.fixture
 def db(postgres: PostgresServer) -> Iterator[Database]:
     yield from _database(postgres, postgres.dsn)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
-def status(hub: Hub, name: str) -> ConnectorStatus:
-    return next(s for s in hub.statuses() if s.name == name)
 
 
 @contextmanager
@@ -227,7 +215,7 @@ def test_invalid_utf8_from_a_sql_ascii_database_is_a_clear_error(
             conn.execute("INSERT INTO items VALUES (1, 'ok'), "
                          "(2, convert_from('\\xff41', 'SQL_ASCII'))")
         with pipeline(tmp_path, dsn, ["public.items"]) as hub:
-            wait_for(lambda: status(hub, "shop").error, "the source's error")
+            wait_for(lambda: status(hub, "shop").error, "the source's error", 180.0)
             error = status(hub, "shop").error or ""
             # Postgres itself refuses to convert to the UTF8 the hub asks for: no event.
             assert "invalid byte sequence" in error and "UTF8" in error, error

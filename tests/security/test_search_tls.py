@@ -14,9 +14,8 @@ import socket
 import sqlite3
 import ssl
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -25,9 +24,9 @@ import pytest
 
 from hub.config import load_pipeline
 from hub.runtime import Hub
-from hub.state import ConnectorStatus
 from services.tls import TlsFiles, make_tls_files
 from tests.fixtures.services import OpenSearchServer
+from tests.security.hubs import status, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -111,18 +110,6 @@ def https_url(opensearch: OpenSearchServer, tls: TlsFiles) -> Iterator[str]:
         proxy.stop()
 
 
-def status(hub: Hub, name: str) -> ConnectorStatus:
-    return next(s for s in hub.statuses() if s.name == name)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
-
-
 @contextmanager
 def hub_to_search(tmp_path: Path, url: str, ca: Path, index: str) -> Iterator[Hub]:
     db = tmp_path / "legacy.db"
@@ -153,7 +140,7 @@ def test_the_search_sink_writes_over_https_verifying_the_certificate(
 ) -> None:
     index = f"tls-{uuid.uuid4().hex[:8]}"
     with hub_to_search(tmp_path, https_url, tls.ca, index) as hub:
-        wait_for(lambda: status(hub, "search").records >= ROWS, "the documents")
+        wait_for(lambda: status(hub, "search").records >= ROWS, "the documents", 120.0)
     httpx.post(f"{opensearch.url}/{index}/_refresh")
     count = httpx.get(f"{opensearch.url}/{index}/_count").json()["count"]
     assert count == ROWS
@@ -165,6 +152,6 @@ def test_the_search_sink_refuses_a_certificate_from_another_ca(
     index = f"tls-{uuid.uuid4().hex[:8]}"
     with hub_to_search(tmp_path, https_url, tls.other_ca, index) as hub:
         wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in (status(hub, "search").error or ""),
-                 f"the sink's TLS error (now {status(hub, 'search')})")
+                 f"the sink's TLS error (now {status(hub, 'search')})", 120.0)
         assert status(hub, "search").records == 0
         assert status(hub, "search").state.value in ("RETRYING", "STARTING")

@@ -8,8 +8,7 @@ fallback to plain text.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import pytest
 
 from hub.config import load_pipeline
 from hub.runtime import Hub
-from hub.state import ConnectorStatus
 from tests.fixtures.services import MariaDBServer, PostgresServer, ServiceFactory
+from tests.security.hubs import status, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,18 +55,6 @@ def run_hub(tmp_path: Path, source: str) -> Iterator[Hub]:
         yield hub
     finally:
         hub.stop()
-
-
-def status(hub: Hub, name: str) -> ConnectorStatus:
-    return next(s for s in hub.statuses() if s.name == name)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def wait_for_error(hub: Hub, name: str, *words: str) -> str:
