@@ -312,15 +312,25 @@ class SinkWorker(Worker):
                          self.status.name, tp, self._positions[tp])
 
     def caught_up(self) -> bool:
-        """Nothing pending and the committed offsets reach the end of every partition this
-        process works on (on Kafka: its share of the group)."""
+        """Nothing pending, and every partition of every topic the sink reads *now* (listed
+        afresh: a source may have created a topic since the last refresh) is committed to
+        its end. On Kafka the other members' partitions are judged by the group's committed
+        offsets, so a process whose share is still empty (or not yet assigned) is not taken
+        for caught up while the group has records nobody has written."""
         if self._pending_records or self._sink is None or self._reassigned:
             return False
-        owned = self._owned()
+        subscribed = self._subscribed()
+        if self._member is None:
+            return all(
+                tp in self._positions
+                and self._log.caught_up(tp, self._committed.get(tp, self._log.start_offset(tp)))
+                for tp in subscribed
+            )
+        committed = self.committed
         return all(
-            self._log.caught_up(tp, self._committed.get(tp, self._log.start_offset(tp)))
-            for tp in owned
-        ) and all(tp in self._positions for tp in owned)
+            self._log.caught_up(tp, committed.get(tp, self._log.start_offset(tp)))
+            for tp in subscribed
+        )
 
     @property
     def committed(self) -> Offsets:

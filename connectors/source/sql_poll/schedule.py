@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -53,8 +53,12 @@ class Ticker:
                 id=f"sql_poll:{self._name}",
                 executor=_EXECUTOR,
                 name=f"poll {self._name}",
-                next_run_time=datetime.now(UTC),
+                next_run_time=datetime.now(UTC) + timedelta(seconds=self._interval_s),
             )
+            # the first poll is due at once, set here rather than by the scheduler's thread:
+            # a poll() right after start must find it due, or a one-shot run
+            # (`run --until-caught-up`) could take the source for idle before it ever read
+            self._due.set()
             self._scheduler.start()
 
     def wait(self, timeout: float) -> bool:
