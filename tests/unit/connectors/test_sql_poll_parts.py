@@ -122,3 +122,17 @@ def test_cursor_values_of_the_wrong_type_are_schema_errors() -> None:
         cursor.after({"id": "abc", "ts": datetime(2026, 1, 1)})
     with pytest.raises(SchemaError, match="TIMESTAMP/DATETIME"):
         cursor.after({"id": 1, "ts": "2026-01-01"})
+
+
+def test_the_first_poll_is_due_the_moment_the_ticker_starts() -> None:
+    # `run --until-caught-up` takes a source whose poll found nothing for idle: the first
+    # poll must not wait on the scheduler's thread to mark it due
+    from connectors.source.sql_poll.schedule import Ticker
+
+    ticker = Ticker(60_000, "first_tick")
+    ticker.start()
+    try:
+        assert ticker.wait(0) is True
+        assert ticker.wait(0) is False  # the next one comes an interval later
+    finally:
+        ticker.stop()
