@@ -33,6 +33,7 @@ import crc32c
 from log.api import LogRecord, Record
 
 __all__ = [
+    "ATTR_CHECKPOINT",
     "ATTR_HEADERS",
     "ATTR_OFFSET_DELTAS",
     "ATTR_TIMESTAMPS",
@@ -48,6 +49,7 @@ __all__ = [
     "encode",
     "encode_columns",
     "iter_headers",
+    "read_checkpoint",
     "read_header",
     "set_base_offset",
     "validate",
@@ -60,7 +62,13 @@ ATTR_TRANSACTIONAL = 0x01  # written by a checkpointed append; visible once its 
 ATTR_OFFSET_DELTAS = 0x02  # offsets are not dense (a compacted batch): a delta column follows
 ATTR_TIMESTAMPS = 0x04  # records differ in timestamp: a timestamp column follows
 ATTR_HEADERS = 0x08  # some record has headers: a header column follows
-_KNOWN_ATTRS = ATTR_TRANSACTIONAL | ATTR_OFFSET_DELTAS | ATTR_TIMESTAMPS | ATTR_HEADERS
+# The batch commits itself: it carries its source's checkpoint in a block right after the
+# header, so one fsync makes records and checkpoint durable together (a checkpointed append
+# that wrote a single partition). Committed as soon as it is whole on disk: not transactional.
+ATTR_CHECKPOINT = 0x10
+_KNOWN_ATTRS = (
+    ATTR_TRANSACTIONAL | ATTR_OFFSET_DELTAS | ATTR_TIMESTAMPS | ATTR_HEADERS | ATTR_CHECKPOINT
+)
 
 HEADER = struct.Struct("<qIIBBHiiqqqq")
 HEADER_SIZE = HEADER.size  # 60
@@ -72,6 +80,7 @@ _CRC_POS = 12
 _HEADER_COUNT = struct.Struct("<H")
 _HEADER_NAME = struct.Struct("<H")
 _HEADER_VALUE = struct.Struct("<i")
+_CHECKPOINT_LEN = struct.Struct("<I")
 _BIG_ENDIAN = sys.byteorder == "big"
 _make_record = partial(tuple.__new__, LogRecord)
 
@@ -107,6 +116,10 @@ class BatchHeader(NamedTuple):
     @property
     def transactional(self) -> bool:
         return bool(self.attributes & ATTR_TRANSACTIONAL)
+
+    @property
+    def self_committed(self) -> bool:
+        return bool(self.attributes & ATTR_CHECKPOINT)
 
 
 class EncodedBatch(NamedTuple):
@@ -174,14 +187,20 @@ def encode_columns(
     attributes: int = 0,
     producer_id: int = 0,
     producer_seq: int = 0,
+    checkpoint: bytes | None = None,
 ) -> EncodedBatch:
-    """Encode records given as columns. ``headers`` None means no record has any."""
+    """Encode records given as columns. ``headers`` None means no record has any;
+    ``checkpoint`` (the commit of a single-partition checkpointed append) makes the batch
+    commit itself (:data:`ATTR_CHECKPOINT`)."""
     n = len(keys)
     if n == 0:
         raise ValueError("a batch needs at least one record")
     first_ts = max_ts = timestamps[0]
     attrs = attributes & ATTR_TRANSACTIONAL
     parts: list[bytes] = []
+    if checkpoint is not None:
+        attrs = ATTR_CHECKPOINT  # committed by itself, so never transactional
+        parts += [_CHECKPOINT_LEN.pack(len(checkpoint)), checkpoint]
     if offset_deltas is not None:
         attrs |= ATTR_OFFSET_DELTAS
         parts.append(_col("i", offset_deltas))
@@ -222,6 +241,7 @@ def encode(
     attributes: int = 0,
     producer_id: int = 0,
     producer_seq: int = 0,
+    checkpoint: bytes | None = None,
 ) -> EncodedBatch:
     """Encode records appended by a writer; a timestamp of 0 becomes ``now_ms``."""
     if not records:
@@ -241,6 +261,7 @@ def encode(
         attributes=attributes,
         producer_id=producer_id,
         producer_seq=producer_seq,
+        checkpoint=checkpoint,
     )
 
 
@@ -328,6 +349,23 @@ def _decode_headers(buf: bytes, pos: int, lens: array[int]) -> list[tuple[tuple[
     return out
 
 
+def read_checkpoint(buf: bytes | bytearray | memoryview, pos: int, h: BatchHeader) -> bytes:
+    """The checkpoint block of the (validated) self-committing batch at ``pos``."""
+    if not h.attributes & ATTR_CHECKPOINT:
+        raise BatchError("the batch carries no checkpoint")
+    start = pos + HEADER_SIZE + _CHECKPOINT_LEN.size
+    (n,) = _CHECKPOINT_LEN.unpack_from(buf, pos + HEADER_SIZE)
+    if start + n > pos + h.size:
+        raise BatchError(f"checkpoint block of {n} bytes runs past the batch's end")
+    return bytes(buf[start : start + n])
+
+
+def checkpoint_block_size(buf: bytes | bytearray | memoryview, pos: int) -> int:
+    """Bytes the checkpoint block right after the header at ``pos`` occupies."""
+    (n,) = _CHECKPOINT_LEN.unpack_from(buf, pos + HEADER_SIZE)
+    return int(_CHECKPOINT_LEN.size + n)
+
+
 class Columns(NamedTuple):
     offsets: Sequence[int]
     timestamps: Sequence[int]
@@ -340,6 +378,8 @@ def decode_columns(buf: bytes, pos: int, h: BatchHeader) -> Columns:
     """The records of the (validated) batch at ``pos`` as columns."""
     n = h.record_count
     p = pos + HEADER_SIZE
+    if h.attributes & ATTR_CHECKPOINT:
+        p += checkpoint_block_size(buf, pos)
     offsets: Sequence[int]
     timestamps: Sequence[int]
     if h.attributes & ATTR_OFFSET_DELTAS:

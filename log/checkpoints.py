@@ -18,6 +18,15 @@ source name (UTF-8) and value = JSON::
 commit decision itself uses ``producer_id`` and ``seq``, which stay meaningful after
 retention or compaction removed older records.
 
+A checkpointed append that writes a single partition does not need this log to commit: its
+batch carries the commit (:func:`self_commit_block`: source and checkpoint; the producer id
+and sequence number are in the batch header) and is committed once it is durable, with one
+fsync. The commit is then copied here lazily (:meth:`CheckpointStore.commit` with
+``sync=False``), so that this log stays the one place to look; the copy becomes durable with
+the next fsync of this log (the next multi-partition commit, :meth:`CheckpointStore.sync`
+before a partition is rolled, or the close). Recovery re-adopts a copy that was lost
+(:func:`log.recovery.adopt_self_commits`).
+
 Thread-safe: :meth:`CheckpointStore.commit` appends under the checkpoint partition's lock;
 the in-memory view is replaced under a lock.
 """
@@ -25,19 +34,21 @@ the in-memory view is replaced under a lock.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import orjson
 
-from hub.errors import CorruptLogError, UsageError
+from hub.errors import CorruptLogError, LogError, LogStorageError, UsageError
 from log.api import Record, TopicPartition
 from log.partition import PartitionLog
 
-__all__ = ["CheckpointStore", "Commit", "producer_id_for"]
+__all__ = ["CheckpointStore", "Commit", "producer_id_for", "self_commit_block"]
 
 _VERSION = 1
+_log = logging.getLogger(__name__)
 
 
 def producer_id_for(source: str) -> int:
@@ -106,6 +117,68 @@ class CheckpointStore:
         with self._lock:
             return sorted(self._latest)
 
+    def sync(self) -> None:
+        """Make lazily written commits durable (before a partition is rolled: recovery only
+        looks for self-committing batches in active segments)."""
+        p = self.partition
+        if p.failed is not None:
+            raise LogStorageError(
+                f"the checkpoint log refuses writes since {p.failed}; close and reopen the log "
+                "to recover it"
+            )
+        if p.dirty:
+            with p.lock:
+                p.flush_locked()
+
+    def copy_self_commit(
+        self,
+        source: str,
+        seq: int,
+        checkpoint: Mapping[str, Any],
+        ends: Mapping[TopicPartition, int],
+    ) -> None:
+        """Note the commit a durable self-committing batch carries, and append its copy
+        without an fsync. It is committed whatever happens here: a failed copy marks this
+        log failed (so no partition rolls past the batch before a reopen adopts it again)
+        instead of failing the append."""
+        try:
+            self.commit(source, seq, checkpoint, ends, sync=False)
+        except LogError as e:
+            with self._lock:
+                self._remember(
+                    Commit(source, producer_id_for(source), seq, dict(checkpoint), dict(ends))
+                )
+            if self.partition.failed is None:
+                self.partition.failed = f"copying a self-commit failed: {e}"
+            _log.error("could not copy the checkpoint of %r into the checkpoint log: %s", source, e)
+
+    def adopt(
+        self, block: bytes, producer_id: int, seq: int, ends: Mapping[TopicPartition, int]
+    ) -> Commit:
+        """Recovery: write the commit a self-committing batch carries (``block``), durably."""
+        try:
+            d = orjson.loads(block)
+            if d.get("v") != _VERSION:
+                raise ValueError(f"unknown self-commit block version {d.get('v')!r}")
+            source, checkpoint = d["source"], d["checkpoint"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CorruptLogError(
+                f"a self-committing batch of producer {producer_id} (sequence {seq}) carries a "
+                f"checkpoint that cannot be decoded: {e}",
+                topic="__checkpoints",
+                partition=0,
+                offset=None,
+            ) from e
+        if producer_id_for(source) != producer_id:
+            raise CorruptLogError(
+                f"a self-committing batch names source {source!r}, whose producer id is not "
+                f"the batch's {producer_id}",
+                topic="__checkpoints",
+                partition=0,
+                offset=None,
+            )
+        return self.commit(source, seq, checkpoint, ends, sync=True)
+
     @staticmethod
     def check(source: str, checkpoint: Mapping[str, Any]) -> None:
         """Raise UsageError now if ``checkpoint`` could not be stored (before any write)."""
@@ -127,6 +200,12 @@ class CheckpointStore:
         with self._lock:
             self._remember(commit)
         return commit
+
+
+def self_commit_block(source: str, checkpoint: Mapping[str, Any]) -> bytes:
+    """What a self-committing batch carries: ``{"v": 1, "source": …, "checkpoint": …}``
+    (checked beforehand by :meth:`CheckpointStore.check`)."""
+    return orjson.dumps({"v": _VERSION, "source": source, "checkpoint": checkpoint})
 
 
 def _encode(c: Commit) -> bytes:

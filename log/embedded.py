@@ -21,9 +21,14 @@ Checkpointed appends (:meth:`EmbeddedLog.append_checkpointed`) are small transac
 A failure before step 4 completes cuts the batches off again and raises; a crash leaves a
 tail that recovery drops, because no durable commit names its sequence number. Holding the
 partition locks for the whole transaction keeps other appends from landing behind an
-unfinished one, so recovery never has to cut anything but that tail. The checkpoint is not
-embedded in single-partition batches: every checkpointed append costs one more fsync, of
-the small checkpoint log.
+unfinished one, so recovery never has to cut anything but that tail.
+
+A checkpointed append that writes one partition (the usual case: a source's batch of one
+table) needs no transaction: its batch carries the checkpoint and commits itself
+(``ATTR_CHECKPOINT``), so one ``pwritev`` and one ``fdatasync`` make records and checkpoint
+durable together, where the steps above take two sequential fsyncs. The commit record is
+then appended to the checkpoint log without an fsync, as a copy that recovery re-creates
+from the batch if it was lost (:func:`log.recovery.adopt_self_commits`).
 
 Waiting readers (``read``/``fetch`` with a timeout) are woken by appends; when the log is
 closed they raise :class:`LogClosedError`, and when their topic is deleted,
@@ -74,7 +79,7 @@ from log.api import (
     check_fetch_limits,
 )
 from log.batch import ATTR_TRANSACTIONAL, encode
-from log.checkpoints import CheckpointStore, producer_id_for
+from log.checkpoints import CheckpointStore, producer_id_for, self_commit_block
 from log.compaction import compact_partition
 from log.flush import Flusher
 from log.follow import open_view, refresh_partition
@@ -82,7 +87,7 @@ from log.group_offsets import GroupOffsets
 from log.jobs import PeriodicJob
 from log.lock import DirectoryLock
 from log.partition import PartitionLog, SegmentConfig, fsync_dir, storage_error
-from log.recovery import load_partition, truncate_uncommitted
+from log.recovery import adopt_self_commits, load_partition, truncate_uncommitted
 from log.retention import enforce_retention
 from log.segment import MAX_SEGMENT_BYTES, Segment
 from log.waiting import Waiter
@@ -218,7 +223,15 @@ class EmbeddedLog(Log):
             self._checkpoints = CheckpointStore(cp)
             for d in sorted(files.topics_dir(self.root).iterdir()):
                 if files.TOPIC_NAME.match(d.name) and (d / "topic.json").exists():
-                    self._topics[d.name] = self._load_topic(d.name)
+                    self._topics[d.name] = self._load_topic(d.name, recover=False)
+            if not self.read_only:
+                # every partition's self-commits first: a source's last commit may be in any
+                # partition it writes, and cutting uncommitted tails needs the last one
+                parts = [p for t in self._topics.values() for p in t.partitions]
+                for p in parts:
+                    adopt_self_commits(p, self._checkpoints)
+                for p in parts:
+                    truncate_uncommitted(p, self._checkpoints.committed_seq)
             self._groups = GroupOffsets(self.root, read_only=self.read_only)
             if not self.read_only:
                 # Recovery has cut what it had to: tell read-only views to look again.
@@ -264,7 +277,9 @@ class EmbeddedLog(Log):
         except OSError as e:  # only costs a full scan of the active segments at the next open
             _log.warning("could not mark the log as cleanly closed: %s", e)
 
-    def _load_topic(self, name: str) -> _Topic:
+    def _load_topic(self, name: str, *, recover: bool = True) -> _Topic:
+        """Load a topic's partitions; ``recover``: also adopt self-commits and cut
+        uncommitted tails (the caller does it for all topics at once when False)."""
         config = self._read_topic_config(name)
         partitions: list[PartitionLog] = []
         try:
@@ -274,7 +289,10 @@ class EmbeddedLog(Log):
                 partitions.append(p)
                 if self.read_only:
                     open_view(p, self._checkpoints.committed_seq)
-                else:
+                    continue
+                p.before_roll = self._checkpoints.sync
+                if recover:
+                    adopt_self_commits(p, self._checkpoints)
                     truncate_uncommitted(p, self._checkpoints.committed_seq)
         except BaseException:
             for p in partitions:
@@ -465,6 +483,22 @@ class EmbeddedLog(Log):
         with self._source_lock(source):
             seq = self._checkpoints.next_seq(source)
             now = self.clock_ms()
+            if len(targets) == 1:
+                tp, p, recs = targets[0]
+                block = self_commit_block(source, checkpoint)
+                batch = encode(recs, now, producer_id=producer, producer_seq=seq, checkpoint=block)
+                with p.lock:
+                    base = p.append_locked(batch)
+                    if sync:
+                        try:
+                            p.flush_locked()
+                        except LogError:
+                            self._roll_back([(p, base)])
+                            raise
+                    # the batch is the commit: the checkpoint log's copy is lazy (see above)
+                    self._checkpoints.copy_self_commit(source, seq, checkpoint, {tp: p.log_end})
+                    p.publish_locked()
+                return {tp: base}
             batches = [
                 encode(
                     recs, now, attributes=ATTR_TRANSACTIONAL, producer_id=producer, producer_seq=seq

@@ -15,6 +15,11 @@ remembered next to its new one, and a group's next offset ``o`` becomes the new 
 first copied record at or after ``o`` (the destination's end when there is none), so every
 sink goes on with exactly the records it had not read.
 
+It reads and writes through the :class:`~log.api.Log` interface only, so it does not depend
+on the embedded log's on-disk format version (``log/FORMAT.md``): a version 1 log opens as it
+is, and the checkpoints it held in batches (version 2's self-committing batches) come out
+of ``last_checkpoint`` like any other.
+
 Run it with the hub stopped: records or checkpoints written during the copy would be missed.
 Destination partitions must be empty; a failed migration is redone after deleting the
 topics it created in the destination.

@@ -126,6 +126,10 @@ class PartitionLog:
         self.waiters = WaiterSet()
         self.dirty = False  # appended but not yet fsync'd
         self.failed: str | None = None  # a write failed and could not be undone
+        # run (under the lock) before the active segment is sealed: the log makes lazily
+        # written checkpoint commits durable there, since recovery only scans active segments
+        # for the self-committing batches they copy
+        self.before_roll: Callable[[], None] | None = None
         self.deleted = False
         self.closed = False
         self._pin_lock = threading.Lock()
@@ -252,6 +256,8 @@ class PartitionLog:
     def roll_locked(self) -> None:
         """Seal the active segment and start a new one at the log end."""
         old = self.active
+        if self.before_roll is not None:
+            self.before_roll()
         try:
             old.seal()
             new = Segment.create(self.directory, old.next_offset, self.config.options)

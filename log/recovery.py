@@ -8,8 +8,16 @@
    After a clean shutdown (the ``CLEAN_SHUTDOWN`` marker) only the batches after the active
    segment's last index entry are checked, as Kafka skips recovery after a clean shutdown;
    anything that does not add up falls back to the full scan;
-3. **transactions** (:func:`truncate_uncommitted`, once the checkpoint log is loaded): drop a
-   tail written by a checkpointed append whose checkpoint never became durable.
+3. **self-commits** (:func:`adopt_self_commits`, once the checkpoint log is loaded): a
+   checkpointed append that wrote one partition carries its checkpoint in its batch, and the
+   checkpoint log gets a copy only lazily (not fsync'd); a whole such batch in an active
+   segment newer than its source's last commit in the checkpoint log is that source's commit
+   (the copy was lost with the page cache, or the process died before writing it), so it is
+   written to the checkpoint log now. Only active segments need looking at: a partition is
+   not rolled while the checkpoint log holds a commit that is not durable;
+4. **transactions** (:func:`truncate_uncommitted`, after every partition's self-commits were
+   adopted): drop a tail written by a checkpointed append whose checkpoint never became
+   durable.
 
 An acknowledged batch is never lost by this: it was fsync'd (policy permitting) before the
 append returned, so it is whole and its CRC matches; only bytes written after the last
@@ -29,10 +37,12 @@ from pathlib import Path
 from hub.errors import CorruptLogError
 from log import files
 from log.api import TopicPartition
+from log.batch import HEADER_SIZE, BatchError, read_checkpoint, read_header
+from log.checkpoints import CheckpointStore
 from log.partition import PartitionLog, SegmentConfig, fsync_dir
 from log.segment import Segment
 
-__all__ = ["load_partition", "remove_leftovers", "truncate_uncommitted"]
+__all__ = ["adopt_self_commits", "load_partition", "remove_leftovers", "truncate_uncommitted"]
 
 _log = logging.getLogger(__name__)
 
@@ -89,8 +99,10 @@ def load_partition(
             active = Segment.open_for_scan(directory, bases[-1], config.options)
             segments.append(active)
             if clean and active.resume():
+                active.upgrade()
                 return PartitionLog(tp, directory, config, segments, clock_ms=clock_ms)
             result = active.recover()
+            active.upgrade()
             if result.error is not None:
                 _log.warning(
                     "%s: cut the active segment %s at byte %d (offset %d): %s",
@@ -133,8 +145,38 @@ def _load_view(
     return PartitionLog(tp, directory, config, segments, clock_ms=clock_ms)
 
 
+def adopt_self_commits(partition: PartitionLog, store: CheckpointStore) -> int:
+    """Pass 3: make the checkpoint log hold the commits carried by self-committing batches of
+    the partition's active segment that it is missing; returns how many it adopted."""
+    active = partition.active
+    adopted = 0
+    for producer_id, (pos, seq) in sorted(active.self_commits.items()):
+        if seq <= store.committed_seq(producer_id):
+            continue
+        try:
+            h = read_header(active.read_at(pos, HEADER_SIZE))
+            blob = read_checkpoint(active.read_at(pos, h.size), 0, h)
+        except BatchError as e:  # it was validated by the scan: the file changed under us
+            raise CorruptLogError(
+                f"{partition.tp}: the checkpoint in the batch at byte {pos} cannot be read: {e}",
+                topic=partition.tp.topic,
+                partition=partition.tp.partition,
+                offset=None,
+            ) from e
+        store.adopt(blob, producer_id, seq, {partition.tp: h.next_offset})
+        _log.info(
+            "%s: took the checkpoint of producer %d (sequence %d) from its batch at offset %d",
+            partition.tp,
+            producer_id,
+            seq,
+            h.base_offset,
+        )
+        adopted += 1
+    return adopted
+
+
 def truncate_uncommitted(partition: PartitionLog, committed_seq: Callable[[int], int]) -> int:
-    """Pass 3: cut a transactional tail whose checkpoint is not durable; returns offsets dropped.
+    """Pass 4: cut a transactional tail whose checkpoint is not durable; returns offsets dropped.
 
     ``committed_seq(producer_id)`` is the sequence number of that producer's last durable
     checkpoint. Transactions on a partition are serialised, so only its last batch can belong

@@ -1,7 +1,8 @@
 """One segment: a ``.log`` file of record batches, with its lazily loaded indexes.
 
-The file starts with an 8-byte header (``CHLG``, format version byte 1, 3 zero bytes) and
-then holds whole batches back to back (``log/batch.py``, ``log/FORMAT.md``). Byte positions
+The file starts with an 8-byte header (``CHLG``, format version byte 2 — 1 in logs written
+before self-committing batches existed, still read —, 3 zero bytes) and then holds whole
+batches back to back (``log/batch.py``, ``log/FORMAT.md``). Byte positions
 are u32 in the indexes, so a segment stays below 2 GiB.
 
 :attr:`Segment.size` is the end of the segment's *valid* bytes: after a scan it stops before
@@ -27,6 +28,7 @@ from typing import NamedTuple
 
 from log import files
 from log.batch import (
+    ATTR_CHECKPOINT,
     ATTR_TRANSACTIONAL,
     HEADER_SIZE,
     BatchError,
@@ -50,8 +52,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-SEGMENT_VERSION = 1
+# 2: batches may commit themselves (ATTR_CHECKPOINT). A version 1 segment is read as it is;
+# the active one is upgraded in place when a writer opens it (:meth:`Segment.upgrade`).
+SEGMENT_VERSION = 2
 SEGMENT_HEADER = b"CHLG" + bytes([SEGMENT_VERSION, 0, 0, 0])
+_READABLE_HEADERS = frozenset({b"CHLG\x01\x00\x00\x00", SEGMENT_HEADER})
 MAX_SEGMENT_BYTES = 2**31 - 1
 _SCAN_CHUNK = 4 * 1024 * 1024
 _LOCATE_CHUNK = 64 * 1024
@@ -121,6 +126,9 @@ class Segment:
         self.time_index = TimeIndex(files.time_index_file(directory, base_offset))
         self.corrupt_at: SegmentError | None = None  # first bad bytes found in a closed segment
         self.last_batch: LastBatch | None = None  # known once written, scanned or checked
+        # producer id -> (position, sequence number) of its last self-committing batch seen
+        # here (appended, or scanned by recovery): recovery adopts the checkpoints it carries
+        self.self_commits: dict[int, tuple[int, int]] = {}
         self._indexes_loaded = indexes_loaded
         self._index_lock = threading.Lock()
         self._fd_lock = threading.Lock()
@@ -286,6 +294,8 @@ class Segment:
             self._bytes_since_index = 0
         self._bytes_since_index += nbytes
         self.next_offset = base + last_delta + 1
+        if attributes & ATTR_CHECKPOINT:
+            self.self_commits[producer_id] = (pos, producer_seq)
         self.last_batch = LastBatch(
             pos,
             base,
@@ -355,6 +365,7 @@ class Segment:
         self.max_timestamp = -1
         self._max_ts_rel_offset = 0
         self.last_batch = None
+        self.self_commits = {}
         self.next_offset = self.base_offset
         entry = self.offset_index.last()
         indexed_from = entry[1] if entry is not None else len(SEGMENT_HEADER)
@@ -366,6 +377,8 @@ class Segment:
             if pos >= indexed_from:
                 self._bytes_since_index += h.size
             self.next_offset = h.next_offset
+            if h.self_committed:
+                self.self_commits[h.producer_id] = (pos, h.producer_seq)
             self.last_batch = LastBatch(
                 pos,
                 h.base_offset,
@@ -422,7 +435,7 @@ class Segment:
     def _check_tail(self) -> None:
         """Validate the batches after the last offset index entry (a few KiB)."""
         header = os.pread(self.fd, len(SEGMENT_HEADER), 0)
-        if header != SEGMENT_HEADER:
+        if header not in _READABLE_HEADERS:
             self.corrupt_at = SegmentError(
                 f"{self.path} has a bad file header {header!r}",
                 offset=self.base_offset,
@@ -513,10 +526,11 @@ class Segment:
         self._max_ts_rel_offset = 0
         self.created_ms = None
         self.last_batch = None
+        self.self_commits = {}
         self._bytes_since_index = 0
         self.next_offset = self.base_offset
         header = os.pread(self.fd, len(SEGMENT_HEADER), 0)
-        if header != SEGMENT_HEADER:
+        if header not in _READABLE_HEADERS:
             self.size = 0
             return ScanResult(0, self.base_offset, f"bad file header {header!r}")
         return self._scan_range(len(SEGMENT_HEADER), os.fstat(self.fd).st_size)
@@ -564,7 +578,7 @@ class Segment:
         few batches after the last index entry, instead of scanning it all. False (state
         unchanged) if anything does not add up; the caller then runs :meth:`recover`."""
         size = os.fstat(self.fd).st_size
-        if os.pread(self.fd, len(SEGMENT_HEADER), 0) != SEGMENT_HEADER:
+        if os.pread(self.fd, len(SEGMENT_HEADER), 0) not in _READABLE_HEADERS:
             return False
         try:
             self.offset_index.load()
@@ -596,6 +610,13 @@ class Segment:
         except CorruptIndexError:
             return False
         return True
+
+    def upgrade(self) -> None:
+        """Make a version 1 active segment version 2 (its batches are valid in both), so that
+        self-committing batches may follow; one byte rewritten in place and made durable."""
+        if os.pread(self.fd, len(SEGMENT_HEADER), 0) != SEGMENT_HEADER:
+            os.pwrite(self.fd, SEGMENT_HEADER, 0)
+            os.fdatasync(self.fd)
 
     def recover(self) -> ScanResult:
         """Scan the active segment and cut off a torn or corrupt tail."""

@@ -154,6 +154,25 @@ def test_a_damaged_file_header_of_a_closed_segment_is_reported(tmp_path: Path) -
 
 
 def test_a_damaged_checkpoint_log_tail_loses_only_the_torn_commit(tmp_path: Path) -> None:
+    """A commit of two partitions lives in the checkpoint log alone: torn, it is lost."""
+    log = EmbeddedLog(tmp_path, background_jobs=False)
+    log.create_topic("t", TopicConfig(partitions=2))
+    t1 = TopicPartition("t", 1)
+    log.append_checkpointed("src", {TP: [Record(b"a", b"1")], t1: [Record(b"c", b"1")]}, {"n": 1})
+    log.append_checkpointed("src", {TP: [Record(b"b", b"2")], t1: [Record(b"d", b"2")]}, {"n": 2})
+    log.close()
+    cp = sorted((tmp_path / "internal" / "checkpoints").glob("*.log"))[-1]
+    os.truncate(cp, os.path.getsize(cp) - 1)
+    log = reopen(tmp_path)
+    try:
+        assert log.last_checkpoint("src") == {"n": 1}
+        assert log.end_offset(TP) == 1 and log.end_offset(t1) == 1  # its records went with it
+    finally:
+        log.close()
+
+
+def test_a_torn_copy_of_a_self_commit_is_taken_again_from_its_batch(tmp_path: Path) -> None:
+    """A commit of one partition is in its batch; the checkpoint log only has a copy."""
     log = EmbeddedLog(tmp_path, background_jobs=False)
     log.create_topic("t", TopicConfig())
     log.append_checkpointed("src", {TP: [Record(b"a", b"1")]}, {"n": 1})
@@ -163,7 +182,14 @@ def test_a_damaged_checkpoint_log_tail_loses_only_the_torn_commit(tmp_path: Path
     os.truncate(cp, os.path.getsize(cp) - 1)
     log = reopen(tmp_path)
     try:
-        assert log.last_checkpoint("src") == {"n": 1}
-        assert log.end_offset(TP) == 1  # the records of the lost commit went with it
+        assert log.last_checkpoint("src") == {"n": 2}
+        assert log.end_offset(TP) == 2
+        log.append_checkpointed("src", {TP: [Record(b"c", b"3")]}, {"n": 3})  # next sequence
+    finally:
+        log.close()
+    log = reopen(tmp_path)
+    try:
+        assert log.last_checkpoint("src") == {"n": 3}
+        assert [r.value for r in read_all(log, TP)] == [b"1", b"2", b"3"]
     finally:
         log.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hub.errors import UsageError
 from log.api import TopicConfig, TopicPartition
 from log.batch import ATTR_TRANSACTIONAL, encode
-from log.checkpoints import producer_id_for
+from log.checkpoints import producer_id_for, self_commit_block
 from log.embedded import EmbeddedLog
 
 from .conftest import OpenLog, records
@@ -113,3 +115,90 @@ def test_a_failed_partition_write_rolls_back_the_others(open_log: OpenLog) -> No
     assert log.last_checkpoint("pg") is None
     log.append_checkpointed("pg", {A0: records(1)}, {"lsn": 10})
     assert log.last_checkpoint("pg") == {"lsn": 10}
+
+
+def test_a_single_partition_append_commits_with_one_fsync(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(partitions=2))
+    syncs: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1])
+    log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 1})
+    assert len(syncs) == 1  # the partition's; the checkpoint log's copy waits
+    assert log.last_checkpoint("pg") == {"lsn": 1} and log.end_offset(A0) == 3
+    syncs.clear()
+    log.append_checkpointed("pg", {A0: records(1), A1: records(1)}, {"lsn": 2})
+    assert len(syncs) == 3  # two partitions, then the commit (with the lazy copy before it)
+
+
+def test_a_self_commit_whose_copy_never_reached_the_checkpoint_log_is_adopted(
+    open_log: OpenLog,
+) -> None:
+    """The process dies between the batch's fsync and the copy of its commit."""
+    log = open_log()
+    log.create_topic("a", TopicConfig(partitions=2))
+    log.append_checkpointed("pg", {A0: records(2), A1: records(1)}, {"lsn": 1})
+    p = log._partition(A0)
+    seq = log._checkpoints.next_seq("pg")
+    block = self_commit_block("pg", {"lsn": 2})
+    batch = encode(
+        records(1), 1, producer_id=producer_id_for("pg"), producer_seq=seq, checkpoint=block
+    )
+    with p.lock:
+        p.append_locked(batch)
+        p.flush_locked()
+    uncommitted = encode(
+        records(2),
+        1,
+        attributes=ATTR_TRANSACTIONAL,
+        producer_id=producer_id_for("pg"),
+        producer_seq=seq + 1,
+    )
+    p1 = log._partition(A1)
+    with p1.lock:  # an append of two partitions after it, which never committed
+        p1.append_locked(uncommitted)
+        p1.flush_locked()
+    log._lock.release()
+    again = open_log()
+    assert again.last_checkpoint("pg") == {"lsn": 2}
+    assert again.end_offset(A0) == 3 and again.end_offset(A1) == 1
+    assert again._checkpoints.next_seq("pg") == seq + 1
+    again._lock.release()
+    third = open_log()  # the adopted commit was written to the checkpoint log, durably
+    assert third.last_checkpoint("pg") == {"lsn": 2}
+
+
+def test_rolling_a_partition_makes_copied_commits_durable_first(open_log: OpenLog) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(segment_bytes=300))
+    log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 1})
+    assert log._checkpoints.partition.dirty
+    log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 2})  # rolls the segment
+    assert len(log._partition(A0).segments) == 2
+    assert log._checkpoints.partition.dirty  # the second copy, after the roll
+
+
+def test_a_log_of_format_version_1_opens_and_its_active_segment_is_upgraded(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(segment_bytes=300))
+    for i in range(4):
+        log.append_checkpointed("pg", {A0: records(3)}, {"lsn": i})
+    directory = log._partition(A0).directory
+    log.close()
+    # what an older changehub wrote: version 1 segments, commits in the checkpoint log only
+    segments = sorted(directory.glob("*.log"))
+    assert len(segments) > 1
+    for path in segments:
+        with open(path, "r+b") as f:
+            f.seek(4)
+            f.write(b"\x01")
+    again = open_log()
+    assert again.last_checkpoint("pg") == {"lsn": 3}
+    assert len(again.read(A0, 0, max_records=100)) == 3  # a closed version 1 segment reads
+    again.append_checkpointed("pg", {A0: records(1)}, {"lsn": 4})
+    assert again.end_offset(A0) == 13
+    assert segments[-1].read_bytes()[4] == 2 and segments[0].read_bytes()[4] == 1
