@@ -1,7 +1,8 @@
-"""What a connector's ``doctor`` check reports: one :class:`Finding` per check.
+"""What a ``doctor`` check reports: one :class:`Finding` per check.
 
 Connector modules (``connectors/source/postgres/doctor.py`` …) return lists of these; the
-``changehub doctor`` command (:mod:`hub.doctor`) tags them with the system they concern.
+``changehub doctor`` command (:mod:`hub.doctor`) makes its own checks (the log, polled
+databases, sinks) with the same class and tags every finding with the system it concerns.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ Level = Literal["ok", "warning", "error"]
 
 @dataclass(frozen=True)
 class Finding:
-    """One check: ``ok``, or a problem with the exact fix."""
+    """One check: ``ok``, or a problem with the exact fix; ``system`` names what was checked
+    (``source shop (postgres)``) once :mod:`hub.doctor` tagged it."""
 
     level: Level
     check: str
     message: str
     fix: str | None = None
+    system: str = ""
 
     def __str__(self) -> str:
-        text = f"[{self.level}] {self.check}: {self.message}"
+        where = f"{self.system}: " if self.system else ""
+        text = f"[{self.level}] {where}{self.check}: {self.message}"
         return f"{text}\n    fix: {self.fix}" if self.fix else text

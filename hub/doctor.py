@@ -21,17 +21,16 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from connectors.api import SinkConfig, SourceConfig
+from connectors.doctor import Finding
 from hub.config import PipelineConfig
 from hub.secrets import mask
 
 __all__ = ["Finding", "check_directory", "diagnose"]
-
-Level = Literal["ok", "warning", "error"]
 
 # Free space below which the log (or an export directory) is about to stop the pipeline, and
 # below which it should be watched. The log refuses appends on ENOSPC, and sources then stop.
@@ -43,21 +42,6 @@ TIMEOUT_S = 5.0
 DiskUsage = Callable[[str], Any]  # shutil.disk_usage's shape: .total, .used, .free
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One check of one system: ``ok``, or a problem with how to fix it."""
-
-    system: str
-    level: Level
-    check: str
-    message: str
-    fix: str | None = None
-
-    def __str__(self) -> str:
-        text = f"[{self.level}] {self.system}: {self.check}: {self.message}"
-        return f"{text}\n    fix: {self.fix}" if self.fix else text
-
-
 def diagnose(config: PipelineConfig) -> list[Finding]:
     """Every check of every system ``config`` names, in the file's order."""
     out = _log(config)
@@ -65,8 +49,7 @@ def diagnose(config: PipelineConfig) -> list[Finding]:
         out.extend(_source(src))
     for snk in config.sinks:
         out.extend(_sink(snk))
-    return [Finding(f.system, f.level, f.check, mask(f.message), f.fix and mask(f.fix))
-            for f in out]
+    return [replace(f, message=mask(f.message), fix=f.fix and mask(f.fix)) for f in out]
 
 
 # -- the log --------------------------------------------------------------------------------
@@ -90,29 +73,30 @@ def check_directory(system: str, path: Path, key: str,
         existing = existing.parent
     out: list[Finding] = []
     if not existing.is_dir():
-        return [Finding(system, "error", "directory", f"{existing} is not a directory",
-                        f"point {key} at a directory")]
+        return [Finding("error", "directory", f"{existing} is not a directory",
+                        f"point {key} at a directory", system=system)]
     if not os.access(existing, os.W_OK | os.X_OK):
-        out.append(Finding(system, "error", "directory",
+        out.append(Finding("error", "directory",
                            f"{existing} is not writable by this user",
                            f"chown the directory to the user running changehub, or point "
-                           f"{key} elsewhere"))
+                           f"{key} elsewhere", system=system))
     else:
         what = "exists" if existing == path else f"will be created under {existing}"
-        out.append(Finding(system, "ok", "directory", f"{path} {what}"))
+        out.append(Finding("ok", "directory", f"{path} {what}", system=system))
     usage = disk_usage(str(existing))
     free, total = int(usage.free), int(usage.total)
     text = f"{_gib(free)} free of {_gib(total)} on the disk of {existing}"
     if free < MIN_FREE_BYTES:
-        out.append(Finding(system, "error", "disk space", text,
+        out.append(Finding("error", "disk space", text,
                            f"free space on that disk, or move {key} to a larger one; "
-                           "with a full disk the log refuses appends and sources stop"))
+                           "with a full disk the log refuses appends and sources stop",
+                           system=system))
     elif free < LOW_FREE_BYTES or free < total * LOW_FREE_RATIO:
-        out.append(Finding(system, "warning", "disk space", text,
+        out.append(Finding("warning", "disk space", text,
                            "free space, shorten retention, or move the directory to a "
-                           "larger disk before it fills"))
+                           "larger disk before it fills", system=system))
     else:
-        out.append(Finding(system, "ok", "disk space", text))
+        out.append(Finding("ok", "disk space", text, system=system))
     return out
 
 
@@ -126,8 +110,8 @@ def _reachable(system: str, host_port: str, fix: str) -> Finding:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT_S):
             pass
     except OSError as exc:
-        return Finding(system, "error", "reachable", f"{host_port}: {exc}", fix)
-    return Finding(system, "ok", "reachable", host_port)
+        return Finding("error", "reachable", f"{host_port}: {exc}", fix, system=system)
+    return Finding("ok", "reachable", host_port, system=system)
 
 
 # -- sources --------------------------------------------------------------------------------
@@ -149,12 +133,13 @@ def _source(cfg: SourceConfig) -> list[Finding]:
         return _adopt(system, mysql(cfg))
     if cfg.type == "sql_poll":
         return _sql_poll(system, cfg)
-    return [Finding(system, "warning", "checks", f"doctor has no checks for {cfg.type} sources")]
+    return [Finding("warning", "checks", f"doctor has no checks for {cfg.type} sources",
+                    system=system)]
 
 
-def _adopt(system: str, findings: Iterable[Any]) -> list[Finding]:
-    """A connector's own findings (its ``Finding`` has level, check, message, fix)."""
-    return [Finding(system, f.level, f.check, f.message, f.fix) for f in findings]
+def _adopt(system: str, findings: Iterable[Finding]) -> list[Finding]:
+    """A connector's own findings, tagged with the system they concern."""
+    return [replace(f, system=system) for f in findings]
 
 
 def _sql_poll(system: str, cfg: Any) -> list[Finding]:
@@ -164,10 +149,10 @@ def _sql_poll(system: str, cfg: Any) -> list[Finding]:
     file_db = _file_database(url)
     if file_db is not None:
         if not file_db.is_file():
-            return [Finding(system, "error", "database file", f"{file_db} does not exist",
+            return [Finding("error", "database file", f"{file_db} does not exist",
                             "fix the path in url (relative paths start at the directory "
-                            "changehub runs in)")]
-        found = [Finding(system, "ok", "database file", str(file_db))]
+                            "changehub runs in)", system=system)]
+        found = [Finding("ok", "database file", str(file_db), system=system)]
         if url.startswith("sqlite"):
             found.append(_sqlite_table(system, file_db, cfg.table))
         return found
@@ -181,15 +166,15 @@ def _sql_poll(system: str, cfg: Any) -> list[Finding]:
         with engine.connect() as conn:
             exists = sa.inspect(conn).has_table(table, schema=schema)
     except Exception as exc:
-        return [*found, Finding(system, "error", "table", f"cannot look up {cfg.table}: "
+        return [*found, Finding("error", "table", f"cannot look up {cfg.table}: "
                                 f"{_first_line(exc)}",
-                                "grant this user access to the table's schema")]
+                                "grant this user access to the table's schema", system=system)]
     finally:
         engine.dispose()
     if not exists:
-        return [*found, Finding(system, "error", "table", f"{cfg.table} does not exist",
-                                "create the table, or fix `table` (schema.table)")]
-    return [*found, Finding(system, "ok", "table", f"{cfg.table} exists")]
+        return [*found, Finding("error", "table", f"{cfg.table} does not exist",
+                                "create the table, or fix `table` (schema.table)", system=system)]
+    return [*found, Finding("ok", "table", f"{cfg.table} exists", system=system)]
 
 
 def _sqlite_table(system: str, file: Path, name: str) -> Finding:
@@ -208,12 +193,13 @@ def _sqlite_table(system: str, file: Path, name: str) -> Finding:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return Finding(system, "error", "table", f"cannot read {file}: {exc}",
-                       "check that the file is a SQLite database readable by this user")
+        return Finding("error", "table", f"cannot read {file}: {exc}",
+                       "check that the file is a SQLite database readable by this user",
+                       system=system)
     if row is None:
-        return Finding(system, "error", "table", f"{name} does not exist in {file}",
-                       "create the table, or fix `table`")
-    return Finding(system, "ok", "table", f"{name} exists")
+        return Finding("error", "table", f"{name} does not exist in {file}",
+                       "create the table, or fix `table`", system=system)
+    return Finding("ok", "table", f"{name} exists", system=system)
 
 
 # -- sinks ----------------------------------------------------------------------------------
@@ -234,7 +220,8 @@ def _sink(cfg: SinkConfig) -> list[Finding]:
         return [_search_host(system, cfg, host) for host in cfg.hosts]  # type: ignore[attr-defined]
     if cfg.type == "batch":
         return check_directory(system, Path(cfg.path), "path")  # type: ignore[attr-defined]
-    return [Finding(system, "warning", "checks", f"doctor has no checks for {cfg.type} sinks")]
+    return [Finding("warning", "checks", f"doctor has no checks for {cfg.type} sinks",
+                    system=system)]
 
 
 def _file_database(url: str) -> Path | None:
@@ -277,9 +264,10 @@ def _connect(system: str, url: str, key: str) -> tuple[list[Finding], Any]:
         else:
             fix = f"check host and port in {key}, that the server runs, and that a " \
                   "firewall lets this host reach it"
-        return [Finding(system, "error", "connection", f"{mask_url(url)}: {reason}", fix)], None
-    return [Finding(system, "ok", "connection", f"{mask_url(url)} accepts the credentials")], \
-        engine
+        return [Finding("error", "connection", f"{mask_url(url)}: {reason}", fix,
+                        system=system)], None
+    ok = Finding("ok", "connection", f"{mask_url(url)} accepts the credentials", system=system)
+    return [ok], engine
 
 
 def _first_line(exc: BaseException) -> str:
@@ -305,17 +293,17 @@ def _search_host(system: str, cfg: Any, host: str) -> Finding:
             body = json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
-            return Finding(system, "error", "credentials", f"{shown} answered {exc.code}",
+            return Finding("error", "credentials", f"{shown} answered {exc.code}",
                            "check username and password (the user needs to create indexes "
-                           "and write documents)")
-        return Finding(system, "error", "reachable", f"{shown} answered {exc.code}",
-                       "check that hosts names the engine's HTTP address")
+                           "and write documents)", system=system)
+        return Finding("error", "reachable", f"{shown} answered {exc.code}",
+                       "check that hosts names the engine's HTTP address", system=system)
     except (OSError, ValueError) as exc:
-        return Finding(system, "error", "reachable", f"{shown}: {_first_line(exc)}",
+        return Finding("error", "reachable", f"{shown}: {_first_line(exc)}",
                        "check hosts, that the engine runs, and that a firewall lets this "
-                       "host reach it")
+                       "host reach it", system=system)
     version = body.get("version", {}) if isinstance(body, dict) else {}
     number = version.get("number", "?") if isinstance(version, dict) else "?"
     engine = "opensearch" if isinstance(version, dict) and \
         version.get("distribution") == "opensearch" else "elasticsearch"
-    return Finding(system, "ok", "reachable", f"{shown} is {engine} {number}")
+    return Finding("ok", "reachable", f"{shown} is {engine} {number}", system=system)
