@@ -60,6 +60,11 @@ class Worker(threading.Thread, ABC):
     def interrupt(self) -> None:
         """Called from another thread on stop, to break a blocking call. Optional."""
 
+    def active_state(self) -> ConnectorState:
+        """The state of an opened, unpaused connector: RUNNING; a leased one (scale-out on
+        Kafka) is STANDBY while another process holds its lease. Optional."""
+        return ConnectorState.RUNNING
+
     def tick_paused(self) -> None:
         """Called on the worker's thread about every half second while it is paused, to keep
         up what must not wait for a resume (a Kafka group membership). Optional."""
@@ -89,7 +94,7 @@ class Worker(threading.Thread, ABC):
             try:
                 self._transition(ConnectorState.STARTING)
                 self.open()
-                self._transition(ConnectorState.RUNNING, error=None)
+                self._transition(self.active_state(), error=None)
                 while not self.stopping.is_set():
                     if not self._resumed.is_set():
                         self._transition(ConnectorState.PAUSED)
@@ -97,7 +102,7 @@ class Worker(threading.Thread, ABC):
                             self.tick_paused()
                         if self.stopping.is_set():
                             break
-                        self._transition(ConnectorState.RUNNING)
+                        self._transition(self.active_state())
                     self.step()
                 self.close(graceful=True)
                 self._transition(ConnectorState.STOPPED)
