@@ -20,8 +20,8 @@ from typing import Any
 from connectors.api import Source, SourceBatch, SourceRecord
 from hub.backoff import Backoff
 from hub.errors import RetriableError, SourceFencedError
-from hub.leader import Lease, lease_for
-from hub.state import ConnectorStatus
+from hub.leader import Lease, lease_for, show_lease_state
+from hub.state import ConnectorState, ConnectorStatus
 from hub.worker import Worker
 from log.api import Log, Record, TopicPartition
 from log.partitioner import partition_for
@@ -107,7 +107,9 @@ class SourceWorker(Worker):
     def step(self) -> None:
         lease = self._lease
         if lease is not None:
-            if not lease.check(wait=self._source is None):
+            held = lease.check(wait=self._source is None)
+            show_lease_state(self, lease)  # STANDBY while another process runs it
+            if not held:
                 self._stop_source()
                 self.idle = lease.decided  # another process runs it
                 return
@@ -134,6 +136,9 @@ class SourceWorker(Worker):
         self._log.append_checkpointed(self.status.name, writes, batch.checkpoint)
         self.cell.update(checkpoint=batch.checkpoint)
         self.cell.add(records=len(batch.records))
+
+    def active_state(self) -> ConnectorState:
+        return ConnectorState.RUNNING if self._lease is None else self._lease.state()
 
     @property
     def connector(self) -> Source[Any] | None:
