@@ -204,7 +204,7 @@ class Hub:
             state = w.status.state.value
             if state == "FAILED":
                 return True
-            if state != "RUNNING":
+            if state not in ("RUNNING", "STANDBY"):  # STANDBY: another process runs it
                 return False
             if isinstance(w, SourceWorker):
                 if not w.idle:
