@@ -24,7 +24,8 @@ from hub.secrets import mask
 __all__ = ["status_report"]
 
 _STYLE = {"RUNNING": "green", "FAILED": "bold red", "RETRYING": "yellow",
-          "SNAPSHOTTING": "yellow", "STARTING": "yellow", "PAUSED": "blue", "STOPPED": "dim"}
+          "SNAPSHOTTING": "yellow", "STARTING": "yellow", "PAUSED": "blue", "STANDBY": "cyan",
+          "STOPPED": "dim"}
 
 
 def status_report(config: PipelineConfig) -> RenderableType:

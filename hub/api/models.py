@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 StateName = Literal[
-    "STARTING", "RUNNING", "SNAPSHOTTING", "PAUSED", "RETRYING", "FAILED", "STOPPED"
+    "STARTING", "RUNNING", "SNAPSHOTTING", "PAUSED", "STANDBY", "RETRYING", "FAILED",
+    "STOPPED",
 ]
 assert set(get_args(StateName)) == {s.value for s in ConnectorState}  # kept in step
 
@@ -53,7 +54,10 @@ class Connector(BaseModel):
     name: str
     kind: Literal["source", "sink"]
     type: str
-    state: StateName
+    state: StateName = Field(
+        description="STANDBY (Kafka scale-out): another hub process holds this connector's "
+        "lease and runs it; this one takes over when that one stops or dies"
+    )
     error: str | None = Field(description="why it FAILED or is RETRYING")
     since: float = Field(description="when it entered its state (Unix seconds)")
     records: int = Field(description="records moved since the worker (re)started")
