@@ -37,13 +37,15 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
+from hub.state import ConnectorState
 from log.api import Log, TopicPartition
 from log.kafka.groups import lease_group
 
 if TYPE_CHECKING:
+    from hub.worker import Worker
     from log.kafka.backend import KafkaLog
 
-__all__ = ["Lease", "lease_for"]
+__all__ = ["Lease", "lease_for", "show_lease_state"]
 
 log = logging.getLogger("changehub.leader")
 
@@ -86,6 +88,13 @@ class Lease:
             log.info("%s %s: standing by, another process runs it", self.kind, self.name)
         return self._held
 
+    def state(self) -> ConnectorState:
+        """What the connector shows: RUNNING while this process holds the lease, STANDBY
+        once the group gave it to another process, STARTING until the group answered."""
+        if self._held:
+            return ConnectorState.RUNNING
+        return ConnectorState.STANDBY if self.decided else ConnectorState.STARTING
+
     def claim(self) -> None:
         """Say so, and for a source fence every earlier writer of it: call before reading
         its checkpoint."""
@@ -108,6 +117,14 @@ class Lease:
             self._held = False
             # stop before the group hands the lease on (it waits for this callback)
             self._on_lose()
+
+
+def show_lease_state(worker: Worker, lease: Lease) -> None:
+    """Bring a running worker's state in line with its lease (RUNNING / STANDBY); call from
+    its step, after :meth:`Lease.check`."""
+    state = lease.state()
+    if worker.status.state != state:
+        worker._transition(state)
 
 
 def lease_for(

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.leader import Lease, lease_for
+from hub.leader import Lease, lease_for, show_lease_state
 from hub.schedule import ScheduledExportWorker
+from hub.state import ConnectorState
 
 __all__ = ["LeasedExportWorker"]
 
@@ -41,7 +42,9 @@ class LeasedExportWorker(ScheduledExportWorker):
     def step(self) -> None:
         lease = self._lease
         if lease is not None:
-            if not lease.check(wait=not self._scheduled):
+            held = lease.check(wait=not self._scheduled)
+            show_lease_state(self, lease)  # STANDBY while another process keeps the schedule
+            if not held:
                 self._scheduled = False
                 return
             if not self._scheduled:
@@ -49,6 +52,9 @@ class LeasedExportWorker(ScheduledExportWorker):
                 super().open()
                 self._scheduled = True
         super().step()  # waits a second at most before the lease is checked again
+
+    def active_state(self) -> ConnectorState:
+        return ConnectorState.RUNNING if self._lease is None else self._lease.state()
 
     def tick_paused(self) -> None:
         if self._lease is not None:

@@ -19,6 +19,9 @@ class ConnectorState(enum.Enum):
     RUNNING = "RUNNING"
     SNAPSHOTTING = "SNAPSHOTTING"
     PAUSED = "PAUSED"
+    # scale-out on Kafka: another hub process holds this connector's lease (a source, or a
+    # scheduled export) and runs it; this one is healthy and takes over when that one goes
+    STANDBY = "STANDBY"
     RETRYING = "RETRYING"  # a transient error; backing off before the next attempt
     FAILED = "FAILED"  # a fatal error; needs a restart after the cause is fixed
     STOPPED = "STOPPED"
