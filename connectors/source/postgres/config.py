@@ -17,6 +17,7 @@
         max_batch_events: 10000
         max_lag_bytes: 10GB          # optional: drop the slot and fail past this lag
         toast: log                   # log | fail
+        receive_timeout: 60s         # silence on the replication stream that means a dead link
         tls: {ca: /etc/changehub/pg-ca.pem}   # optional: see connectors/tls.py
 
 Snapshot modes: ``initial`` reads the tables once, on the first start, then streams;
@@ -93,6 +94,12 @@ class PostgresSourceConfig(SourceConfig):
     max_lag_bytes: ByteSize | None = Field(default=None, ge=1)
     toast: Literal["log", "fail"] = "log"
     status_interval: DurationMs = Field(default=10_000, ge=100)
+    receive_timeout: DurationMs = Field(
+        default=60_000,
+        ge=1_000,
+        description="the replication connection counts as dead (the source reconnects) after "
+        "this long without a message from Postgres; a keepalive is asked for at half of it",
+    )
     tls: TlsConfig | None = Field(
         default=None, description="require TLS, verifying the server (see connectors/tls.py)"
     )

@@ -36,6 +36,7 @@ __all__ = [
     "KEEPALIVE",
     "XLOGDATA",
     "CreatedSlot",
+    "ReceiveDeadline",
     "ReplicationConnection",
     "quote_literal",
 ]
@@ -58,6 +59,60 @@ class CreatedSlot:
     name: str
     consistent_point: Lsn  # changes committed from here on are streamed; before: in the snapshot
     snapshot_name: str | None  # exported snapshot, valid until the next command on this connection
+
+
+class ReceiveDeadline:
+    """The application-level receive timeout of the replication stream.
+
+    A silent network partition (a cable pulled, packets dropped, a proxy or NAT that stops
+    forwarding) can leave the socket open, and the kernel's keepalives and user timeout do
+    not fire while a middlebox keeps acknowledging: the stream just goes quiet. Postgres
+    sends keepalives on its own only every ``wal_sender_timeout / 2`` and, when the client
+    replies regularly, sometimes not at all; but it answers a status update that asks for a
+    reply at once. So: after ``timeout / 2`` of silence the source asks for one
+    (:meth:`ping_due`, :meth:`pinged`), and after ``timeout`` of silence with a request
+    unanswered for at least ``timeout / 2`` the connection is dead (:meth:`check` raises
+    RetriableError and the hub reconnects the source). Measured from the last moment the
+    reader found messages, so a process frozen (SIGSTOP) past the timeout asks again first
+    instead of giving up on a healthy server.
+    """
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        self._heard = clock()
+        self._pinged: float | None = None
+
+    def heard(self) -> None:
+        """Messages came (called at the idle moment after them, not per message)."""
+        self._heard = self._clock()
+        self._pinged = None
+
+    def ping_due(self) -> bool:
+        return self._pinged is None and self._clock() - self._heard >= self.timeout / 2
+
+    def pinged(self) -> None:
+        self._pinged = self._clock()
+
+    def seconds_left(self) -> float:
+        """How long the reader may wait before looking at the deadline again."""
+        now = self._clock()
+        if self._pinged is None:
+            return max(0.0, self._heard + self.timeout / 2 - now)
+        dead_at = max(self._heard + self.timeout, self._pinged + self.timeout / 2)
+        return max(0.0, dead_at - now)
+
+    def check(self) -> None:
+        """Raise RetriableError if the connection is to be taken for dead."""
+        if self._pinged is None:
+            return
+        now = self._clock()
+        if now - self._heard >= self.timeout and now - self._pinged >= self.timeout / 2:
+            raise RetriableError(
+                f"nothing came from Postgres on the replication connection for "
+                f"{now - self._heard:.0f} s (receive_timeout {self.timeout:g} s), not even the "
+                "answer to a keepalive request: taking the connection for dead and reconnecting"
+            )
 
 
 class ReplicationConnection:

@@ -91,6 +91,7 @@ from connectors.source.postgres.publication import ensure_publication
 from connectors.source.postgres.replication import (
     KEEPALIVE,
     XLOGDATA,
+    ReceiveDeadline,
     ReplicationConnection,
     parse_keepalive,
 )
@@ -544,6 +545,8 @@ class PostgresSource(Source[PostgresSourceConfig]):
         )
         guard = LagGuard(config.max_lag_bytes, config.slot)
         status = _StatusClock(config.status_interval / 1000)
+        deadline = ReceiveDeadline(config.receive_timeout / 1000)
+        received = False  # messages came since the last idle moment
         awaiting_keepalive = False
         beat_pending = False  # a heartbeat moved the position: hand it over even if empty
         max_events, max_bytes = config.max_batch_events, config.max_batch_bytes
@@ -570,6 +573,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         while not self._stopping:
             message = read()
             if message is not None:
+                received = True
                 tag = message[0]
                 if tag == XLOGDATA:
                     feed(message)
@@ -593,6 +597,9 @@ class PostgresSource(Source[PostgresSourceConfig]):
             # Nothing buffered: an idle moment. Hand over, report, beat, then wait.
             if (changes.records or beat_pending) and handoff.taker_waiting:
                 ship()
+            if received:
+                received = False
+                deadline.heard()
             self._idle = not changes.records and not changes.in_transaction
             if self._idle and not self._durable.unsaved:
                 self._caught_up_ms = _now_ms()
@@ -604,7 +611,13 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 self._send_status(repl, status, reply=True)
                 self.lag = measure_lag(catalog, config.slot)
                 guard.check(self.lag, lambda: self._drop_slot_now(repl))
-            repl.wait(min(heartbeat.seconds_left(), status.seconds_left()))
+            if deadline.ping_due():
+                self._send_status(repl, status, reply=True)
+                deadline.pinged()
+            deadline.check()
+            repl.wait(
+                min(heartbeat.seconds_left(), status.seconds_left(), deadline.seconds_left())
+            )
             self._nudge.clear()
             changes.tick()  # events received from here on were received now
 
