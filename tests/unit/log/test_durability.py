@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,34 @@ def test_interval_policy_appends_wait_for_a_flush_round(open_log: OpenLog) -> No
     assert log.end_offset(TP) == 16
     assert flushes and flushes[-1] == 16
     assert len(flushes) < 8  # appends share fsyncs
+
+
+@pytest.mark.parametrize(("policy", "syncs"), [("batch", True), ("never", False)])
+def test_an_append_returns_only_after_the_fsync_its_policy_asks_for(
+    open_log: OpenLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, syncs: bool
+) -> None:
+    log = open_log(durability=Durability(policy))  # type: ignore[arg-type]
+    log.create_topic("t", TopicConfig())
+    [segment] = (tmp_path / "log" / "topics" / "t" / "0").glob("*.log")
+    inode = segment.stat().st_ino
+    synced: list[int] = []  # the segment's size at each fdatasync of it
+    real = os.fdatasync
+
+    def spy(fd: int) -> None:
+        real(fd)
+        st = os.fstat(fd)
+        if st.st_ino == inode:
+            synced.append(st.st_size)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    for i in range(4):
+        log.append(TP, records(5, start=i * 5))
+        size = segment.stat().st_size
+        if syncs:  # the bytes of this append were on disk before append() returned
+            assert synced and synced[-1] == size
+        else:
+            assert synced == []
+    assert len(synced) == (4 if syncs else 0)
 
 
 def test_unknown_policy_is_a_usage_error(open_log: OpenLog) -> None:

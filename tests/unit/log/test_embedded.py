@@ -243,3 +243,44 @@ def test_empty_append_writes_nothing(open_log: OpenLog) -> None:
     log.create_topic(TP.topic, TopicConfig())
     assert log.append(TP, []) == 0
     assert log.end_offset(TP) == 0
+
+
+def test_writers_on_many_partitions_at_once_keep_each_one_dense_and_in_order(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    log.create_topic("many", TopicConfig(partitions=6, segment_bytes=8_000))
+    parts = [TopicPartition("many", p) for p in range(6)]
+    per_partition = 600
+
+    def writer(tp: TopicPartition) -> None:
+        for i in range(0, per_partition, 20):
+            recs = [Record(b"k", b"%d:%d" % (tp.partition, n)) for n in range(i, i + 20)]
+            assert log.append(tp, recs) == i
+
+    def checkpointer() -> None:  # source checkpoints are written meanwhile
+        for n in range(30):
+            log.append_checkpointed("src", {parts[0]: [], parts[5]: []}, {"n": n})
+
+    def follower() -> dict[int, list[bytes | None]]:
+        positions = dict.fromkeys(parts, 0)
+        seen: dict[int, list[bytes | None]] = {tp.partition: [] for tp in parts}
+        while sum(positions.values()) < per_partition * 6:
+            for r in log.fetch(positions, timeout=5):
+                seen[r.partition].append(r.value)
+                positions[TopicPartition("many", r.partition)] = r.offset + 1
+        return seen
+
+    readers = [run_in_thread(follower) for _ in range(2)]
+    writers = [run_in_thread(lambda tp=tp: writer(tp)) for tp in parts]
+    writers.append(run_in_thread(checkpointer))
+    for t, out in writers:
+        t.join()
+        assert "error" not in out, out.get("error")
+    expected = {tp.partition: [b"%d:%d" % (tp.partition, n) for n in range(per_partition)]
+                for tp in parts}
+    for t, out in readers:
+        t.join()
+        assert out.get("value") == expected
+    assert [log.end_offset(tp) for tp in parts] == [per_partition] * 6
+    assert log.last_checkpoint("src") == {"n": 29}
