@@ -13,8 +13,6 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import orjson
-
 from connectors.sink.batch.rows import ExportRow
 
 __all__ = ["COLUMNS", "EXTENSION", "encode"]
@@ -30,22 +28,17 @@ def encode(rows: Sequence[ExportRow]) -> bytes:
     writer.writerow(COLUMNS)
     for row in rows:
         r = row.record
-        envelope = row.value or {}
         when = datetime.fromtimestamp(r.timestamp_ms / 1000, UTC)
         writer.writerow((
             r.offset,
             when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             r.key.decode() if r.key is not None else "",
-            _text(envelope.get("op")),
-            _text(envelope.get("ts_ms")),
-            *(_json(envelope.get(f)) for f in ("before", "after", "source", "transaction")),
+            _text(row.op),
+            _text(row.ts_ms),
+            *(_text(block) for block in (row.before, row.after, row.source, row.transaction)),
         ))
     return buffer.getvalue().encode()
 
 
 def _text(value: object) -> str:
     return "" if value is None else str(value)
-
-
-def _json(value: object) -> str:
-    return "" if value is None else orjson.dumps(value).decode()

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -46,6 +46,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from connectors.api import Offsets, dead_letter_topic, merge_offsets
+from connectors.sink.batch import parquet
+from connectors.sink.batch.columnar import Decoder
 from connectors.sink.batch.config import BatchSinkConfig
 from connectors.sink.batch.files import TMP_SUFFIX, fsync_dir, safe_topic, write_durably
 from connectors.sink.batch.rows import BadRecordError, ExportRow, export_row
@@ -142,13 +144,17 @@ def _run(
         result.files = [RunFile(**f) for f in done["files"]]
     else:
         dead: list[tuple[LogRecord, str]] = []
-        writer = _Writer(config, run_id, progress, sum(p.cutoff - p.read_from for p in plan))
-        for p in plan:
-            rows = _rows(config, log_, p, dead)
-            if config.shape == "latest":
-                writer.write_latest(p.tp, rows)
-            else:
-                writer.write_changes(p.tp, rows)
+        writer = _Writer(config, run_id, progress, sum(p.cutoff - p.read_from for p in plan),
+                         _Rejects(config, dead))
+        try:
+            for p in plan:
+                records = _records(log_, p)
+                if config.shape == "latest":
+                    writer.write_latest(p.tp, writer.rows(records))
+                else:
+                    writer.write_changes(p.tp, records)
+        finally:
+            writer.close()
         if dead:
             _dead_letter(config, log_, dead, ensure_topic)
         result.files, result.records = writer.files, writer.records
@@ -247,28 +253,36 @@ def _run_id(config: BatchSinkConfig, plan: list[_Partition]) -> str:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def _rows(
-    config: BatchSinkConfig, log_: Log, p: _Partition, dead: list[tuple[LogRecord, str]]
-) -> Iterator[ExportRow]:
+def _records(log_: Log, p: _Partition) -> Iterator[LogRecord]:
     position = p.read_from
     while position < p.cutoff:
         batch = log_.read(p.tp, position, max_records=min(READ_RECORDS, p.cutoff - position))
         if not batch:
             break  # the rest up to the cutoff is not readable records (Kafka markers)
-        for record in batch:
-            if record.offset >= p.cutoff:
-                return
-            try:
-                yield export_row(record)
-            except BadRecordError as exc:
-                if config.errors.tolerance != "all":
-                    raise RecordError(
-                        f"{exc} (set errors.tolerance: all on sink {config.name!r} to send "
-                        "such records to its dead-letter topic and carry on)",
-                        topic=record.topic, partition=record.partition, offset=record.offset,
-                    ) from None
-                dead.append((record, str(exc)))
+        if batch[-1].offset < p.cutoff:
+            yield from batch
+        else:
+            yield from (r for r in batch if r.offset < p.cutoff)
+            return
         position = batch[-1].offset + 1
+
+
+@dataclass
+class _Rejects:
+    """Records that cannot be exported: a RecordError, or with ``errors.tolerance: all``
+    kept for the dead-letter topic."""
+
+    config: BatchSinkConfig
+    dead: list[tuple[LogRecord, str]]
+
+    def __call__(self, record: LogRecord, reason: str) -> None:
+        if self.config.errors.tolerance != "all":
+            raise RecordError(
+                f"{reason} (set errors.tolerance: all on sink {self.config.name!r} to send "
+                "such records to its dead-letter topic and carry on)",
+                topic=record.topic, partition=record.partition, offset=record.offset,
+            )
+        self.dead.append((record, reason))
 
 
 def _dead_letter(
@@ -300,7 +314,7 @@ class _Writer:
     """Encodes rows into files of one run, and counts them for progress."""
 
     def __init__(self, config: BatchSinkConfig, run_id: str, progress: Progress,
-                 total: int) -> None:
+                 total: int, reject: _Rejects) -> None:
         self.root = config.path
         self.run_id = run_id
         self.zone = ZoneInfo(config.timezone)
@@ -312,6 +326,21 @@ class _Writer:
         self.files: list[RunFile] = []
         self.records = 0
         self._day = (0, 0, date.min)  # [from ms, to ms) of the last local day seen
+        self.reject = reject
+        # Parquet files of changes are decoded a file at a time in DuckDB (.columnar)
+        self.decoder = Decoder() if config.format == "parquet" else None
+
+    def close(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
+
+    def rows(self, records: Iterable[LogRecord]) -> Iterator[ExportRow]:
+        """``records`` decoded one by one; those that cannot be exported go to ``reject``."""
+        for record in records:
+            try:
+                yield export_row(record)
+            except BadRecordError as exc:
+                self.reject(record, str(exc))
 
     def day(self, timestamp_ms: int) -> date:
         # Called for every row: the local day's bounds in ms are kept, so converting a
@@ -327,19 +356,40 @@ class _Writer:
             self._day = (lo, hi, day)
         return day
 
-    def write_changes(self, tp: TopicPartition, rows: Iterator[ExportRow]) -> None:
-        buffer: list[ExportRow] = []
+    def write_changes(self, tp: TopicPartition, records: Iterator[LogRecord]) -> None:
+        # Records are buffered as they were read (no parsing yet): a file's worth is
+        # decoded at once in _changes_file.
+        buffer: list[LogRecord] = []
         day = date.min
-        for row in rows:
-            row_day = self.day(row.record.timestamp_ms)
-            if buffer and (row_day != day or len(buffer) >= self.max_rows):
-                self._file(tp, day, buffer)
+        max_rows = self.max_rows
+        for record in records:
+            # this loop runs once a record: the cached day bounds are checked inline
+            timestamp_ms = record.timestamp_ms
+            lo, hi, known = self._day
+            row_day = known if lo <= timestamp_ms < hi else self.day(timestamp_ms)
+            if buffer and (row_day != day or len(buffer) >= max_rows):
+                self._changes_file(tp, day, buffer)
                 buffer = []
             day = row_day
-            buffer.append(row)
-            self._count(row)
+            buffer.append(record)
+            self.read += 1
+            if not self.read % 10_000:
+                self.progress("export", self.read, self.total)
         if buffer:
-            self._file(tp, day, buffer)
+            self._changes_file(tp, day, buffer)
+
+    def _changes_file(self, tp: TopicPartition, day: date, records: list[LogRecord]) -> None:
+        table = None if self.decoder is None else self.decoder.parquet_table(
+            records, parquet.SCHEMA)
+        if table is not None:
+            self._write(tp, day, parquet.write(table), records[0].offset, records[-1].offset,
+                        len(records))
+            return
+        # Another format, or a record the batch decoder left: each record on its own, and
+        # those that cannot be exported are rejected (they are not in the file).
+        rows = list(self.rows(records))
+        if rows:
+            self._file(tp, day, rows)
 
     def write_latest(self, tp: TopicPartition, rows: Iterator[ExportRow]) -> None:
         latest: dict[bytes, ExportRow] = {}
@@ -350,7 +400,7 @@ class _Writer:
             key = row.record.key
             if key is None:
                 continue  # no key, no state to keep
-            if row.value is None or row.value.get("op") == "d":
+            if row.record.value is None or row.op == "d":
                 latest.pop(key, None)
             else:
                 latest.pop(key, None)  # re-insert: rows stay in the order of their last change
@@ -368,16 +418,19 @@ class _Writer:
     def _file(self, tp: TopicPartition, day: date, rows: list[ExportRow]) -> None:
         # latest-shape rows are in the order of their last change, not of their offsets
         first, last = min(r.offset for r in rows), max(r.offset for r in rows)
+        self._write(tp, day, self.encode(rows), first, last, len(rows))
+
+    def _write(self, tp: TopicPartition, day: date, data: bytes, first: int, last: int,
+               count: int) -> None:
         relative = Path(tp.topic, f"dt={day.isoformat()}",
                         f"{self.run_id}-{tp.partition}-{first}-{last}.{self.extension}")
-        data = self.encode(rows)
         write_durably(self.root, relative, data)
         self.files.append(RunFile(
             file=relative.as_posix(), topic=tp.topic, partition=tp.partition,
-            date=day.isoformat(), first_offset=first, last_offset=last, records=len(rows),
+            date=day.isoformat(), first_offset=first, last_offset=last, records=count,
             bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
         ))
-        self.records += len(rows)
+        self.records += count
         self.progress("export", self.read, self.total)
 
 

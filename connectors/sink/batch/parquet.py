@@ -25,13 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.sink.batch.rows import ExportRow
 
-__all__ = ["EXTENSION", "SCHEMA", "encode"]
+__all__ = ["EXTENSION", "SCHEMA", "encode", "write"]
 
 EXTENSION = "parquet"
 
@@ -51,21 +50,22 @@ SCHEMA = pa.schema(
 
 
 def encode(rows: Sequence[ExportRow]) -> bytes:
-    envelopes = [row.value or {} for row in rows]
     columns: dict[str, list[Any]] = {
         "offset": [row.record.offset for row in rows],
         "timestamp": [row.record.timestamp_ms for row in rows],
         "key": [row.record.key.decode() if row.record.key is not None else None for row in rows],
-        "op": [e.get("op") for e in envelopes],
-        "ts_ms": [e.get("ts_ms") for e in envelopes],
+        "op": [row.op for row in rows],
+        "ts_ms": [row.ts_ms for row in rows],
+        "before": [row.before for row in rows],
+        "after": [row.after for row in rows],
+        "source": [row.source for row in rows],
+        "transaction": [row.transaction for row in rows],
     }
-    for field in ("before", "after", "source", "transaction"):
-        columns[field] = [_json_text(e.get(field)) for e in envelopes]
-    table = pa.table(columns, schema=SCHEMA)
+    return write(pa.table(columns, schema=SCHEMA))
+
+
+def write(table: pa.Table) -> bytes:
+    """The Parquet file of ``table`` (of :data:`SCHEMA`)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return bytes(sink.getvalue().to_pybytes())
-
-
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()

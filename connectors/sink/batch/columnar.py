@@ -1,0 +1,94 @@
+"""The Parquet columns of a file's records, decoded in one batch by DuckDB's JSON functions.
+
+Decoding each envelope with orjson, keeping the parsed dicts and dumping the row images back
+to JSON text cost about ten times what pyarrow then took to write the file (py-spy, issue 6).
+Here the records' keys and values go into DuckDB as two Arrow string columns, and one query
+extracts ``op``, ``ts_ms`` and the before/after/source/transaction blocks as JSON text:
+vectorised C++ on every core, no Python object per record.
+
+DuckDB writes an extracted block minified with its numbers exactly as the record spelled them
+(orjson re-spells them: ``1e+20`` for ``100000000000000000000.0``, and loses the digits of
+integers past 64 bits), so for the envelopes changehub's sources write, which orjson made,
+the text is byte for byte the same as the per-record path's.
+
+:func:`parquet_table` returns None when any record of the batch needs the per-record path
+(:func:`~connectors.sink.batch.rows.export_row`), which says what is wrong with it: a key or
+value that is not JSON, a value that is not an object, ``op`` not a string, ``ts_ms`` not a
+64-bit integer, or Kafka Connect's schema-wrapped form (a ``payload`` field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from log.api import LogRecord
+
+__all__ = ["Decoder"]
+
+_VIEW = "_changehub_records"
+
+# ``->`` gives a block's JSON text (the text 'null' for a JSON null, SQL NULL when absent);
+# ``->>`` a string's value. Every check is in ``ok``, so a batch is taken or left whole.
+_QUERY = f"""
+SELECT
+  coalesce((k IS NULL OR json_valid(k)) AND (v IS NULL OR (
+    json_type(v) = 'OBJECT'
+    AND coalesce(json_type(v, '$.op') IN ('VARCHAR', 'NULL'), true)
+    AND coalesce(json_type(v, '$.ts_ms') IN ('BIGINT', 'UBIGINT', 'NULL'), true)
+    AND NOT json_exists(v, '$.payload'))), false) AS ok,
+  v->>'$.op' AS op,
+  TRY_CAST(v->>'$.ts_ms' AS BIGINT) AS ts_ms,
+  json_type(v, '$.ts_ms') = 'UBIGINT' AND TRY_CAST(v->>'$.ts_ms' AS BIGINT) IS NULL AS big,
+  nullif(CAST(v->'$.before' AS VARCHAR), 'null') AS before,
+  nullif(CAST(v->'$.after' AS VARCHAR), 'null') AS after,
+  nullif(CAST(v->'$.source' AS VARCHAR), 'null') AS source,
+  nullif(CAST(v->'$.transaction' AS VARCHAR), 'null') AS "transaction"
+FROM {_VIEW}
+"""
+
+
+class Decoder:
+    """One in-memory DuckDB connection for the batches of one export run. Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._db: duckdb.DuckDBPyConnection | None = None
+
+    def parquet_table(self, records: Sequence[LogRecord], schema: pa.Schema) -> pa.Table | None:
+        """``records`` as a table of ``schema`` (:mod:`.parquet`), or None (see the module doc)."""
+        try:
+            keys = pa.array([r.key for r in records], pa.binary()).cast(pa.string())
+            values = pa.array([r.value for r in records], pa.binary()).cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None  # not UTF-8: the per-record path names the record
+        if self._db is None:
+            self._db = duckdb.connect()
+        self._db.register(_VIEW, pa.table({"k": keys, "v": values}))
+        try:
+            decoded = self._db.sql(_QUERY).to_arrow_table()
+        except duckdb.Error:
+            return None  # e.g. a value that is not JSON at all
+        finally:
+            self._db.unregister(_VIEW)
+        if decoded.num_rows != len(records) or not pc.all(decoded["ok"]).as_py() or pc.any(
+            decoded["big"]
+        ).as_py():
+            return None
+        columns = {
+            "offset": pa.array([r.offset for r in records], pa.int64()),
+            "timestamp": pa.array([r.timestamp_ms for r in records], pa.int64()).cast(
+                schema.field("timestamp").type
+            ),
+            "key": keys,
+            **{name: decoded[name] for name in ("op", "ts_ms", "before", "after", "source",
+                                                 "transaction")},
+        }
+        return pa.table(columns, schema=schema)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,66 @@
+"""The batch decoder of Parquet exports (DuckDB's JSON functions) against the per-record path."""
+
+from __future__ import annotations
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.sink.batch import parquet
+from connectors.sink.batch.columnar import Decoder
+from connectors.sink.batch.rows import ExportRow, export_row
+from log.api import LogRecord
+
+ENVELOPES: list[object] = [
+    {"before": None, "after": {"id": 1, "name": "é \u0001 \"q\" \\", "price": 12.5,
+                               "big": 9223372036854775807, "neg": -0.0, "tiny": 1e-7,
+                               "nested": {"a": [1, None, True], "b": {}}},
+     "op": "c", "ts_ms": 1700000000000,
+     "source": {"connector": "postgres", "lsn": 23456789, "snapshot": "false"},
+     "transaction": {"id": "812", "total_order": 3}},
+    {"before": {"id": 1}, "after": None, "op": "d", "ts_ms": 1700000000001, "source": {}},
+    {"op": "t"},  # blocks absent
+    {"after": {"id": 2}, "op": None, "ts_ms": None},  # op and ts_ms null
+]
+
+
+def records(values: list[bytes | None], keys: list[bytes | None] | None = None
+            ) -> list[LogRecord]:
+    keys = keys or [b'{"id": %d}' % n for n in range(len(values))]
+    return [LogRecord("t", 0, n, 1700000000000 + n, k, v)
+            for n, (k, v) in enumerate(zip(keys, values, strict=True))]
+
+
+def test_the_batch_decoder_gives_the_per_record_paths_table() -> None:
+    batch = records([orjson.dumps(e) for e in ENVELOPES] + [None], [*[b'{"id": 1}'] * 4, None])
+    decoder = Decoder()
+    try:
+        table = decoder.parquet_table(batch, parquet.SCHEMA)
+    finally:
+        decoder.close()
+    assert table is not None
+    rows = [export_row(r) for r in batch]
+    assert table.to_pylist() == _table_of(rows).to_pylist()
+    assert parquet.write(table) == parquet.encode(rows)
+
+
+def _table_of(rows: list[ExportRow]) -> pa.Table:
+    return pq.read_table(pa.BufferReader(parquet.encode(rows)))
+
+
+@pytest.mark.parametrize("value", [
+    b"not json", b"[1, 2]", b'{"op": 5}', b'{"op": "c", "ts_ms": "soon"}',
+    b'{"op": "c", "ts_ms": 18446744073709551615}', b"\xff\xfe",
+    b'{"schema": {"type": "struct"}, "payload": {"op": "c"}}',
+])
+def test_a_batch_with_a_record_the_decoder_cannot_take_is_left_to_the_per_record_path(
+    value: bytes
+) -> None:
+    decoder = Decoder()
+    try:
+        assert decoder.parquet_table(records([b'{"op": "c"}', value]), parquet.SCHEMA) is None
+        assert decoder.parquet_table(records([b'{"op": "c"}'], [b"nope"]), parquet.SCHEMA) is None
+        assert decoder.parquet_table(records([b'{"op": "c"}']), parquet.SCHEMA) is not None
+    finally:
+        decoder.close()
