@@ -27,6 +27,7 @@ from typing import Any, Literal
 import orjson
 
 from connectors.api import SourceRecord
+from connectors.topics import topic_name  # here too: the sources import it from this module
 
 __all__ = [
     "Op",
@@ -41,11 +42,6 @@ __all__ = [
 Op = Literal["c", "u", "d", "r", "t"]
 
 _OPTS = orjson.OPT_NON_STR_KEYS
-
-
-def topic_name(source: str, schema: str | None, table: str) -> str:
-    """``<source name>.<schema>.<table>`` (schema left out where the database has none)."""
-    return f"{source}.{schema}.{table}" if schema else f"{source}.{table}"
 
 
 def encode_key(row: Mapping[str, Any], key_columns: Sequence[str]) -> bytes:
