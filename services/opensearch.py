@@ -2,7 +2,8 @@
 
 2.19.x is the newest OpenSearch line that runs on Java 17 (3.x needs Java 21). The jars are
 listed in ``services/java/opensearch/pom.xml`` and the launcher is
-``services/java/opensearch/OpenSearchNode.java``.
+``services/java/opensearch/OpenSearchNode.java``, which also gives the node HTTPS for
+``--tls``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ POM = JAVA_DIR / "opensearch" / "pom.xml"
 
 class OpenSearch(SearchEngine):
     name = "opensearch"
+    serves_tls = True  # HTTPS from the node itself (see services.search)
     prefix = "OPENSEARCH"
     main_class = "OpenSearchNode"
     bundle: ClassVar[Bundle] = Bundle(

@@ -6,12 +6,19 @@ on its command line. The node is single-node, listens on 127.0.0.1 (HTTP on the 
 transport on another free one), keeps data and logs in ``DIR/<engine>/node``, and has disk
 watermarks off so that a nearly full test disk does not turn indices read-only. It is ready
 when ``/_cluster/health`` reports yellow or green.
+
+``--tls`` (OpenSearch only): the node's own HTTP layer serves HTTPS with a server certificate
+from the throw-away CA of :mod:`services.tls`, through the ``netty4-secure`` transport core
+OpenSearch builds from a plugin's SSL engine (see ``OpenSearchNode.java``); the facts then
+give an ``https://`` URL and ``TLS_CA``/``TLS_OTHER_CA``. Elasticsearch 7.17 has no such hook
+in its open jars (HTTPS there is x-pack security, which is not on Maven Central).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any, ClassVar
@@ -19,21 +26,25 @@ from typing import Any, ClassVar
 from services import java
 from services.java import Bundle
 from services.server import Home, Options, Server
+from services.tls import make_tls_files, pkcs12_keystore
 
 __all__ = ["SearchEngine", "http_json"]
 
 START_TIMEOUT = 180.0
+#: Of the throw-away PKCS#12 keystore of --tls (services/tls.py), readable only by its owner.
+KEYSTORE_PASSWORD = "changehub-test"
 
 
-def http_json(url: str, timeout: float = 5.0) -> Any:
-    """GET ``url`` and decode its JSON body."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_json(url: str, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> Any:
+    """GET ``url`` and decode its JSON body (``context``: the TLS trust for https URLs)."""
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
         return json.load(response)
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        health = http_json(f"{url}/_cluster/health?wait_for_status=yellow&timeout=1s")
+        health = http_json(f"{url}/_cluster/health?wait_for_status=yellow&timeout=1s",
+                           context=context)
     except (OSError, urllib.error.URLError, ValueError):
         return False
     return health.get("status") in ("green", "yellow")
@@ -76,21 +87,38 @@ class SearchEngine(Server):
             "cluster.routing.allocation.disk.threshold_enabled": "false",
         }
         heap = os.environ.get(f"CHANGEHUB_{self.prefix}_HEAP", self.heap)
+        tls_props: list[str] = []
+        tls_facts: dict[str, str] = {}
+        context: ssl.SSLContext | None = None
+        scheme = "http"
+        if options.tls:
+            tls = make_tls_files(home.path / "tls")
+            keystore = pkcs12_keystore(tls, KEYSTORE_PASSWORD)
+            settings["http.type"] = "netty4-secure"
+            tls_props = [f"-Dchangehub.http.tls.keystore={keystore}",
+                         f"-Dchangehub.http.tls.password={KEYSTORE_PASSWORD}"]
+            tls_facts = tls.facts()
+            # The readiness check verifies the chain and host name, as a client would.
+            context = ssl.create_default_context(cafile=str(tls.ca))
+            scheme = "https"
         home.spawn(
             [
                 str(java.jdk() / "bin" / "java"), f"-Xms{heap}", f"-Xmx{heap}",
                 "-XX:+ExitOnOutOfMemoryError", f"-Djava.io.tmpdir={node / 'tmp'}",
                 f"-Dlog4j2.configurationFile={java.JAVA_DIR / 'log4j2.properties'}",
+                *tls_props,
                 "-cp", self.bundle.classpath(), self.main_class,
                 *(f"{key}={value}" for key, value in settings.items()),
             ]
         )  # fmt: skip
-        url = f"http://127.0.0.1:{http}"
-        home.wait_until_ready(f"{self.name} on {url}", lambda: _healthy(url), timeout=START_TIMEOUT)
-        version = str(http_json(url)["version"]["number"])
+        url = f"{scheme}://127.0.0.1:{http}"
+        home.wait_until_ready(f"{self.name} on {url}", lambda: _healthy(url, context),
+                              timeout=START_TIMEOUT)
+        version = str(http_json(url, context=context)["version"]["number"])
         return {
             f"{self.prefix}_URL": url,
             f"{self.prefix}_HOST": "127.0.0.1",
             f"{self.prefix}_PORT": str(http),
             f"{self.prefix}_VERSION": version,
+            **tls_facts,
         }

@@ -1,18 +1,32 @@
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.KeyStore;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+
+import javax.net.ssl.KeyManagerFactory;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLEngine;
 
 import org.opensearch.analysis.common.CommonAnalysisPlugin;
 import org.opensearch.common.settings.Settings;
 import org.opensearch.env.Environment;
+import org.opensearch.http.HttpServerTransport;
 import org.opensearch.index.mapper.MapperExtrasPlugin;
 import org.opensearch.index.reindex.ReindexPlugin;
 import org.opensearch.node.InternalSettingsPreparer;
 import org.opensearch.node.Node;
 import org.opensearch.painless.PainlessPlugin;
 import org.opensearch.plugins.Plugin;
+import org.opensearch.plugins.SecureHttpTransportSettingsProvider;
+import org.opensearch.plugins.SecureSettingsFactory;
+import org.opensearch.plugins.SecureTransportSettingsProvider;
+import org.opensearch.plugins.TransportExceptionHandler;
 import org.opensearch.transport.Netty4Plugin;
 
 /**
@@ -23,6 +37,14 @@ import org.opensearch.transport.Netty4Plugin;
  * extra mappers) are passed as classpath plugins through Node's protected constructor, which
  * is why this class exists. Embedding skips OpenSearch's bootstrap: no security manager, no
  * jar-hell check, no refusal to run as root. SIGTERM closes the node cleanly.
+ *
+ * <p>HTTPS: with the system property {@code changehub.http.tls.keystore} (a PKCS#12 file
+ * holding the server's key and certificate; {@code changehub.http.tls.password} its password)
+ * and the setting {@code http.type=netty4-secure}, the node's own Netty HTTP server speaks
+ * TLS. OpenSearch's security plugin is not on Maven Central; core OpenSearch (2.11 and later)
+ * has the hook it uses, {@link SecureSettingsFactory}, and the Netty module builds its
+ * {@code netty4-secure} HTTP transport from the {@link SSLEngine} such a factory gives:
+ * {@link HttpTlsPlugin} is that factory, made from the JDK's own TLS.
  */
 public final class OpenSearchNode {
     private static final List<Class<? extends Plugin>> MODULES = List.of(
@@ -30,11 +52,68 @@ public final class OpenSearchNode {
         CommonAnalysisPlugin.class,
         PainlessPlugin.class,
         ReindexPlugin.class,
-        MapperExtrasPlugin.class);
+        MapperExtrasPlugin.class,
+        HttpTlsPlugin.class);
 
     private static final class EmbeddedNode extends Node {
         EmbeddedNode(Environment environment, Collection<Class<? extends Plugin>> plugins) {
             super(environment, plugins, true);
+        }
+    }
+
+    /** TLS for the HTTP layer from a PKCS#12 keystore (see the class doc); off without one. */
+    public static final class HttpTlsPlugin extends Plugin {
+        @Override
+        public Optional<SecureSettingsFactory> getSecureSettingFactory(Settings settings) {
+            String keystore = System.getProperty("changehub.http.tls.keystore");
+            if (keystore == null || keystore.isEmpty()) {
+                return Optional.empty();
+            }
+            SSLContext context = serverContext(
+                Path.of(keystore), System.getProperty("changehub.http.tls.password", ""));
+            SecureHttpTransportSettingsProvider http = new SecureHttpTransportSettingsProvider() {
+                @Override
+                public Optional<TransportExceptionHandler> buildHttpServerExceptionHandler(
+                        Settings s, HttpServerTransport transport) {
+                    return Optional.empty();
+                }
+
+                @Override
+                public Optional<SSLEngine> buildSecureHttpServerEngine(
+                        Settings s, HttpServerTransport transport) {
+                    SSLEngine engine = context.createSSLEngine();
+                    engine.setUseClientMode(false);
+                    return Optional.of(engine);
+                }
+            };
+            return Optional.of(new SecureSettingsFactory() {
+                @Override
+                public Optional<SecureTransportSettingsProvider> getSecureTransportSettingsProvider(
+                        Settings s) {
+                    return Optional.empty();  // node-to-node transport: one node, loopback
+                }
+
+                @Override
+                public Optional<SecureHttpTransportSettingsProvider>
+                        getSecureHttpTransportSettingsProvider(Settings s) {
+                    return Optional.of(http);
+                }
+            });
+        }
+
+        private static SSLContext serverContext(Path keystore, String password) {
+            try (InputStream in = Files.newInputStream(keystore)) {
+                KeyStore store = KeyStore.getInstance("PKCS12");
+                store.load(in, password.toCharArray());
+                KeyManagerFactory keys =
+                    KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+                keys.init(store, password.toCharArray());
+                SSLContext context = SSLContext.getInstance("TLS");
+                context.init(keys.getKeyManagers(), null, null);
+                return context;
+            } catch (Exception e) {
+                throw new IllegalStateException("cannot load the HTTP TLS keystore " + keystore, e);
+            }
         }
     }
 
