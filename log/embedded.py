@@ -431,6 +431,9 @@ class EmbeddedLog(Log):
 
     def delete_topic(self, name: str) -> None:
         self._check_writable()
+        # a lazily copied commit may live only in a batch of this topic: make the copy
+        # durable before the batch goes
+        self._checkpoints.sync()
         with self._topics_lock:
             t = self._topic(name)
             del self._topics[name]

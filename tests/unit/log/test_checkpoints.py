@@ -202,3 +202,16 @@ def test_a_log_of_format_version_1_opens_and_its_active_segment_is_upgraded(
     again.append_checkpointed("pg", {A0: records(1)}, {"lsn": 4})
     assert again.end_offset(A0) == 13
     assert segments[-1].read_bytes()[4] == 2 and segments[0].read_bytes()[4] == 1
+
+
+def test_deleting_a_topic_makes_the_copies_of_its_self_commits_durable(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig())
+    log.append_checkpointed("pg", {A0: records(1)}, {"lsn": 5})
+    assert log._checkpoints.partition.dirty
+    log.delete_topic("a")
+    assert not log._checkpoints.partition.dirty
+    log._lock.release()
+    assert open_log().last_checkpoint("pg") == {"lsn": 5}
