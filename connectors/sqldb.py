@@ -32,6 +32,7 @@ __all__ = [
     "TableDescription",
     "describe_table",
     "engine_for",
+    "is_refused",
     "is_transient",
     "mask_url",
     "split_table_name",
@@ -140,8 +141,26 @@ def translate(exc: sa_exc.SQLAlchemyError, *, doing: str, url: str) -> Connector
 def is_transient(exc: BaseException) -> bool:
     """A lost or refused connection, a lock, a timeout: worth trying again."""
     if isinstance(exc, sa_exc.DBAPIError):
+        if is_refused(exc):
+            return False
         return bool(exc.connection_invalidated) or isinstance(exc, sa_exc.OperationalError)
     return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError)
+
+
+# MySQL/MariaDB error codes of a CHECK constraint that failed (MySQL 3819, MariaDB 4025),
+# which PyMySQL reports as OperationalError (it maps codes it does not know to that class)
+_MYSQL_REFUSED = frozenset((3819, 4025))
+
+
+def is_refused(exc: BaseException) -> bool:
+    """The database refused a value (a constraint, a value out of its column's range): the
+    data is at fault, not the connection or the statement, and a retry fails the same way."""
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+        return bool(args) and args[0] in _MYSQL_REFUSED
+    return False
 
 
 def _reason(exc: sa_exc.SQLAlchemyError, url: str) -> str:
