@@ -53,7 +53,9 @@ __all__ = ["PostgresSourceConfig", "SnapshotMode", "TableName"]
 
 SnapshotMode = Literal["initial", "never", "always", "initial_only"]
 
-_TABLE = re.compile(r"^[^.\s]+\.[^.\s]+$")
+# schema.table; a part may hold spaces, quotes and any letters (connectors/topics.py makes
+# the topic name valid), not a dot, nor space at either end (a slip in the YAML, more likely)
+_TABLE = re.compile(r"^[^.\s](?:[^.]*[^.\s])?\.[^.\s](?:[^.]*[^.\s])?$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -109,7 +111,10 @@ class PostgresSourceConfig(SourceConfig):
     def _tables_are_qualified(cls, tables: list[str]) -> list[str]:
         for t in tables:
             if not _TABLE.match(t):
-                raise ValueError(f"{t!r} is not schema.table (e.g. public.orders)")
+                raise ValueError(
+                    f"{t!r} is not schema.table (e.g. public.orders; a name with a dot in it "
+                    "cannot be listed)"
+                )
         if len(set(tables)) != len(tables):
             raise ValueError("a table is listed twice")
         return tables
