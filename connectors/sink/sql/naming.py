@@ -2,8 +2,9 @@
 
 Placeholders are ``{topic}``, ``{source}``, ``{db}``, ``{schema}`` and ``{table}``, taken
 from the event's ``source`` block, or from the topic name (``<source>.<schema>.<table>`` or
-``<source>.<table>``) where the block lacks them. Each value is sanitised to letters, digits
-and ``_`` (so ``shop.public.orders`` renders ``{topic}`` as ``shop_public_orders``); a value
+``<source>.<table>``, unescaped: connectors/topics.py) where the block lacks them. Each value
+is sanitised to letters of any script, digits and ``_`` (so ``shop.public.orders`` renders
+``{topic}`` as ``shop_public_orders``, and a table ``Заказы 2`` as ``Заказы_2``); a value
 that is missing renders empty, and ``_`` left at either end of the name is dropped
 (``{schema}_{table}`` without a schema is just the table). A dot written in the template
 itself separates a target schema: ``analytics.{table}``.
@@ -17,12 +18,14 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.topics import split_topic
+
 __all__ = ["PLACEHOLDERS", "TableName", "render", "validate_template"]
 
 PLACEHOLDERS = ("topic", "source", "db", "schema", "table")
 TableName = tuple[str | None, str]  # (schema or None, table)
 
-_UNSAFE = re.compile(r"[^0-9A-Za-z_]+")
+_UNSAFE = re.compile(r"\W+")  # any script's letters stay: every SQL database quotes them
 
 
 def validate_template(template: str) -> str:
@@ -72,7 +75,7 @@ def _render(
 
 
 def _values(topic: str, source: Mapping[str, Any]) -> dict[str, str]:
-    parts = topic.split(".")
+    parts = split_topic(topic)
     from_topic = {"source": parts[0]}
     if len(parts) >= 3:
         from_topic |= {"schema": parts[-2], "table": parts[-1]}
