@@ -2,9 +2,10 @@
 
 Index names come from the ``index`` template over ``{topic}``, ``{source}``, ``{schema}``
 and ``{table}`` (from the event's ``source`` block, else from the topic name
-``<source>.<schema>.<table>``). Elasticsearch and OpenSearch accept only lower-case names
-without ``\\ / * ? " < > | , # :`` or spaces, not starting with ``-``, ``_`` or ``+``, so the
-rendered name is lower-cased and every other character becomes ``_``.
+``<source>.<schema>.<table>``, unescaped: connectors/topics.py). Elasticsearch and
+OpenSearch accept only lower-case names without ``\\ / * ? " < > | , # :`` or spaces, not
+starting with ``-``, ``_`` or ``+``, so the rendered name is lower-cased and every other
+character becomes ``_``.
 
 Mappings come from the config (``mappings``) or are inferred from the documents of the
 first bulk written to a new index. The envelope carries JSON values, not column types, so
@@ -39,6 +40,8 @@ import re
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from connectors.topics import split_topic
 
 __all__ = [
     "NUMERIC_STRING", "PLACEHOLDERS", "index_name", "infer_mappings", "validate_index_template",
@@ -80,7 +83,7 @@ def validate_index_template(template: str) -> str:
 
 def index_name(template: str, topic: str, source: Mapping[str, Any] | None) -> str:
     """The index for an event of ``topic`` whose envelope has ``source``."""
-    parts = topic.split(".")
+    parts = split_topic(topic)
     values = {
         "topic": topic,
         "source": parts[0],
