@@ -4,7 +4,9 @@ Each case ends checked against the target, row by row: the value arrived exactly
 record went to the dead-letter topic with a reason saying why — never lost silently, never
 a crash of the hub, never SQL or a query injected through data or names.
 
-* column names with quotes, spaces, dots, non-Latin letters and SQL text in them;
+* column names with quotes, spaces, dots, non-Latin letters and SQL text in them; table
+  names with spaces, quotes and Cyrillic and CJK letters (escaped topic names, see
+  connectors/topics.py), snapshotted and streamed;
 * NUL bytes and every byte value in bytea; text with every legal Unicode character class;
 * NaN and ±Infinity in numeric, real and double precision;
 * a 1,600-column table (Postgres' maximum);
@@ -42,6 +44,12 @@ WEIRD_COLUMNS = [
     'say "hi"', "with space", "dot.ted", "Ωμέγα", "名前", "O'Brien",
     "x); DROP TABLE items; --", "UPPER lower", "$1", "%s", "{table}", "back\\slash",
 ]
+# table -> the DuckDB table and the index the sinks' templates make of it
+WEIRD_TABLES = {
+    "order items": ("order_items", "hostile-order_items"),
+    'say "hi"': ("say_hi", "hostile-say__hi_"),
+    "Заказы 注文": ("Заказы_注文", "hostile-заказы_注文"),
+}
 
 
 @pytest.fixture
@@ -90,14 +98,7 @@ def warehouse_rows(tmp_path: Path, table: str) -> list[dict[str, Any]]:
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "quarantined 2026-12-03: failed once in the full fresh-clone suite (the search "
-        "for a weird-named column's document found no hit); to investigate next session"
-    ),
-)
-def test_weird_column_names_reach_duckdb_and_opensearch_quoted(
+def test_weird_table_and_column_names_reach_duckdb_and_opensearch_quoted(
     db: Database, opensearch: OpenSearchServer, tmp_path: Path
 ) -> None:
     columns = sql.SQL(", ").join(
@@ -111,15 +112,39 @@ def test_weird_column_names_reach_duckdb_and_opensearch_quoted(
                     sql.SQL(", ").join(sql.Placeholder() * len(WEIRD_COLUMNS))),
                 [i, *[f"{c} = {i}'; --" for c in WEIRD_COLUMNS]],
             )
-    with pipeline(tmp_path, db.dsn, ["public.items"], opensearch.url) as hub:
-        warehouse = settle(hub, "warehouse", 2)
-        search = settle(hub, "search", 2)
+        for table in WEIRD_TABLES:
+            conn.execute(sql.SQL('CREATE TABLE {} (id int PRIMARY KEY, "имя" text)').format(
+                sql.Identifier(table)))
+            conn.execute(sql.SQL("INSERT INTO {} VALUES (1, %s)").format(sql.Identifier(table)),
+                         [f"{table} 1"])
+    tables = ["public.items", *(f"public.{t}" for t in WEIRD_TABLES)]
+    total = 2 + 2 * len(WEIRD_TABLES)
+    with pipeline(tmp_path, db.dsn, tables, opensearch.url) as hub:
+        with psycopg.connect(db.dsn, autocommit=True) as conn:  # streamed, after the snapshot
+            for table in WEIRD_TABLES:
+                conn.execute(sql.SQL("INSERT INTO {} VALUES (2, %s)").format(
+                    sql.Identifier(table)), [f"{table} 2"])
+        warehouse = settle(hub, "warehouse", total)
+        search = settle(hub, "search", total)
+        topics = set(hub.log.list_topics())
     assert warehouse.dead_letters == 0 and warehouse.state.value != "FAILED", warehouse
     assert search.state.value != "FAILED", search
+    # each table its own topic, escaped as connectors/topics.py says
+    assert {"shop.public.order_u0020items", "shop.public.say_u0020_u0022hi_u0022",
+            "shop.public._u0417_u0430_u043a_u0430_u0437_u044b_u0020_u6ce8_u6587"} <= topics
     rows = warehouse_rows(tmp_path, "items")
     assert len(rows) == 2
     for i, row in enumerate(rows, 1):
         assert {c: row[c] for c in WEIRD_COLUMNS} == {c: f"{c} = {i}'; --" for c in WEIRD_COLUMNS}
+    # the sql sink names tables from the event's source table, sanitised to word characters
+    for table, (target, _) in WEIRD_TABLES.items():
+        assert warehouse_rows(tmp_path, target) == [
+            {"id": i, "имя": f"{table} {i}"} for i in (1, 2)]
+    # The sink's flush does not refresh the index (nor should it); without a refresh the
+    # search sees the documents only after the engine's next scheduled refresh, which on a
+    # loaded machine can come after the search (the cause of this test's failure in the
+    # full suite).
+    httpx.post(f"{opensearch.url}/hostile-*/_refresh").raise_for_status()
     documents = httpx.get(f"{opensearch.url}/hostile-items/_search?size=10").json()
     sources = sorted((h["_source"] for h in documents["hits"]["hits"]), key=lambda d: d["id"])
     assert len(sources) + search.dead_letters == 2, documents
@@ -127,6 +152,10 @@ def test_weird_column_names_reach_duckdb_and_opensearch_quoted(
         i = doc["id"]
         assert {c: doc.get(c) for c in WEIRD_COLUMNS if "." not in c} == {
             c: f"{c} = {i}'; --" for c in WEIRD_COLUMNS if "." not in c}
+    for table, (_, index) in WEIRD_TABLES.items():
+        hits = httpx.get(f"{opensearch.url}/{index}/_search?size=10").json()["hits"]["hits"]
+        assert sorted((h["_source"]["id"], h["_source"]["имя"]) for h in hits) == [
+            (i, f"{table} {i}") for i in (1, 2)], (index, hits)
 
 
 def test_nan_infinity_nul_bytes_and_every_byte_value(

@@ -82,3 +82,14 @@ def test_a_name_too_long_once_escaped_is_cut_with_a_hash_and_stays_unique() -> N
     assert len(a) == len(b) == MAX_TOPIC_LENGTH
     assert TOPIC_NAME.fullmatch(a) and a != b
     assert a == topic_name("shop", "схема" * 12, long_a)  # the same every time
+
+
+def test_sinks_name_targets_from_the_unescaped_table() -> None:
+    from connectors.sink.search.mapping import index_name
+    from connectors.sink.sql.naming import render
+
+    topic = topic_name("shop", "public", "Заказы 注文")
+    source = {"name": "shop", "schema": "public", "table": "Заказы 注文"}
+    for block in (source, None):  # from the event's source block, else from the topic
+        assert render("{table}", topic, block) == (None, "Заказы_注文")
+        assert index_name("i-{table}", topic, block) == "i-заказы_注文"
