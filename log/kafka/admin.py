@@ -312,7 +312,7 @@ class TopicAdmin:
     # -- offsets --------------------------------------------------------------------------
 
     def _list_offsets(
-        self, specs: Mapping[TopicPartition, Any], what: str
+        self, specs: Mapping[TopicPartition, Any], what: str, *, committed: bool = True
     ) -> dict[TopicPartition, int]:
         from confluent_kafka import IsolationLevel
         from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -324,7 +324,9 @@ class TopicAdmin:
         def list_offsets() -> dict[TopicPartition, int]:
             futures = self.client.list_offsets(
                 request,
-                isolation_level=IsolationLevel.READ_COMMITTED,
+                isolation_level=(
+                    IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+                ),
                 request_timeout=self.timeout,
             )
             return {
@@ -339,6 +341,13 @@ class TopicAdmin:
 
         spec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
         return self._list_offsets(dict.fromkeys(tps, spec), "listing offsets")
+
+    def high_watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The end of each partition including open transactions (read_uncommitted)."""
+        from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+        spec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        return self._list_offsets(dict.fromkeys(tps, spec), "listing offsets", committed=False)
 
     def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The last stable offset of each partition (read_committed end)."""

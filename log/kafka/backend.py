@@ -20,9 +20,12 @@ How it differs from the embedded log (the contract is :mod:`log.api`):
   prefix may be written before the call raises. While another writer holds a transaction
   open on the same partition, appended records become visible only after it ends.
 * :meth:`KafkaLog.append_checkpointed` writes the records and the checkpoint record
-  (into ``__changehub_checkpoints``) in one Kafka transaction, then waits until the records
-  are visible to readers (the commit markers are written asynchronously by the broker), so
-  that, as in the embedded log, what it returned is readable at once.
+  (into ``__changehub_checkpoints``) in one Kafka transaction, produced together and
+  acknowledged in one round trip, and returns once the commit is durable. The commit markers
+  that make the records readable are written by the broker a moment later: the source polls
+  its next batch meanwhile, and this process's readers (``fetch``, ``read``, ``end_offset``,
+  ``caught_up``) first wait for the markers of its own transactions on the partitions they
+  touch, so that, as in the embedded log, what an append returned is readable at once.
 * Durability is the cluster's: ``acks=all`` with the topic's ``min.insync.replicas``; the
   embedded log's fsync policy does not apply.
 * :meth:`KafkaLog.describe_topic` reports sizes of 0: confluent-kafka has no
@@ -45,7 +48,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hub.errors import (
@@ -120,6 +123,9 @@ class KafkaLog(Log):
         self._closed = False
         self._lock = threading.Lock()
         self._sources: dict[str, SourceProducer] = {}
+        # partition -> end of this process's last committed transaction on it, until its
+        # commit marker is written and readers can reach it (see _settle)
+        self._unseen: dict[TopicPartition, int] = {}
         self._source_locks: dict[str, threading.Lock] = {}
         self._admin = TopicAdmin(self._config, bootstrap, timeout)
         self._admin.check_reachable()
@@ -212,6 +218,7 @@ class KafkaLog(Log):
         self._check_open()
         config = self._admin.config(name)
         tps = [TopicPartition(name, i) for i in range(config.partitions)]
+        self._settle(tps)
         starts = self._admin.start_offsets(tps)
         ends = self._admin.end_offsets(tps)
         parts = tuple(PartitionInfo(tp.partition, starts[tp], ends[tp], 0) for tp in tps)
@@ -287,7 +294,7 @@ class KafkaLog(Log):
         self._check_writable()
         if not source:
             raise UsageError("a checkpointed append needs a source name")
-        encode(source, checkpoint, {})  # refuse a checkpoint that is not JSON before writing
+        encode(source, checkpoint)  # refuse a checkpoint that is not JSON before writing
         targets = sorted((tp, recs) for tp, recs in writes.items() if recs)
         for tp, _ in targets:
             self._admin.check_partition(tp)
@@ -297,11 +304,12 @@ class KafkaLog(Log):
                 producer.begin()
                 for tp, recs in targets:
                     producer.produce(tp, recs)
+                # produced with the records, not after their acknowledgements: one
+                # AddPartitionsToTxn and one Produce round trip per transaction, not two
+                value = encode(source, checkpoint)
+                producer.produce(self._checkpoint_tp, [Record(source.encode(), value)])
                 d = producer.flush(f"writing the records of source {source!r}")
                 ends = {tp: d.last[tp] + 1 for tp, _ in targets}
-                value = encode(source, checkpoint, ends)
-                producer.produce(self._checkpoint_tp, [Record(source.encode(), value)])
-                d = producer.flush(f"writing the checkpoint of source {source!r}")
                 cp_offset = d.last[self._checkpoint_tp]
                 producer.commit()
             except (LogError, UsageError):
@@ -319,8 +327,27 @@ class KafkaLog(Log):
                     self._drop_producer(source)
                 raise self._txn_error(e, source) from e
         self._checkpoints.remember(source, checkpoint, cp_offset)
-        self._await_visible({**ends, self._checkpoint_tp: cp_offset + 1})
+        # Committed and durable now; the commit markers that make the records readable are
+        # written by the broker a moment later. The source does not wait for them (it polls
+        # its next batch meanwhile): this process's own readers do, in _settle.
+        with self._lock:
+            self._unseen.update(ends)
         return {tp: d.first[tp] for tp, _ in targets}
+
+    def _settle(self, tps: Iterable[TopicPartition]) -> None:
+        """Wait until this process's committed transactions on ``tps`` are readable, so that
+        what an append returned is readable at once, as in the embedded log."""
+        if not self._unseen:  # the common case, without the lock
+            return
+        with self._lock:
+            todo = {tp: self._unseen[tp] for tp in tps if tp in self._unseen}
+        if not todo:
+            return
+        self._await_visible(todo)
+        with self._lock:
+            for tp, end in todo.items():
+                if self._unseen.get(tp) == end:
+                    del self._unseen[tp]
 
     def _txn_error(self, e: BaseException, source: str) -> Exception:
         from confluent_kafka import KafkaError
@@ -355,6 +382,10 @@ class KafkaLog(Log):
     def last_checkpoint(self, source: str) -> dict[str, Any] | None:
         self._check_open()
         try:
+            # Every transaction written so far (by any process: one that just committed, or
+            # one claim_source has just fenced and aborted) first becomes readable: its
+            # commit markers are written after the commit returned.
+            self._await_visible(self._admin.high_watermarks([self._checkpoint_tp]))
             return self._checkpoints.last(source, self._is_closed)
         except UnknownTopicError:
             if self.read_only:  # no hub has written to this cluster yet
@@ -377,6 +408,7 @@ class KafkaLog(Log):
             return []
         for tp in positions:
             self._admin.check_partition(tp)
+        self._settle(positions)
         reader = self._readers.checkout(positions)
         try:
             return reader.fetch(positions, max_records, max_bytes, timeout, self._is_closed)
@@ -391,6 +423,7 @@ class KafkaLog(Log):
     def end_offset(self, tp: TopicPartition) -> int:
         self._check_open()
         self._admin.check_partition(tp)
+        self._settle([tp])
         return self._admin.end_offsets([tp])[tp]
 
     def caught_up(self, tp: TopicPartition, offset: int) -> bool:

@@ -4,14 +4,15 @@ Topic ``__changehub_checkpoints`` (the name can be changed), one partition,
 ``cleanup.policy=compact``, no retention. Each record has key = the source name (UTF-8) and
 value = JSON::
 
-    {"v": 1, "source": "shop", "checkpoint": {...the source's position...},
-     "ends": [["shop.public.orders", 0, 1200], ...]}
+    {"v": 1, "source": "shop", "checkpoint": {...the source's position...}}
 
 It is produced inside the same Kafka transaction as the records it covers (see
-:mod:`log.kafka.producer`), so a ``read_committed`` reader sees both or neither. ``ends``
-names, for every partition the append wrote, the offset after its last record; on Kafka the
-transaction's commit marker takes that offset, so the partition's stable end afterwards is
-one more.
+:mod:`log.kafka.producer`), so a ``read_committed`` reader sees both or neither. Records
+written by earlier versions also carry ``"ends": [[topic, partition, end], ...]``, the
+offset after the last record of every partition the append wrote; readers ignore it. It is
+no longer written because the transaction already makes records and checkpoint atomic, and
+knowing the ends meant waiting for the records' acknowledgements before producing the
+checkpoint: a second round trip in every transaction.
 
 :class:`CheckpointReader` keeps the latest checkpoint per source in memory and reads the topic
 from where it stopped up to its stable end whenever asked, so a checkpoint written by another
@@ -41,17 +42,10 @@ _VERSION = 1
 _BATCH = 10_000
 
 
-def encode(source: str, checkpoint: Mapping[str, Any], ends: Mapping[TopicPartition, int]) -> bytes:
+def encode(source: str, checkpoint: Mapping[str, Any]) -> bytes:
     """The checkpoint record's value; UsageError when the checkpoint is not JSON."""
     try:
-        return orjson.dumps(
-            {
-                "v": _VERSION,
-                "source": source,
-                "checkpoint": dict(checkpoint),
-                "ends": [[tp.topic, tp.partition, end] for tp, end in sorted(ends.items())],
-            }
-        )
+        return orjson.dumps({"v": _VERSION, "source": source, "checkpoint": dict(checkpoint)})
     except TypeError as e:
         raise UsageError(
             f"the checkpoint of source {source!r} cannot be stored: {e}; a checkpoint must "
@@ -59,12 +53,12 @@ def encode(source: str, checkpoint: Mapping[str, Any], ends: Mapping[TopicPartit
         ) from e
 
 
-def decode(raw: bytes | None) -> tuple[str, dict[str, Any], dict[TopicPartition, int]]:
+def decode(raw: bytes | None) -> tuple[str, dict[str, Any]]:
+    """Source name and checkpoint of a checkpoint record (``ends``, if any, is ignored)."""
     d = orjson.loads(raw or b"null")
     if not isinstance(d, dict) or d.get("v") != _VERSION:
         raise ValueError("not a version 1 checkpoint record")
-    ends = {TopicPartition(t, int(p)): int(e) for t, p, e in d["ends"]}
-    return str(d["source"]), dict(d["checkpoint"]), ends
+    return str(d["source"]), dict(d["checkpoint"])
 
 
 class CheckpointReader:
@@ -96,7 +90,7 @@ class CheckpointReader:
                     break
                 for r in records:
                     try:
-                        name, checkpoint, _ends = decode(r.value)
+                        name, checkpoint = decode(r.value)
                     except (ValueError, KeyError, TypeError) as e:
                         # on a shared cluster anyone may write here; one stray record must
                         # not stop every source, and it cannot be a checkpoint of ours
