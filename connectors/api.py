@@ -183,6 +183,22 @@ class Sink(ABC, Generic[SinkConfigT]):
     def stop(self) -> None:
         """Release resources. Unflushed writes may be dropped: they will be replayed."""
 
+    def assign(self, resume: Offsets) -> Offsets | None:
+        """Scale-out on Kafka: the sink's consumer group gave this running sink more
+        partitions; ``resume`` holds the hub's committed offsets for them. Return the offsets
+        to read them from, as ``start`` does (reading the target's own stored offsets for
+        them where it keeps any), so the partitions already held go on without a pause.
+        None, the default: the sink cannot take partitions while it runs, and the hub
+        restarts it on its whole new share."""
+        return None
+
+    def revoke(self, partitions: Sequence[TopicPartition]) -> bool:
+        """Scale-out on Kafka: ``partitions`` leave this running sink for another process,
+        right after a ``flush`` (nothing of theirs is buffered). Forget what is kept about
+        them (offsets read in ``start`` or ``assign``: the other process moves them on) and
+        return True; False, the default: the hub restarts the sink on its new share."""
+        return False
+
     def rewind(self, offsets: Offsets) -> Offsets:
         """``changehub reset`` is moving this sink back to ``offsets`` (hub stopped, sink not
         started). A sink that keeps its own offsets in its target moves them too, so the
