@@ -96,6 +96,14 @@ class BatchSink(Sink[BatchSinkConfig]):
             del self._pending[tp]
         return dict(self._next)
 
+    def assign(self, resume: Offsets) -> Offsets:
+        # as in start: the manifest (this process's own, read in start) may be ahead
+        return {tp: max(offset, self._next.get(tp, 0)) for tp, offset in resume.items()}
+
+    def revoke(self, partitions: Sequence[TopicPartition]) -> bool:
+        # flushed: nothing of theirs is pending, and the manifest stays this process's truth
+        return True
+
     def stop(self) -> None:
         self._stopped.set()
 
