@@ -16,11 +16,23 @@ dimension. The same transaction carries the rows, the closes and the offsets.
 
 A record that is not a change event, or whose values cannot fit the table, goes to
 ``context.dead_letter`` (which fails the sink unless ``errors.tolerance: all``).
-Tombstones are ignored; deletes come from the ``d`` events before them.
+Tombstones are ignored; deletes come from the ``d`` events before them. A value the database
+itself refuses at flush time (a constraint, a number out of its column's range) fails the
+flush's transaction; with ``errors.tolerance: all`` the flush then finds the record(s) to
+blame by bisecting (:meth:`SqlSink._reject`), sends them to the dead letters and writes the
+rest.
+
+DuckDB lets one process at a time open a database file, so its connections are not pooled
+(:func:`connectors.sqldb.engine_for`). Opening the file costs a checkpoint on each close,
+which at 5,000 rows a flush took ten times the MERGE itself; so while the sink is catching up
+(a flush of a full batch: ``max_batch_records`` or ``max_batch_bytes``) its connection stays
+open for the next flush, and the first flush of a batch that is not full (or ``stop``)
+closes it, freeing the file for other programs.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -49,9 +61,9 @@ from connectors.sink.sql.history import (
 from connectors.sink.sql.naming import TableName
 from connectors.sink.sql.offsets import ensure_offsets_table, load_offsets, store_offsets
 from connectors.sink.sql.upsert import delete_keys, upsert_rows
-from connectors.sqldb import SharedEngine, describe_table, translate
+from connectors.sqldb import SharedEngine, describe_table, is_refused, translate
 from hub.errors import FatalError, SchemaError
-from log.api import LogRecord
+from log.api import LogRecord, TopicPartition
 
 __all__ = ["SqlSink"]
 
@@ -72,9 +84,16 @@ class SqlSink(Sink[SqlSinkConfig]):
         self._history: dict[str, Kind] | None = (
             history_columns(config.history.scd2) if config.mode == "history" else None
         )
+        self._added: list[LogRecord] = []  # records in self._batches, in log order
+        self._pending_bytes = 0
+        # DuckDB: the connection kept open across the flushes of a catch-up (module doc)
+        self._held: Connection | None = None
+        self._held_lock = threading.Lock()
+        self._stopping = False
 
     def start(self, resume: Offsets) -> Offsets:
         self._db = SharedEngine(self.config.url, f"sql sink {self.config.name!r}")
+        self._stopping = False
         with self._transaction("preparing the offsets table") as conn:
             ensure_offsets_table(conn)
             self._durable = load_offsets(conn, self.config.name)
@@ -96,7 +115,9 @@ class SqlSink(Sink[SqlSinkConfig]):
             if record.offset < self._next.get(tp, 0):
                 continue  # already in the target: a replay from an older hub commit
             try:
-                self._add(record)
+                if self._add(record):
+                    self._added.append(record)
+                    self._pending_bytes += len(record.value or b"")
             except (BadRecordError, UnfitValueError) as exc:
                 # Raises unless errors are tolerated: then the offset must not move past it.
                 self.context.dead_letter(record, str(exc))
@@ -105,26 +126,53 @@ class SqlSink(Sink[SqlSinkConfig]):
     def flush(self) -> Offsets:
         moved = {tp: o for tp, o in self._next.items() if o != self._durable.get(tp)}
         if not moved and not self._batches:
+            self._release()
             return dict(self._durable)
-        # On failure the batch stays for a retry; each table is described afresh in
-        # _prepare, so DDL the database rolled back is planned again. All DDL comes before
-        # any row: MySQL/MariaDB commit the transaction at each CREATE/ALTER TABLE, which
-        # then commits nothing but DDL, and rows and offsets still commit together.
-        with self._transaction("writing a batch") as conn:
-            tables = {name: self._prepare(conn, name, batch)
-                      for name, batch in self._batches.items()}
-            for name, batch in self._batches.items():
-                table = tables[name]
-                if table is not None:
-                    self._write(conn, name, table, batch)
-            store_offsets(conn, self.config.name, moved)
+        # a full batch: the hub is catching up, and the next flush follows at once
+        keep = (len(self._added) >= self.config.max_batch_records
+                or self._pending_bytes >= self.config.max_batch_bytes)
+        try:
+            self._apply(self._batches, moved, keep)
+        except FatalError as exc:
+            if not (self.config.errors.tolerance == "all" and _refused(exc) and self._added):
+                raise
+            self._reject(moved, keep)
         self._batches.clear()
+        self._added.clear()
+        self._pending_bytes = 0
         self._durable.update(moved)
         return dict(self._durable)
 
     def stop(self) -> None:
+        with self._held_lock:
+            self._stopping = True
+            held, self._held = self._held, None
+        if held is not None:
+            held.close()
         if self._db is not None:
             self._db.close()
+
+    def assign(self, resume: Offsets) -> Offsets:
+        """Partitions added while running: their offsets as the target stores them now (the
+        process that held them before wrote them there)."""
+        with self._transaction("reading the offsets of added partitions") as conn:
+            stored = load_offsets(conn, self.config.name)
+        out: Offsets = {}
+        for tp, offset in resume.items():
+            out[tp] = stored.get(tp, offset)
+            if tp in stored:
+                self._durable[tp] = self._next[tp] = stored[tp]
+            else:
+                self._durable.pop(tp, None)
+                self._next.pop(tp, None)
+        return out
+
+    def revoke(self, partitions: Sequence[TopicPartition]) -> bool:
+        # flushed: no batch holds their rows; another process moves their offsets on now
+        for tp in partitions:
+            self._durable.pop(tp, None)
+            self._next.pop(tp, None)
+        return True
 
     def rewind(self, offsets: Offsets) -> Offsets:
         """Move the offsets stored in the target, so the replay is applied, not skipped."""
@@ -139,20 +187,21 @@ class SqlSink(Sink[SqlSinkConfig]):
 
     # -- write: records into per-table batches ----------------------------------------------
 
-    def _add(self, record: LogRecord) -> None:
+    def _add(self, record: LogRecord) -> bool:
+        """Add ``record`` to the batches; False for a tombstone (nothing to add)."""
         change = decode(record, self.config.table, self._history is not None)
         if change is None:
-            return
+            return False
         if self._history is not None:
             self._add_history(record, change)
-            return
+            return True
         batch = self._batches.get(change.table)
         if batch is None:
             batch = self._batches[change.table] = TableBatch()
         assert isinstance(batch, TableBatch)
         if change.kind == "truncate":
             batch.add(change)
-            return
+            return True
         shape = self._shape(change)
         if change.kind == "upsert" and change.row is not None:
             row: dict[str, Any] | None = shape.fit(change.row)
@@ -161,6 +210,7 @@ class SqlSink(Sink[SqlSinkConfig]):
         else:
             row, key = None, shape.fit(change.key or {})
         batch.add(change._replace(key=key, row=row), row)
+        return True
 
     def _add_history(self, record: LogRecord, change: Change) -> None:
         scd2 = self.config.history.scd2
@@ -207,6 +257,79 @@ class SqlSink(Sink[SqlSinkConfig]):
         return shape
 
     # -- flush: batches into tables ---------------------------------------------------------
+
+    def _apply(self, batches: dict[TableName, TableBatch | HistoryBatch], moved: Offsets,
+               keep: bool, *, probe: bool = False) -> None:
+        """Write ``batches`` and store ``moved`` in one transaction (``probe``: roll it back,
+        raising _ProbeFitsError when everything went in)."""
+        # On failure the batch stays for a retry; each table is described afresh in
+        # _prepare, so DDL the database rolled back is planned again. All DDL comes before
+        # any row: MySQL/MariaDB commit the transaction at each CREATE/ALTER TABLE, which
+        # then commits nothing but DDL, and rows and offsets still commit together.
+        with self._transaction("writing a batch", keep) as conn:
+            tables = {name: self._prepare(conn, name, batch) for name, batch in batches.items()}
+            for name, batch in batches.items():
+                table = tables[name]
+                if table is not None:
+                    self._write(conn, name, table, batch)
+            if probe:
+                raise _ProbeFitsError  # rolls the transaction back
+            store_offsets(conn, self.config.name, moved)
+
+    def _reject(self, moved: Offsets, keep: bool) -> None:
+        """The database refused the batch: find the records it refuses, send them to the
+        dead letters, and write the others (with ``moved``) in one transaction.
+
+        Records are added to an empty batch in log order until the batch fails: the prefix
+        of the batch that still fits is found by bisection (each probe a transaction rolled
+        back), and the record after it is refused. Found against the records before it, as
+        the flush would have applied them, so an earlier record of the same key still
+        lands; repeated until the rest goes in.
+        """
+        records = list(self._added)
+        while True:
+            fits, fails = 0, len(records)  # the prefix that fits, the one that fails
+            error: FatalError | None = None
+            while fails - fits > 1:
+                middle = (fits + fails) // 2
+                refused = self._probe(records[:middle], keep)
+                if refused is None:
+                    fits = middle
+                else:
+                    fails, error = middle, refused
+            if error is None:
+                error = self._probe(records[:fails], keep)
+            if error is not None:
+                bad = records.pop(fails - 1)
+                self.context.dead_letter(bad, f"the target database refused it: {error}")
+            try:
+                self._apply(self._rebuild(records), moved, keep)
+                return
+            except FatalError as exc:
+                if not (_refused(exc) and records):
+                    raise
+
+    def _probe(self, records: list[LogRecord], keep: bool) -> FatalError | None:
+        """Why the database refuses ``records`` as one batch, None when it takes them."""
+        try:
+            self._apply(self._rebuild(records), {}, keep, probe=True)
+        except _ProbeFitsError:
+            return None
+        except FatalError as exc:
+            if _refused(exc):
+                return exc
+            raise
+        return None
+
+    def _rebuild(self, records: list[LogRecord]) -> dict[TableName, TableBatch | HistoryBatch]:
+        """The batches of ``records`` alone (each was added once already, so each fits)."""
+        batches, self._batches = self._batches, {}
+        try:
+            for record in records:
+                self._add(record)
+            return self._batches
+        finally:
+            self._batches = batches
 
     def _prepare(
         self, conn: Connection, name: TableName, batch: TableBatch | HistoryBatch
@@ -264,14 +387,49 @@ class SqlSink(Sink[SqlSinkConfig]):
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, doing: str) -> Iterator[Connection]:
+    def _transaction(self, doing: str, keep: bool | None = None) -> Iterator[Connection]:
+        """A transaction on the held connection or a new one; ``keep``: hold the connection
+        afterwards (DuckDB only; None: as it was)."""
         if self._db is None:
             raise FatalError(f"sql sink {self.config.name!r} is used before start()")
         try:
-            with self._db.use() as engine, engine.begin() as conn:
-                yield conn
+            with self._db.use() as engine:
+                with self._held_lock:
+                    conn, self._held = self._held, None
+                was_held = conn is not None
+                if conn is None:
+                    conn = engine.connect()
+                try:
+                    with conn.begin():
+                        yield conn
+                except BaseException:
+                    conn.close()
+                    raise
+                hold = (was_held if keep is None else keep) and engine.dialect.name == "duckdb"
+                with self._held_lock:
+                    if hold and not self._stopping:
+                        self._held, conn = conn, None
+                if conn is not None:
+                    conn.close()
         except sa_exc.SQLAlchemyError as exc:
             raise translate(
                 exc, doing=f"{doing} for sink {self.config.name!r}", url=self.config.url
             ) from exc
+
+    def _release(self) -> None:
+        """Close the held connection (the DuckDB file is free for other programs)."""
+        with self._held_lock:
+            held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+
+class _ProbeFitsError(Exception):
+    """A probe's batch went in; raised to roll its transaction back."""
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the database refused a value of the batch (a constraint, a value out of its
+    column's range): an error of the data, not of the connection or the statement."""
+    return exc.__cause__ is not None and is_refused(exc.__cause__)
 
