@@ -54,7 +54,7 @@ from connectors.sink.search.nested import NestedDocuments
 from connectors.sink.search.transforms import FilterError, Transform
 from connectors.sink.search.versioning import version_of
 from hub.errors import FatalError, RetriableError
-from log.api import LogRecord
+from log.api import LogRecord, TopicPartition
 
 __all__ = ["SearchSink"]
 
@@ -76,9 +76,9 @@ class SearchSink(Sink[SearchSinkConfig]):
         self._transform = Transform.of(config.transforms)
         self._nested = NestedDocuments(config, context) if config.nested else None
         self._pending: dict[tuple[str, str], tuple[Action, LogRecord]] = {}
-        self._in_flight: deque[tuple[Future[BulkResult], list[Action], dict[int, LogRecord]]] = (
-            deque()
-        )
+        self._in_flight: deque[
+            tuple[Future[BulkResult], list[Action], list[tuple[Action, LogRecord]]]
+        ] = deque()
         self._next: Offsets = {}
         self._flushed: Offsets = {}
         self.stats = SinkMetrics()
@@ -145,6 +145,23 @@ class SearchSink(Sink[SearchSinkConfig]):
             self._flushed = dict(self._next)
             self.stats.flushed()
             return dict(self._flushed)
+
+    def assign(self, resume: Offsets) -> Offsets | None:
+        if self._nested is not None:
+            return None  # its own offsets table is read in start: restarted instead
+        with self._guard("assign"):
+            self._next.update(resume)
+            self._flushed.update(resume)
+        return dict(resume)
+
+    def revoke(self, partitions: Sequence[TopicPartition]) -> bool:
+        if self._nested is not None:
+            return False
+        with self._guard("revoke"):
+            for tp in partitions:  # flushed: nothing of theirs is pending or in flight
+                self._next.pop(tp, None)
+                self._flushed.pop(tp, None)
+        return True
 
     def stop(self) -> None:
         self._stopping.set()
@@ -237,26 +254,23 @@ class SearchSink(Sink[SearchSinkConfig]):
             self._pending.clear()
             actions = [a for a, _ in pending]
             self._ensure_indexes(actions)
-            self._in_flight.append(
-                (self._sender.submit(actions), actions, {id(a): r for a, r in pending})
-            )
+            self._in_flight.append((self._sender.submit(actions), actions, pending))
         limit = 0 if wait else self.config.concurrency
         while len(self._in_flight) > limit:
-            future, actions, records = self._in_flight.popleft()
-            self._settle(actions, records, future.result)
+            future, actions, pairs = self._in_flight.popleft()
+            self._settle(actions, pairs, future.result)
 
     def _send_nested(self) -> None:
         assert self._nested is not None and self._indexes is not None
-        actions = self._nested.actions(self._indexes.name_for)
-        by_action = {id(a): r for a, r in actions}
-        self._send([a for a, _ in actions], by_action)
+        pairs = self._nested.actions(self._indexes.name_for)
+        self._send([a for a, _ in pairs], pairs)
         self._nested.commit(self._next)
 
-    def _send(self, actions: list[Action], records: dict[int, LogRecord]) -> None:
+    def _send(self, actions: list[Action], pairs: Sequence[tuple[Action, LogRecord]]) -> None:
         assert self._sender is not None
         sender = self._sender
         self._ensure_indexes(actions)
-        self._settle(actions, records, lambda: sender.send(actions))
+        self._settle(actions, pairs, lambda: sender.send(actions))
 
     def _ensure_indexes(self, actions: list[Action]) -> None:
         assert self._indexes is not None
@@ -287,7 +301,7 @@ class SearchSink(Sink[SearchSinkConfig]):
                     raise FatalError(f"search sink {self.config.name!r}: {exc}") from exc
 
     def _settle(
-        self, actions: list[Action], records: dict[int, LogRecord],
+        self, actions: list[Action], pairs: Sequence[tuple[Action, LogRecord]],
         outcome: Callable[[], BulkResult],
     ) -> None:
         """Count a send's outcome and hand its rejected documents to the dead-letter topic."""
@@ -300,6 +314,10 @@ class SearchSink(Sink[SearchSinkConfig]):
         except SenderStoppedError as exc:
             raise RetriableError(f"search sink {self.config.name!r} stopped") from exc
         self.stats.sent(actions, result)
+        if not result.rejected:
+            return
+        # Which record made a rejected document: looked up only when there is one.
+        records = {id(a): r for a, r in pairs}
         for action, reason in result.rejected:
             self._dead_letter(records[id(action)], f"{self.config.type} rejected the "
                               f"document {action.index}/{action.doc_id}: {reason}")
