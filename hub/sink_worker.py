@@ -9,11 +9,14 @@ Scale-out: on the Kafka backend every hub process running the pipeline joins the
 consumer group (:mod:`log.kafka.groups`; the group is the sink's name, the one its offsets
 are committed under) and works only on the partitions the group gives it. When the group
 takes partitions away (a process joined, or this one leaves), the sink is flushed and its
-offsets committed before they go; when it gives partitions, the sink is restarted on its new
-share and each partition resumes from its committed offset (a sink that keeps offsets in its
-target, such as the sql sink, reads them again in ``start``). A process whose session expired
-(it stalled, and the partitions went elsewhere) drops what it had not flushed: the new holder
-replays it. On the embedded log one process holds everything (the log directory is locked).
+offsets committed before they go, and the sink forgets them (``Sink.revoke``); when it gives
+partitions, they are added to the running sink (``Sink.assign``) and each resumes from its
+committed offset, or from the offset the target stored itself (the sql sink's offsets
+table). Assignment is cooperative-sticky, so the partitions that stay keep being written
+through a rebalance: nothing is restarted. A sink without those hooks is restarted on its
+new share instead. A process whose session expired (it stalled, and the partitions went
+elsewhere) drops what it had not flushed and restarts: the new holder replays it. On the
+embedded log one process holds everything (the log directory is locked).
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ class SinkWorker(Worker):
         self._next_refresh = 0.0
         self._dlq = dead_letter_topic(config)
         self._member: GroupMember | None = None  # Kafka: this process's share of the sink
-        self._reassigned = False  # the group gave partitions: restart the sink on its share
+        self._reassigned = False  # restart the sink on its share (it cannot change it live)
+        self._added: set[TopicPartition] = set()  # given by the group, not taken in yet
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -107,6 +111,7 @@ class SinkWorker(Worker):
         self._dead.clear()
         self._pending_records = self._pending_bytes = 0
         self._reassigned = False
+        self._added.clear()
         self._committed = self._log.committed_offsets(name)
         self._flushed = dict(self._committed)
         resume: Offsets = {}
@@ -140,14 +145,62 @@ class SinkWorker(Worker):
     # -- the group's decisions (called inside GroupMember.poll, on this thread) -----------
 
     def _on_assign(self, tps: list[TopicPartition]) -> None:
-        if tps:
-            self._reassigned = True
+        # only the added partitions (cooperative): taken in at the next step
+        self._added.update(tps)
 
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
-        if tps:
-            # before the group hands them over: everything written is flushed and committed
+        if not tps:
+            return
+        self._added.difference_update(tps)
+        sink = self._sink
+        if sink is None or self._reassigned:
             self._close_sink(graceful=True)
             self._reassigned = True
+            return
+        # before the group hands them over: everything written is flushed and committed
+        if self._pending_records:
+            self._flush_and_commit(sink)
+        else:
+            self._commit()  # offsets a refused commit left behind
+        if not sink.revoke(list(tps)):
+            self._close_sink(graceful=True)  # it cannot drop partitions live: a restart
+            self._reassigned = True
+            return
+        gone = set(tps)
+        # replaced whole, not changed in place: the API thread reads them (``committed``)
+        self._positions = {tp: o for tp, o in self._positions.items() if tp not in gone}
+        self._flushed = {tp: o for tp, o in self._flushed.items() if tp not in gone}
+        self._committed = {tp: o for tp, o in self._committed.items() if tp not in gone}
+        log.info("sink %s: %s moved to another process; its other partitions go on",
+                 self.status.name, ", ".join(map(str, sorted(gone))))
+
+    def _take_added(self, sink: Sink[Any]) -> None:
+        """Add the partitions the group gave to the running sink, each from its committed
+        offset (the previous holder committed before letting go) or the target's own."""
+        added, self._added = self._added, set()
+        assert self._member is not None
+        mine = self._member.assignment()
+        new = sorted(tp for tp in added if tp in mine and tp not in self._positions)
+        if not new:
+            return
+        group = self._log.committed_offsets(self.status.name)
+        committed = {tp: group[tp] for tp in new if tp in group}
+        resume = {tp: committed.get(tp, self._log.start_offset(tp)) for tp in new}
+        chosen = sink.assign(dict(resume))
+        if chosen is None:
+            self._reassigned = True  # it cannot take partitions live: a restart
+            return
+        positions = {**resume, **{tp: o for tp, o in chosen.items() if tp in resume}}
+        self._committed = {**self._committed, **committed}
+        self._flushed = {**self._flushed, **committed}
+        self._positions = {**self._positions, **positions}
+        ahead = {tp: o for tp, o in positions.items() if o > committed.get(tp, -1)}
+        if ahead:
+            # the target holds these already (see _start_sink)
+            self._flushed = merge_offsets(self._flushed, ahead)
+            self._commit()
+        log.info("sink %s: added %s; its other partitions go on", self.status.name,
+                 _fmt(positions))
 
     def _on_lost(self, tps: list[TopicPartition]) -> None:
         if tps:
@@ -166,6 +219,8 @@ class SinkWorker(Worker):
             member.poll(JOIN_WAIT_S if waiting else 0.0)
             if self._sink is None and not member.rebalanced and member.subscribed:
                 return  # not told our share yet
+        if self._added and self._sink is not None and not self._reassigned:
+            self._take_added(self._sink)
         if self._sink is None or self._reassigned:
             self._close_sink(graceful=True)
             self._start_sink()
@@ -231,6 +286,9 @@ class SinkWorker(Worker):
         sink = sink or self._sink
         assert sink is not None
         flushed = sink.flush()
+        if self._member is not None:
+            # a sink may still report partitions that moved to another process
+            flushed = {tp: o for tp, o in flushed.items() if tp in self._positions}
         if self._dead:
             # The dead letters must be durable before the offsets past them are committed,
             # or a crash in between would lose them.
@@ -317,7 +375,7 @@ class SinkWorker(Worker):
         its end. On Kafka the other members' partitions are judged by the group's committed
         offsets, so a process whose share is still empty (or not yet assigned) is not taken
         for caught up while the group has records nobody has written."""
-        if self._pending_records or self._sink is None or self._reassigned:
+        if self._pending_records or self._sink is None or self._reassigned or self._added:
             return False
         subscribed = self._subscribed()
         if self._member is None:
@@ -339,7 +397,7 @@ class SinkWorker(Worker):
         committed = self._committed
         if self._member is None:
             return dict(committed)
-        owned = self._positions  # replaced whole at each restart, so safe to read here
+        owned = self._positions  # replaced whole when partitions come or go: safe to read
         mine = {tp: o for tp, o in committed.items() if tp in owned}
         return {**self._log.committed_offsets(self.status.name), **mine}
 

@@ -1,7 +1,9 @@
 """A sink's partitions are shared by the hub processes running it, and move when one joins
 or leaves without loss or duplicates: hub A exports a Kafka topic alone, hub B joins (the
 group gives it some partitions, A flushes and commits them first), then B stops (it flushes
-and commits, A takes its partitions back) while records keep arriving. Each process writes
+and commits, A takes its partitions back) while records keep arriving. Hub A's sink is not
+restarted by either rebalance: only the moved partitions leave and come back, the others
+are written on throughout. Each process writes
 its own files (a batch sink's relative path, each in its own directory), so every offset of
 the topic must be in exactly one file of one of them."""
 
@@ -112,6 +114,12 @@ sinks:
 
             wait_until(complete, "every record in a file")
             a.check_alive()
+            # the partitions hub a kept were written on through both rebalances: its sink
+            # was started once, and only the moved partitions were dropped and added
+            started, moved = f"sink {sink} started at", "moved to another process"
+            assert a.says(started) == 1, a.text()[-4000:]
+            assert a.says(moved) >= 1 and a.says(f"sink {sink}: added") >= 1, a.text()[-4000:]
+            assert b.says(started) == 1, b.text()[-4000:]
             assert a.stop() == 0, a.text()[-4000:]
         both = exported(a, topic) + exported(b, topic)
         assert set(both) == every
