@@ -15,7 +15,7 @@ mapped value by value, the way the row-by-row path does it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from itertools import repeat
 from typing import Final
@@ -26,7 +26,7 @@ from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import ColumnConverter, column_converter
 from hub.errors import SchemaError
 
-__all__ = ["ChunkEncoder", "unescape"]
+__all__ = ["ChunkEncoder", "parse_copy_line", "unescape"]
 
 _NULL: Final = b"\\N"
 _PASS_BYTES: Final = 8 * 1024
@@ -74,6 +74,18 @@ def unescape(field: bytes) -> bytes:
     return bytes(out)
 
 
+def parse_copy_line(line: bytes) -> list[bytes | None]:
+    """One line of ``COPY … TO STDOUT`` text output (without its newline) as field values."""
+    fields: list[bytes | None] = list(line.split(b"\t"))
+    if b"\\" in line:
+        for i, f in enumerate(fields):
+            if f == b"\\N":
+                fields[i] = None
+            elif f is not None and b"\\" in f:
+                fields[i] = unescape(f)
+    return fields
+
+
 def _pct(b: bytes) -> bytes:
     """``b`` as a literal part of a ``%`` format."""
     return b.replace(b"%", b"%%")
@@ -110,23 +122,48 @@ class ChunkEncoder:
     ) -> list[SourceRecord]:
         """Events ``head + {row} + suffix`` of ``lines`` (each a COPY text row with its
         newline), keyed by the table's key, in order."""
+        keys, values = self.encode(lines, head, suffix)
+        return list(
+            map(
+                _record,
+                zip(
+                    repeat(self._schema.topic),
+                    repeat(None) if keys is None else keys,
+                    values,
+                    repeat(ts_ms),
+                ),
+            )
+        )
+
+    def encode(
+        self,
+        lines: Sequence[bytes | bytearray | memoryview],
+        head: bytes,
+        suffix: bytes,
+    ) -> tuple[list[bytes] | None, list[bytes]]:
+        """The keys (None for a keyless table) and the values of :meth:`records`, as two
+        columns: what a snapshot worker process sends back (``snapshot_process.py``)."""
         if not lines:
-            return []
+            return (None if self._key is None else []), []
         # A few KiB of text per pass: the temporary columns then fit in memory the
         # allocator keeps. Passes over a whole chunk (megabytes) had the allocator return
         # and fault in its memory again every chunk, which cost more than it saved.
         step = max(8, min(512, _PASS_BYTES // max(1, len(lines[0]))))
         envelope = _pct(head) + self._row + _pct(suffix)
         if len(lines) <= step:
-            return self._pass(lines, envelope, ts_ms)
-        out: list[SourceRecord] = []
+            return self._pass(lines, envelope)
+        keys: list[bytes] | None = None if self._key is None else []
+        values: list[bytes] = []
         for start in range(0, len(lines), step):
-            out += self._pass(lines[start : start + step], envelope, ts_ms)
-        return out
+            k, v = self._pass(lines[start : start + step], envelope)
+            values += v
+            if keys is not None and k is not None:
+                keys += k
+        return keys, values
 
     def _pass(
-        self, lines: Sequence[bytes | bytearray | memoryview], envelope: bytes, ts_ms: int
-    ) -> list[SourceRecord]:
+        self, lines: Sequence[bytes | bytearray | memoryview], envelope: bytes
+    ) -> tuple[list[bytes] | None, list[bytes]]:
         nrows, ncols = len(lines), self._ncols
         block = b"".join(lines)
         fields = block.replace(b"\n", b"\t").split(b"\t")
@@ -143,15 +180,12 @@ class ChunkEncoder:
                 columns.append(self._one_by_one(column, values))
             else:
                 columns.append(convert(values))
-        events = map(envelope.__mod__, zip(*columns, strict=True))
+        events = list(map(envelope.__mod__, zip(*columns, strict=True)))
         index, key = self._key_index, self._key
-        keys: Iterable[bytes | None]
         if index is None or key is None:
-            keys = repeat(None)
-        else:
-            keys = map(key.__mod__, zip(*(columns[i] for i in index), strict=True))
-        topic = self._schema.topic
-        return list(map(_record, zip(repeat(topic), keys, events, repeat(ts_ms))))
+            return None, events
+        keys = list(map(key.__mod__, zip(*(columns[i] for i in index), strict=True)))
+        return keys, events
 
     @staticmethod
     def _one_by_one(column: JsonColumn, values: list[bytes]) -> list[bytes]:

@@ -37,27 +37,24 @@ from psycopg import sql
 from connectors.api import SourceRecord
 from connectors.source.postgres.catalog import TableInfo, catalog_error, quote_table
 from connectors.source.postgres.checkpoint import SnapshotProgress
-from connectors.source.postgres.columnar import ChunkEncoder, unescape
+from connectors.source.postgres.columnar import ChunkEncoder, parse_copy_line
 from connectors.source.postgres.copy_out import CopyOut
 from connectors.source.postgres.encoding import READ_HEAD as _READ_HEAD
 from connectors.source.postgres.encoding import read_suffix, source_tail
 from connectors.source.postgres.schema import TableSchema
+from connectors.source.postgres.snapshot_process import ChunkProcess, TableSpec, conninfo_of
 
 __all__ = ["SnapshotChunk", "TableReader", "parse_copy_line", "read_snapshot"]
 
 _CONVERSION_FAILS = (ValueError, IndexError, TypeError)
 
+# Tables whose heap is at least this large are read and encoded by a worker process
+# (snapshot_process.py), on the second core. Starting one takes a few tenths of a second,
+# which a smaller table would not win back.
+PROCESS_MIN_BYTES = 32 * 1024 * 1024
 
-def parse_copy_line(line: bytes) -> list[bytes | None]:
-    """One line of ``COPY … TO STDOUT`` text output (without its newline) as field values."""
-    fields: list[bytes | None] = list(line.split(b"\t"))
-    if b"\\" in line:
-        for i, f in enumerate(fields):
-            if f == b"\\N":
-                fields[i] = None
-            elif f is not None and b"\\" in f:
-                fields[i] = unescape(f)
-    return fields
+# One chunk's records and the text of its last row's key (None: keyless, or no rows).
+_Chunk = tuple[list[SourceRecord], tuple[str, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -118,12 +115,15 @@ class TableReader:
         finally:
             self.close(copy)
 
+    def copy_query(self, after: Sequence[str] | None, limit: int | None = None) -> bytes:
+        """``COPY (…) TO STDOUT`` of the rows after key ``after``, in key order."""
+        return sql.SQL("COPY ({}) TO STDOUT").format(self.query(after, limit)).as_bytes(self._conn)
+
     def open(self, after: Sequence[str] | None, limit: int | None = None) -> CopyOut:
         """Start reading the rows after key ``after`` (all rows if the table has no key), in
         key order, as COPY text lines."""
-        copy_sql = sql.SQL("COPY ({}) TO STDOUT").format(self.query(after, limit))
         try:
-            return CopyOut(self._conn, copy_sql.as_bytes(self._conn))
+            return CopyOut(self._conn, self.copy_query(after, limit))
         except psycopg.Error as exc:
             raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
 
@@ -158,49 +158,140 @@ def read_snapshot(
     tables: dict[str, tuple[TableInfo, TableSchema]],
     chunk_size: int,
     clock_ms: Callable[[], int],
+    process_min_bytes: int | None = None,
 ) -> Iterator[SnapshotChunk]:
     """Chunks from ``progress`` on, until every pending table is read.
 
     ``conn`` must be in the snapshot's transaction already. The last chunk (``done``) may be
-    empty; its progress has nothing pending.
+    empty; its progress has nothing pending. Tables of ``process_min_bytes`` or more
+    (default :data:`PROCESS_MIN_BYTES`) are read by a worker process in the same snapshot.
     """
-    tail = source_tail(progress.lsn, None, clock_ms(), b"true")
+    threshold = PROCESS_MIN_BYTES if process_min_bytes is None else process_min_bytes
+    lsn = progress.lsn  # the snapshot's position: the same for every chunk
+    tail = source_tail(lsn, None, clock_ms(), b"true")
     # Rows in key order straight from the key's index: a sort of the whole table first would
     # hold back the first row (and spill to disk) on a large table.
     try:
         conn.execute("SET LOCAL enable_sort = off")
     except psycopg.Error as exc:
         raise catalog_error(exc, "setting up the snapshot") from None
-    while progress.pending:
-        name = progress.pending[0]
-        info, schema = tables[name]
-        reader = TableReader(conn, info, schema)
-        pageable = reader.pageable
-        encoder = ChunkEncoder(schema)
-        table_rows = 0
-        # One COPY for the rest of the table, in key order, cut into chunks here: no round
-        # trip per chunk, and each chunk's checkpoint still names its last key.
-        copy = reader.open(progress.after)
+    worker: ChunkProcess | None = None
+    try:
+        while progress.pending:
+            name = progress.pending[0]
+            info, schema = tables[name]
+            reader = TableReader(conn, info, schema)
+            pageable = reader.pageable
+
+            def suffix(now: int, head: bytes = schema.source_head) -> bytes:
+                # Every read of a chunk shares all of its envelope but the row and key.
+                return read_suffix(now, head, lsn, tail)
+
+            chunks: Iterator[_Chunk]
+            if _heap_bytes(conn, info) >= threshold:
+                if worker is None:
+                    worker = _start_worker(conn)
+                spec = TableSpec.of(schema, reader.copy_query(progress.after))
+                chunks = _chunks_in_process(
+                    worker, spec, schema.topic, chunk_size, clock_ms, suffix
+                )
+            else:
+                chunks = _chunks_here(reader, schema, progress.after, chunk_size, clock_ms, suffix)
+            table_rows = 0
+            count = 0
+            records: list[SourceRecord] = []
+            # One COPY for the rest of the table, in key order, cut into chunks: no round
+            # trip per chunk, and each chunk's checkpoint still names its last key.
+            for records, last_key in chunks:
+                count = len(records)
+                table_rows += count
+                if count < chunk_size:
+                    break
+                # A keyless table cannot resume mid-way: its chunks keep `after` unset.
+                after = last_key if pageable else None
+                progress = replace(progress, after=after, rows=progress.rows + count)
+                yield SnapshotChunk(records, progress, name, table_rows, done=False)
+            rest = progress.pending[1:]
+            progress = replace(progress, pending=rest, after=None, rows=progress.rows + count)
+            yield SnapshotChunk(records, progress, name, table_rows, done=not rest)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _chunks_here(
+    reader: TableReader,
+    schema: TableSchema,
+    after: Sequence[str] | None,
+    chunk_size: int,
+    clock_ms: Callable[[], int],
+    suffix: Callable[[int], bytes],
+) -> Iterator[_Chunk]:
+    """A table's chunks read and encoded on this thread; the last has fewer than
+    ``chunk_size`` rows (maybe none)."""
+    encoder = ChunkEncoder(schema)
+    copy = reader.open(after)
+    try:
         while True:
             chunk = reader.read(copy, chunk_size)
             now = clock_ms()
-            # Every read of a chunk shares all of its envelope but the row and key.
-            suffix = read_suffix(now, schema.source_head, progress.lsn, tail)
             try:
-                records = encoder.records(chunk, _READ_HEAD, suffix, now)
+                records = encoder.records(chunk, _READ_HEAD, suffix(now), now)
             except _CONVERSION_FAILS:
                 for line in chunk:
                     schema.row(parse_copy_line(bytes(line)[:-1]))  # a SchemaError naming the column
                 raise
-            count = len(chunk)
-            if count < chunk_size:
-                break
-            table_rows += count
-            # A keyless table cannot resume mid-way: its chunks keep `after` unset.
-            after = reader.key_text(parse_copy_line(bytes(chunk[-1])[:-1])) if pageable else None
-            progress = replace(progress, after=after, rows=progress.rows + count)
-            yield SnapshotChunk(records, progress, name, table_rows, done=False)
-        table_rows += count
-        rest = progress.pending[1:]
-        progress = replace(progress, pending=rest, after=None, rows=progress.rows + count)
-        yield SnapshotChunk(records, progress, name, table_rows, done=not rest)
+            last = None
+            if chunk and reader.pageable:
+                last = reader.key_text(parse_copy_line(bytes(chunk[-1])[:-1]))
+            yield records, last
+            if len(chunk) < chunk_size:
+                return
+    finally:
+        reader.close(copy)
+
+
+def _chunks_in_process(
+    worker: ChunkProcess,
+    spec: TableSpec,
+    topic: str,
+    chunk_size: int,
+    clock_ms: Callable[[], int],
+    suffix: Callable[[int], bytes],
+) -> Iterator[_Chunk]:
+    """A table's chunks read and encoded by ``worker``, two requests ahead: it reads and
+    encodes the next chunk while this process appends the one before."""
+
+    def ask() -> None:
+        now = clock_ms()
+        worker.request(chunk_size, _READ_HEAD, suffix(now), now)
+
+    worker.open_table(spec)
+    ask()
+    ask()
+    while True:
+        chunk = worker.receive(topic)
+        done = len(chunk.records) < chunk_size
+        if not done:
+            ask()
+        yield chunk.records, chunk.last_key
+        if done:
+            return
+
+
+def _heap_bytes(conn: psycopg.Connection[Any], info: TableInfo) -> int:
+    try:
+        row = conn.execute("SELECT pg_relation_size(%s)", (info.oid,)).fetchone()
+    except psycopg.Error as exc:
+        raise catalog_error(exc, f"sizing {info.qualified} for the snapshot") from None
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def _start_worker(conn: psycopg.Connection[Any]) -> ChunkProcess:
+    """A worker process reading in this transaction's snapshot."""
+    try:
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    except psycopg.Error as exc:
+        raise catalog_error(exc, "exporting the snapshot to its worker process") from None
+    assert row is not None
+    return ChunkProcess(conninfo_of(conn), str(row[0]))

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from connectors.source.postgres import snapshot
 from connectors.source.postgres.slot import drop_slot
 from hub.errors import FatalError
 from tests.integration.postgres.pipeline import Database, Pipeline, config, table_state
@@ -95,9 +96,12 @@ def caught_up(p: Pipeline, db: Database, marker: int) -> None:
     p.run_until(lambda: marker in p.state(TOPIC), "the marker row")
 
 
+@pytest.mark.parametrize("reader", ["in process", "worker process"])
 def test_snapshot_then_stream_under_concurrent_writes_rebuilds_the_table(
-    items: Database, log_dir: Path
+    items: Database, log_dir: Path, reader: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if reader == "worker process":  # as for a large table (snapshot_process.py)
+        monkeypatch.setattr(snapshot, "PROCESS_MIN_BYTES", 0)
     p = Pipeline(log_dir, config(items, snapshot_chunk_size=200))
     try:
         with Writers(items, seed=1) as writers:

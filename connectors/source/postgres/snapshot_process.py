@@ -1,0 +1,349 @@
+"""A large table's snapshot chunks read and encoded in a child process, on the second core.
+
+In one process the snapshot is bound by the GIL: receiving COPY rows from libpq (one call a
+row) and encoding them run on the source's reader thread while the hub's thread routes and
+appends the previous chunk, and only one of them runs at a time. Here a child process does
+the receiving and the encoding (:class:`~connectors.source.postgres.copy_out.CopyOut` and
+:class:`~connectors.source.postgres.columnar.ChunkEncoder`, the same code as in process)
+and sends each chunk back as two blobs, keys and values, which the parent cuts into records
+with one ``split`` each. The parent is left with the log's work.
+
+Consistency: the child reads in the parent's snapshot. The parent exports the snapshot of
+its transaction (``pg_export_snapshot()``, valid while that transaction lives) and the child
+imports it (``SET TRANSACTION SNAPSHOT``) in a REPEATABLE READ, READ ONLY transaction, on a
+connection with the parent's settings (so the text of every value is the same).
+
+Order and memory: one child, one request per chunk, answered in order; the parent keeps at
+most two requests out, so at most three chunks are in flight. Each request carries the
+envelope's suffix (its ``ts_ms``), so the events are those the parent would have made.
+
+The child is a new interpreter (``python -m`` this module; a fork of a process with threads
+can inherit a lock another thread held), talking over two pipes with pickled messages. It
+exits when the parent tells it or when the parent goes away (its pipe closes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import subprocess
+import sys
+from array import array
+from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate, repeat
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from connectors.api import SourceRecord
+from connectors.source.postgres.catalog import catalog_error, load_types
+from connectors.source.postgres.columnar import ChunkEncoder, parse_copy_line
+from connectors.source.postgres.copy_out import CopyOut
+from connectors.source.postgres.schema import TableSchema
+from connectors.source.postgres.types import TypeMap
+from hub.errors import ConnectorError, FatalError, RetriableError, SchemaError
+
+__all__ = ["ChunkProcess", "TableSpec", "conninfo_of"]
+
+# Keys and values are JSON, UTF-8, which never holds the byte 0xFF: one split cuts a blob
+# into its items. (A database in SQL_ASCII can hand out any byte; the lengths sent beside
+# each blob then cut it.)
+_SEP: Final = b"\xff"
+_record: Final = partial(tuple.__new__, SourceRecord)
+_ERRORS: Final[dict[str, type[ConnectorError]]] = {
+    "RetriableError": RetriableError,
+    "FatalError": FatalError,
+    "SchemaError": SchemaError,
+}
+_CONVERSION_FAILS: Final = (ValueError, IndexError, TypeError)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the child needs of a table: its columns and types (to rebuild the converters
+    from its own catalog reads), key, name for messages, and the COPY to run."""
+
+    schema: str
+    table: str
+    oid: int
+    columns: tuple[str, ...]
+    type_oids: tuple[int, ...]
+    key: tuple[str, ...] | None
+    identity: str
+    copy_query: bytes
+
+    @classmethod
+    def of(cls, schema: TableSchema, copy_query: bytes) -> TableSpec:
+        return cls(
+            schema=schema.schema,
+            table=schema.table,
+            oid=schema.oid,
+            columns=schema.columns,
+            type_oids=schema.type_oids,
+            key=schema.key,
+            identity=schema.identity,
+            copy_query=copy_query,
+        )
+
+
+@dataclass(frozen=True)
+class EncodedChunk:
+    records: list[SourceRecord]
+    last_key: tuple[str, ...] | None  # the text of the last row's key (pageable tables)
+
+
+def conninfo_of(conn: psycopg.Connection[Any]) -> str:
+    """A conninfo string for a connection like ``conn`` (its host, credentials, TLS and
+    session ``options``), for the child's own connection. Never logged."""
+    params = {
+        o.keyword.decode(): o.val.decode()
+        for o in conn.pgconn.info
+        if o.val is not None and o.keyword not in (b"replication", b"fallback_application_name")
+    }
+    params["application_name"] = params.get("application_name", "changehub") + " worker"
+    return make_conninfo("", **params)
+
+
+class ChunkProcess:
+    """The child process and its pipe. Used by one thread at a time."""
+
+    def __init__(self, conninfo: str, snapshot_id: str) -> None:
+        # A plain interpreter running this module, not multiprocessing's spawn: that one
+        # runs the parent's main script again in the child, which breaks any script
+        # without an ``if __name__ == "__main__"`` guard.
+        down_r, down_w = os.pipe()  # parent -> child
+        up_r, up_w = os.pipe()  # child -> parent
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(down_r), str(up_w)],
+                pass_fds=(down_r, up_w),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as exc:
+            for fd in (down_r, down_w, up_r, up_w):
+                os.close(fd)
+            raise FatalError(f"starting the snapshot's worker process: {exc}") from None
+        os.close(down_r)  # the child's ends: its death then reads as end-of-file here
+        os.close(up_w)
+        self._out = Connection(down_w, readable=False)
+        self._in = Connection(up_r, writable=False)
+        self._outstanding: list[int] = []  # ts_ms of each request sent, oldest first
+        # The connection string (with its password) goes through the pipe, not the
+        # command line that any local user can see.
+        self._send(("start", conninfo, snapshot_id))
+        self._receive()  # "ok", or the child's failure to connect
+
+    def open_table(self, spec: TableSpec) -> None:
+        self._drain()
+        self._send(("table", spec))
+        self._receive()
+
+    def request(self, n: int, head: bytes, suffix: bytes, ts_ms: int) -> None:
+        """Ask for the next ``n`` rows as events ``head + row + suffix`` (sent at once; the
+        child works on it while the caller does something else)."""
+        self._send(("chunk", n, head, suffix))
+        self._outstanding.append(ts_ms)
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._outstanding)
+
+    def receive(self, topic: str) -> EncodedChunk:
+        """The oldest request's chunk (fewer than ``n`` records: the table's end)."""
+        ts_ms = self._outstanding.pop(0)
+        count, last_key, kblob, klens, vblob, vlens = self._receive()
+        values = _cut(vblob, vlens, count)
+        keys = repeat(None) if kblob is None else _cut(kblob, klens, count)
+        records = list(map(_record, zip(repeat(topic), keys, values, repeat(ts_ms))))
+        return EncodedChunk(records, last_key)
+
+    def close(self) -> None:
+        """Stop the child (its transaction ends with it)."""
+        # Answers still on their way first: a child blocked writing one would not read
+        # "exit".
+        with contextlib.suppress(ConnectorError):
+            self._drain()
+            self._send(("exit",))
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._out.close()
+        self._in.close()
+
+    def _drain(self) -> None:
+        while self._outstanding:
+            self._outstanding.pop(0)
+            self._receive()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._out.send(message)
+        except (OSError, ValueError) as exc:
+            raise self._died(exc) from None
+
+    def _receive(self) -> Any:
+        try:
+            kind, payload = self._in.recv()
+        except (EOFError, OSError) as exc:
+            raise self._died(exc) from None
+        if kind == "error":
+            name, message = payload
+            raise _ERRORS.get(name, FatalError)(message)
+        return payload
+
+    def _died(self, exc: BaseException) -> RetriableError:
+        try:
+            code: int | None = self._process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            code = None
+        return RetriableError(
+            f"the snapshot's worker process ended unexpectedly (exit code {code}, {exc!r}); "
+            "the snapshot resumes from its last chunk"
+        )
+
+
+def _cut(blob: bytes, lengths: bytes, count: int) -> list[bytes]:
+    """``count`` items joined by :data:`_SEP` in ``blob``, with their ``lengths``."""
+    if not count:
+        return []
+    items = blob.split(_SEP)
+    if len(items) == count:
+        return items
+    ends = list(accumulate(array("I", lengths)))
+    return [blob[end - n : end] for end, n in zip(ends, array("I", lengths), strict=True)]
+
+
+# -- the child ----------------------------------------------------------------------------
+
+
+def _serve(down: Connection, up: Connection) -> None:
+    """The child's loop: one answer per message, in order, until "exit" or the pipe closes."""
+    try:
+        _, conninfo, snapshot_id = down.recv()
+        conn = _connect(conninfo, snapshot_id)
+    except EOFError:
+        return
+    except Exception as exc:
+        _answer_error(up, exc, "starting the snapshot's worker process")
+        return
+    up.send(("ok", None))
+    table: _Table | None = None
+    try:
+        while True:
+            try:
+                message = down.recv()
+            except EOFError:
+                return  # the parent is gone
+            if message[0] == "exit":
+                return
+            try:
+                if message[0] == "table":
+                    if table is not None:
+                        table.close()
+                    table = _Table(conn, message[1])
+                    up.send(("ok", None))
+                else:
+                    assert table is not None, "a chunk asked for before a table"
+                    _, n, head, suffix = message
+                    up.send(("chunk", table.chunk(n, head, suffix)))
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as exc:
+                name = table.spec.schema + "." + table.spec.table if table else "a table"
+                _answer_error(up, exc, f"reading {name} for the snapshot")
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the parent is gone
+    finally:
+        conn.close()
+
+
+def _connect(conninfo: str, snapshot_id: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(conninfo)
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
+    # Rows in key order straight from the key's index, as in process (snapshot.py).
+    conn.execute("SET LOCAL enable_sort = off")
+    return conn
+
+
+class _Table:
+    """One table's COPY in the child, and its encoder."""
+
+    def __init__(self, conn: psycopg.Connection[Any], spec: TableSpec) -> None:
+        self.spec = spec
+        # The envelope's source block comes from the parent: only the values are mapped
+        # here, so the schema needs no source name or database.
+        self._schema = TableSchema(
+            source_name="",
+            db="",
+            oid=spec.oid,
+            schema=spec.schema,
+            table=spec.table,
+            columns=spec.columns,
+            type_oids=spec.type_oids,
+            key=spec.key,
+            identity=spec.identity,
+            types=TypeMap(partial(load_types, conn)),
+        )
+        self._encoder = ChunkEncoder(self._schema)
+        self._key_index = self._schema.key_index
+        self._copy = CopyOut(conn, spec.copy_query)
+
+    def chunk(
+        self, n: int, head: bytes, suffix: bytes
+    ) -> tuple[int, tuple[str, ...] | None, bytes | None, bytes, bytes, bytes]:
+        lines = self._copy.read(n)
+        try:
+            keys, values = self._encoder.encode(lines, head, suffix)
+        except _CONVERSION_FAILS:
+            for line in lines:
+                # A SchemaError naming the column.
+                self._schema.row(parse_copy_line(bytes(line)[:-1]))
+            raise
+        last_key = None
+        if lines and self._key_index is not None:
+            last = parse_copy_line(bytes(lines[-1])[:-1])
+            last_key = tuple(_text(last[i]) for i in self._key_index)
+        vblob, vlens = _SEP.join(values), array("I", map(len, values)).tobytes()
+        if keys is None:
+            return len(lines), last_key, None, b"", vblob, vlens
+        kblob, klens = _SEP.join(keys), array("I", map(len, keys)).tobytes()
+        return len(lines), last_key, kblob, klens, vblob, vlens
+
+    def close(self) -> None:
+        self._copy.close()
+
+
+def _text(value: bytes | None) -> str:
+    assert value is not None, "key columns are NOT NULL"
+    return value.decode("utf-8")
+
+
+def _answer_error(up: Connection, exc: Exception, doing: str) -> None:
+    if isinstance(exc, psycopg.Error):
+        exc = catalog_error(exc, doing)
+    name = type(exc).__name__ if isinstance(exc, ConnectorError) else "FatalError"
+    message = str(exc) if isinstance(exc, ConnectorError) else f"{doing}: {exc!r}"
+    with contextlib.suppress(OSError):
+        up.send(("error", (name, message)))
+
+
+if __name__ == "__main__":
+    # A chunk makes tens of thousands of short-lived objects and no cycles: collect seldom,
+    # and never walk the modules' objects again (still collected, so nothing can leak).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    _serve(
+        Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False)
+    )

@@ -1,0 +1,113 @@
+"""The snapshot read by a worker process (snapshot_process.py) makes exactly the chunks of the
+in-process read, in the caller's snapshot; a worker that dies fails the snapshot retriably."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+
+from connectors.source.postgres.catalog import load_types, session_conninfo, table_info
+from connectors.source.postgres.checkpoint import SnapshotProgress
+from connectors.source.postgres.schema import TableSchema
+from connectors.source.postgres.snapshot import SnapshotChunk, read_snapshot
+from connectors.source.postgres.types import TypeMap
+from hub.errors import RetriableError
+from tests.integration.postgres.pipeline import Database
+from tests.integration.postgres.test_types import CASES
+
+pytestmark = pytest.mark.integration
+
+HERE = 1 << 62  # process_min_bytes: every table read in process
+WORKER = 0  # every table read by the worker process
+
+
+@pytest.fixture
+def tables(db: Database) -> Database:
+    db.execute("CREATE TYPE mood AS ENUM ('sad', 'happy')")
+    db.execute("CREATE DOMAIN price AS numeric(10,2) CHECK (VALUE >= 0)")
+    columns = ", ".join(f"{name} {type_}" for name, type_, _, _ in CASES)
+    db.execute(f"CREATE TABLE everything (id int PRIMARY KEY, {columns})")
+    names = ", ".join(name for name, _, _, _ in CASES)
+    values = ", ".join(literal for _, _, literal, _ in CASES)
+    for key in range(1, 41):
+        db.execute(f"INSERT INTO everything (id, {names}) VALUES ({key}, {values})")
+    # Rows with NULLs and escapes in columns that are otherwise plain.
+    db.execute("UPDATE everything SET t = NULL, i4 = NULL, js = NULL WHERE id % 3 = 0")
+    db.execute("UPDATE everything SET vc = E'a\\tb\\\\' WHERE id % 5 = 0")
+    db.execute("CREATE TABLE pairs (a int, b text, c numeric, PRIMARY KEY (b, a))")
+    db.execute(
+        "INSERT INTO pairs SELECT g % 4, 'k' || (g / 4), g / 7.0 FROM generate_series(1, 33) g"
+    )
+    db.execute("CREATE TABLE keyless (v text, n int)")
+    db.execute("INSERT INTO keyless SELECT 'v' || g, g FROM generate_series(1, 19) g")
+    db.execute("ALTER TABLE keyless REPLICA IDENTITY FULL")
+    return db
+
+
+def snapshot_conn(db: Database) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(session_conninfo(db.dsn))
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.execute("SELECT 1")  # the transaction, and its snapshot, start here
+    return conn
+
+
+def read(
+    conn: psycopg.Connection[Any],
+    *,
+    process_min_bytes: int,
+    after: tuple[str, ...] | None = None,
+    chunk_size: int = 7,
+) -> Iterator[SnapshotChunk]:
+    types = TypeMap(partial(load_types, conn))
+    catalog: dict[str, Any] = {}
+    for name, key in (("everything", ("id",)), ("pairs", ("b", "a")), ("keyless", None)):
+        info = table_info(conn, "public", name)
+        schema = TableSchema.from_catalog(info, source_name="shop", db="shop", types=types, key=key)
+        catalog[f"public.{name}"] = (info, schema)
+    progress = SnapshotProgress(lsn=77, exact=True, pending=tuple(catalog), after=after)
+    return read_snapshot(
+        conn,
+        progress=progress,
+        tables=catalog,
+        chunk_size=chunk_size,
+        clock_ms=lambda: 1_700_000_000_000,
+        process_min_bytes=process_min_bytes,
+    )
+
+
+def test_the_worker_makes_the_chunks_of_the_in_process_read_in_the_callers_snapshot(
+    tables: Database,
+) -> None:
+    with snapshot_conn(tables) as conn:
+        # Changed after the snapshot began: neither read may see the change.
+        tables.execute("DELETE FROM everything WHERE id = 2")
+        tables.execute("INSERT INTO pairs VALUES (9, 'late', 1)")
+        here = list(read(conn, process_min_bytes=HERE))
+        worker = list(read(conn, process_min_bytes=WORKER))
+        resumed_here = list(read(conn, process_min_bytes=HERE, after=("30",), chunk_size=4))
+        resumed_worker = list(read(conn, process_min_bytes=WORKER, after=("30",), chunk_size=4))
+    assert worker == here
+    assert resumed_worker == resumed_here
+    assert sum(len(c.records) for c in here) == 40 + 33 + 19
+    assert [c.progress.after for c in here[:2]] == [("7",), ("14",)]
+    assert len(resumed_here[0].records) == 4 and resumed_here[0].progress.after == ("34",)
+    assert here[-1].done and here[-1].progress.rows == 92
+    values = b"\n".join(r.value or b"" for c in here for r in c.records)
+    assert b'"after":{"id":2,' in values and b'"late"' not in values
+
+
+def test_a_worker_that_dies_fails_the_snapshot_retriably(tables: Database) -> None:
+    tables.execute("INSERT INTO keyless SELECT 'v' || g, g FROM generate_series(1, 100000) g")
+    with snapshot_conn(tables) as conn:
+        chunks = read(conn, process_min_bytes=WORKER, chunk_size=10)
+        next(chunks)
+        (child,) = psutil.Process().children()
+        child.kill()
+        with pytest.raises(RetriableError, match="worker process ended unexpectedly"):
+            for _ in chunks:
+                pass
