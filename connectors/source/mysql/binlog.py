@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterable
@@ -28,7 +29,6 @@ from typing import Any
 
 import pymysql
 from pymysql.connections import Connection
-from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
@@ -40,6 +40,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from connectors.source.mysql.checkpoint import Position
+from connectors.source.mysql.reader import CachingStreamReader
 from hub.backoff import Backoff
 from hub.errors import FatalError, RetriableError
 from hub.secrets import mask
@@ -57,6 +58,7 @@ EVENTS = (
     UpdateRowsEvent,
     DeleteRowsEvent,
 )
+_TRANSACTION_BOUND = re.compile(r"\s*(BEGIN|COMMIT|XA )", re.IGNORECASE)
 _LOST = {2006, 2013}  # server has gone away, lost connection during query
 _CANT_CONNECT = {2002, 2003}  # refused, unreachable
 _ACCESS_DENIED = {1044, 1045, 1227}
@@ -72,6 +74,14 @@ class StreamStoppedError(Exception):
 
 class _Connection(Connection):
     """A PyMySQL connection whose lost-connection errors mysql-replication does not retry."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # mysql-replication still names the control connection's database with PyMySQL's
+        # deprecated ``db`` (a DeprecationWarning, attributed to whoever connects).
+        if "db" in kwargs:
+            db = kwargs.pop("db")
+            kwargs.setdefault("database", db)
+        super().__init__(*args, **kwargs)
 
     def _read_packet(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -129,7 +139,7 @@ class BinlogStream:
         self._heartbeat = max(0.1, heartbeat_seconds)
         self._reconnect_timeout = reconnect_timeout
         self._logger = logger
-        self._reader: BinLogStreamReader | None = None
+        self._reader: CachingStreamReader | None = None
         self._stopped = False
         self.reconnects = 0
 
@@ -144,7 +154,7 @@ class BinlogStream:
             options.update(is_mariadb=True, auto_position=position.gtid or None)
         else:
             options.update(resume_stream=True, log_file=position.file, log_pos=position.pos)
-        self._reader = BinLogStreamReader(
+        self._reader = CachingStreamReader(
             connection_settings=dict(self._settings),
             server_id=self._server_id,
             blocking=True,
@@ -184,7 +194,14 @@ class BinlogStream:
             raise connection_error(exc, "reading the binlog") from None
         if event is None:  # EOF: the server ended the dump (shutdown)
             raise ConnectionLostError("the server ended the binlog dump")
+        if type(event) is QueryEvent and not _TRANSACTION_BOUND.match(event.query):
+            reader.forget()  # DDL, probably: TableMaps of the same bytes may mean new names
         return event
+
+    @property
+    def table_maps_reused(self) -> int:
+        """TableMap events taken from the cache instead of parsed (this connection)."""
+        return self._reader.table_map_hits if self._reader is not None else 0
 
     @property
     def file(self) -> str:

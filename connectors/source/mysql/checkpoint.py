@@ -65,7 +65,11 @@ class GtidState:
         return out
 
     def __str__(self) -> str:
-        return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self._domains.items()))
+        domains = self._domains
+        if len(domains) == 1:  # the usual case, once per transaction: no sort, no join
+            ((d, (s, n)),) = domains.items()
+            return f"{d}-{s}-{n}"
+        return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(domains.items()))
 
     def __bool__(self) -> bool:
         return bool(self._domains)

@@ -43,3 +43,28 @@ def test_inserts_updates_deletes_arrive_in_order_with_keys_and_source(
         assert update["transaction"]["id"] == src["gtid"]
     finally:
         p.close()
+
+
+def test_a_table_map_seen_again_is_reused_until_a_ddl_changes_the_table(
+    db: Database, log_dir: Path
+) -> None:
+    db.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))")
+    p = Pipeline(log_dir, config(db, snapshot="never"))
+    try:
+        source = p.start()
+        for i in range(1, 5):  # one transaction, and so one TableMap event, each
+            db.execute("INSERT INTO items VALUES (%s, %s)", (i, f"n{i}"))
+        topic = p.topic(db, "items")
+        p.run_until(lambda: len(p.records(topic)) >= 4, "4 records")
+        binlog = source._binlog
+        assert binlog is not None
+        assert binlog.table_maps_reused == 3  # parsed for the first transaction only
+        # Same table id and types, new name: the map must be read again, not reused.
+        db.execute("ALTER TABLE items CHANGE name label VARCHAR(20)")
+        db.execute("INSERT INTO items VALUES (5, 'n5')")
+        p.run_until(lambda: len(p.records(topic)) >= 5, "5 records")
+        last = p.records(topic)[-1][1]
+        assert last is not None and last["after"] == {"id": 5, "label": "n5"}
+        assert binlog.table_maps_reused == 3
+    finally:
+        p.close()
