@@ -1,7 +1,7 @@
 """The status page in headless Chromium: after its script ran, the pipeline graph shows every
 source, topic and sink, the failed connector stands out with its error, and the screenshot
-is a rendered page (many colours, the failure red among them), all without any network
-beyond the hub."""
+is a rendered page (many colours, the failure red among them, the charts' series lines), all
+without any network beyond the hub."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from tests.fixtures.browser import Chromium, colours
 from tests.integration.api.conftest import RunningHub, open_api, wait_for
 
 FAILED_RED = (0xC6, 0x28, 0x28)  # --bad in style.css
+APP_JS = Path(__file__).resolve().parents[3] / "hub" / "static" / "app.js"
+
+
+def chart_palette() -> set[tuple[int, int, int]]:
+    """The colours app.js draws chart series in (none of them is used elsewhere on the page)."""
+    match = re.search(r"const COLORS = \[([^\]]*)\]", APP_JS.read_text())
+    assert match, "app.js has no COLORS palette"
+    return {tuple(bytes.fromhex(c)) for c in re.findall(r'"#([0-9a-f]{6})"', match.group(1))}
 
 
 @pytest.fixture
@@ -56,6 +64,9 @@ def test_the_screenshot_is_a_rendered_page_with_the_failure_in_red(
     counted = colours(shot)
     assert len(counted) > 50, "the page looks blank"
     assert counted.get(FAILED_RED, 0) > 100, "the failed connector does not stand out in red"
+    # the lag and throughput charts drew their series (2 px lines across each canvas)
+    lines = sum(n for colour, n in counted.items() if colour in chart_palette())
+    assert lines > 1200, f"the charts drew no series lines ({lines} pixels in their colours)"
 
 
 def test_a_hub_with_a_token_gets_a_token_prompt_and_no_data(
