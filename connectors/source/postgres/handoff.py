@@ -5,9 +5,12 @@ finished batches in :meth:`HandOff.take` (from ``poll``) and appends them to the
 most ``depth`` batches wait, so memory is bounded by ``depth + 1`` batches; a reader that
 gets ahead blocks in :meth:`HandOff.put`.
 
-Batching adapts to the log's speed: the reader hands its batch over as soon as the hub's
-thread is waiting for one (low latency when idle) and otherwise keeps filling it up to the
-size limit (large batches, few fsyncs, when busy) — group commit.
+Batching adapts to the log's speed — group commit: the reader hands over what it has at
+every idle moment of the stream, and while the hub's thread is busy appending, what it hands
+over joins the batch still waiting in the queue (:meth:`HandOff.merge`, up to a size limit)
+instead of queueing behind it. So when the hub's thread comes back for the next batch it finds
+everything received so far, at once, without a round trip to the reader (large batches and
+few fsyncs when busy, small ones at once when idle).
 
 An error in the reader is handed over too and raised from ``take``, in order, after the
 batches before it.
@@ -101,6 +104,22 @@ class HandOff:
                 raise HandOffClosedError
             self._items.append(item)
             self._cond.notify_all()
+            return True
+
+    def merge(self, batch: SourceBatch, limit: int) -> bool:
+        """Add ``batch`` to the last batch waiting in the queue if together they hold at most
+        ``limit`` records; True if it did (the caller does not :meth:`put` it then). The
+        merged batch carries ``batch``'s checkpoint, which covers both. Raises if closed."""
+        with self._cond:
+            if self._closed:
+                raise HandOffClosedError
+            if not self._items:
+                return False
+            last = self._items[-1]
+            if isinstance(last, BaseException) or len(last.records) + len(batch.records) > limit:
+                return False
+            last.records += batch.records
+            last.checkpoint = batch.checkpoint
             return True
 
     def take(self, timeout: float) -> SourceBatch | None:

@@ -383,8 +383,14 @@ class PostgresSource(Source[PostgresSourceConfig]):
             self._catalog.close()
             self._catalog = None
 
-    def _ship(self, batch: SourceBatch, repl: ReplicationConnection | None = None) -> None:
-        """Hand a batch over; while the queue is full, keep the walsender's timeout at bay."""
+    def _ship(
+        self, batch: SourceBatch, repl: ReplicationConnection | None = None, *, merge: bool = False
+    ) -> None:
+        """Hand a batch over: with ``merge``, into the batch still waiting for the hub if it
+        fits (so the hub takes both at once), else queued; while the queue is full, keep the
+        walsender's timeout at bay."""
+        if merge and self._handoff.merge(batch, self.config.max_batch_events):
+            return  # part of a batch counted already
         while not self._handoff.put(batch, timeout=self.config.status_interval / 1000):
             if repl is not None and repl.copying:
                 self._send_status(repl)
@@ -566,7 +572,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
             self._idle = False
             self._durable.shipped(_lag_position(batch.checkpoint),
                                   ts if records and ts is not None else _now_ms(), bool(records))
-            self._ship(batch, repl)
+            self._ship(batch, repl, merge=True)
             heartbeat.postpone()
             beat_pending = False
 
@@ -594,8 +600,9 @@ class PostgresSource(Source[PostgresSourceConfig]):
                     if reply:
                         self._send_status(repl, status)
                 continue
-            # Nothing buffered: an idle moment. Hand over, report, beat, then wait.
-            if (changes.records or beat_pending) and handoff.taker_waiting:
+            # Nothing buffered: an idle moment. Hand over (to the hub waiting, or into the
+            # batch waiting for it: see handoff.py), report, beat, then wait.
+            if changes.records or beat_pending:
                 ship()
             if received:
                 received = False

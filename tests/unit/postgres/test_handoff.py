@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from connectors.api import SourceBatch
+from connectors.api import SourceBatch, SourceRecord
 from connectors.source.postgres.handoff import HandOff, HandOffClosedError, Waker
 from hub.errors import RetriableError
 
@@ -85,3 +85,28 @@ def test_a_waker_wakes_select_until_cleared() -> None:
         assert select.select([w], [], [], 0)[0] == []
     finally:
         w.close()
+
+
+def test_a_batch_joins_the_one_waiting_for_the_hub_up_to_the_limit() -> None:
+    def records(*ns: int) -> list[SourceRecord]:
+        return [SourceRecord("t", None, b"%d" % n, 0) for n in ns]
+
+    h = HandOff(depth=2)
+    assert not h.merge(SourceBatch([], {"lsn": 0}), limit=3)  # nothing waiting
+    h.put(SourceBatch(records(1, 2), {"lsn": 1}))
+    assert h.merge(SourceBatch(records(3), {"lsn": 2}), limit=3)
+    assert not h.merge(SourceBatch(records(4), {"lsn": 3}), limit=3)
+    h.put(SourceBatch(records(4), {"lsn": 3}))
+    first, second = h.take(0.01), h.take(0.01)
+    assert first is not None and second is not None
+    assert (first.records, first.checkpoint) == (records(1, 2, 3), {"lsn": 2})
+    assert (second.records, second.checkpoint) == (records(4), {"lsn": 3})
+
+
+def test_nothing_joins_an_error() -> None:
+    h = HandOff()
+    h.put(RetriableError("connection lost"))
+    assert not h.merge(batch(1), limit=100)
+    h.close()
+    with pytest.raises(HandOffClosedError):
+        h.merge(batch(2), limit=100)
