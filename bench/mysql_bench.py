@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import WriteRowsEvent
@@ -57,8 +58,19 @@ from log.api import TopicConfig
 from log.embedded import EmbeddedLog
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # services/ (the servers' scripts) is not an installed package
+from services.java import Bundle, jdk  # noqa: E402
+
+BUNDLE = Bundle(
+    "bench-debezium-mysql-2.7.3.Final",
+    ROOT / "bench" / "debezium" / "mysql-pom.xml",
+    launcher=ROOT / "bench" / "debezium" / "DebeziumMySqlProbe.java",
+)
 RESULTS = ROOT / "bench" / "results" / "mysql.json"
 DB = "bench"
+# The latency workloads' rows: changehub's, then Debezium's (after the bulk rows' ids).
+CHANGEHUB_IDS = 10_000_000
+DEBEZIUM_IDS = 20_000_000
 TABLE_DDL = (
     "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(40) NOT NULL, qty INT NOT NULL, "
     "price DECIMAL(10,2) NOT NULL, updated_at DATETIME(6) NOT NULL, t BIGINT NOT NULL DEFAULT 0)"
@@ -235,7 +247,8 @@ def bench_latency(
     # The writer runs in a process of its own (as an application would), not competing
     # for this process's interpreter lock with the source and the log.
     writer = subprocess.Popen(
-        [sys.executable, __file__, "--write", url, str(rate), str(total), str(connections)],
+        [sys.executable, __file__, "--write", url, str(rate), str(total), str(connections),
+         str(CHANGEHUB_IDS)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     durable_at: list[tuple[int, list[bytes | None]]] = []
@@ -271,10 +284,6 @@ def bench_latency(
                 from_insert.append((durable - value["after"]["t"]) / 1000)
     latencies.sort()
     from_insert.sort()
-
-    def pct(values: list[float], p: float) -> float:
-        return round(values[min(len(values) - 1, int(p * len(values)))], 2)
-
     return {
         "rate_per_s": rate,
         "connections": connections,
@@ -291,11 +300,171 @@ def bench_latency(
     }
 
 
-def write_at_rate(url: str, rate: int, total: int, connections: int) -> None:
+class Debezium:
+    """Debezium's MySQL connector (2.7, MariaDB adapter) in the embedded engine, in a child
+    JVM (``bench/debezium/DebeziumMySqlProbe.java``), read from the binlog's first event
+    (``snapshot.mode=never``) and followed through the probe's ``batch`` and ``id`` lines."""
+
+    def __init__(self, url: str, work: Path, poll_ms: int) -> None:
+        BUNDLE.install()  # resolve the jars and compile the probe, once per machine
+        s = settings(url)
+        work.mkdir(parents=True, exist_ok=True)
+        engine = {
+            "name": "debezium-bench",
+            "connector.class": "io.debezium.connector.mysql.MySqlConnector",
+            # Debezium 2.x reads MariaDB through its MariaDB adapter and JDBC driver; the
+            # driver refuses the connector's default ssl mode ("preferred").
+            "connector.adapter": "mariadb",
+            "database.protocol": "jdbc:mariadb",
+            "database.jdbc.driver": "org.mariadb.jdbc.Driver",
+            "database.ssl.mode": "disabled",
+            "database.hostname": str(s["host"]),
+            "database.port": str(s["port"]),
+            "database.user": str(s["user"]),
+            "database.password": str(s["password"]),
+            "database.server.id": "5401",
+            "topic.prefix": "dbz",
+            "database.include.list": DB,
+            "table.include.list": f"{DB}.items",
+            "include.schema.changes": "false",
+            # From the binlog's first event, as changehub reads it from the GTID before the
+            # rows: both catch up on the same, already written binlog.
+            "snapshot.mode": "never",
+            # The binlog starts with the server's set-up (MariaDB's CREATE OR REPLACE USER),
+            # which Debezium's DDL parser rejects; it has nothing to do with the table.
+            "schema.history.internal.skip.unparseable.ddl": "true",
+            "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
+            "schema.history.internal.file.filename": str(work / "history.dat"),
+            "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+            "offset.storage.file.filename": str(work / "offsets.dat"),
+            # changehub writes DECIMAL as a string, its envelope has no "schema" part.
+            "decimal.handling.mode": "string",
+            "key.converter.schemas.enable": "false",
+            "value.converter.schemas.enable": "false",
+            # How long the engine waits for a batch to fill.
+            "poll.interval.ms": str(poll_ms),
+        }
+        (work / "engine.properties").write_text(
+            "".join(f"{k}={v}\n" for k, v in engine.items())
+        )
+        self.stderr = work / "debezium.log"
+        self.changed = threading.Condition()
+        self.count = 0
+        self.batches: list[tuple[int, float, float]] = []  # (records so far, at s, JVM CPU s)
+        self.arrived: dict[int, int] = {}  # id -> µs its batch arrived
+        with self.stderr.open("wb") as err:
+            self.process = subprocess.Popen(
+                [
+                    str(jdk() / "bin" / "java"), "-Xmx512m",
+                    "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                    "-cp", BUNDLE.classpath(), "DebeziumMySqlProbe",
+                    str(work / "engine.properties"), str(DEBEZIUM_IDS),
+                ],
+                stdout=subprocess.PIPE, stderr=err, text=True,
+            )  # fmt: skip
+        self._psutil = psutil.Process(self.process.pid)
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            word, *rest = line.split()
+            if word == "id":
+                self.arrived[int(rest[1])] = int(rest[0])
+            elif word == "batch":
+                with self.changed:
+                    self.count = int(rest[0])
+                    self.batches.append((self.count, int(rest[1]) / 1e6, self.cpu_seconds()))
+                    self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
+
+    def cpu_seconds(self) -> float:
+        t = self._psutil.cpu_times()  # every thread of the JVM: engine, JIT, GC
+        return float(t.user + t.system)
+
+    def wait_count(self, n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while self.count < n:
+                if self.process.poll() is not None:
+                    tail = self.stderr.read_text(errors="replace").splitlines()[-30:]
+                    raise RuntimeError("Debezium exited:\n" + "\n".join(tail))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"Debezium stalled at {self.count} of {n} changes")
+                self.changed.wait(min(remaining, 1.0))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def bench_debezium(
+    url: str, rows: int, before: int, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    """Debezium on the same binlog: the ``rows`` bulk inserts (after ``before`` changes of
+    the table, changehub's latency rows included), then the same paced writer as
+    changehub's latency run, with ids from ``DEBEZIUM_IDS``."""
+    launched = time.perf_counter()
+    dbz = Debezium(url, work / "debezium", args.debezium_poll_ms)
+    try:
+        dbz.wait_count(rows, timeout=900)
+        first = dbz.batches[0]
+        last = next(b for b in dbz.batches if b[0] >= rows)
+        # From the end of the first batch: the first batch's own reading is not timed.
+        changes = last[0] - first[0]
+        seconds = last[1] - first[1]
+        throughput = {
+            "changes": changes,
+            "seconds": round(seconds, 3),
+            "per_s": round(changes / seconds),
+            "cpu_us_per_change": round((last[2] - first[2]) / changes * 1e6, 2),
+            "launch_to_last_s": round(time.perf_counter() - launched, 1),
+        }
+        dbz.wait_count(rows + before, timeout=600)
+        total = int(args.latency_rate * args.latency_seconds)
+        cpu = dbz.cpu_seconds()
+        out = subprocess.run(
+            [sys.executable, __file__, "--write", url, str(args.latency_rate), str(total),
+             str(args.latency_connections), str(DEBEZIUM_IDS)],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        dbz.wait_count(rows + before + total, timeout=args.latency_seconds + 120)
+        cpu = dbz.cpu_seconds() - cpu
+    finally:
+        dbz.stop()
+    ack = {int(i): int(at) for i, at in (line.split() for line in out.splitlines())}
+    latencies = sorted((dbz.arrived[i] - at) / 1000 for i, at in ack.items())
+    return {
+        "version": BUNDLE.name,
+        "poll_interval_ms": args.debezium_poll_ms,
+        "throughput": throughput,
+        "latency": {
+            "rate_per_s": args.latency_rate,
+            "changes": len(latencies),
+            "cpu_us_per_change": round(cpu / max(1, len(latencies)) * 1e6, 1),
+            "p50_ms": pct(latencies, 0.50),
+            "p99_ms": pct(latencies, 0.99),
+            "max_ms": round(latencies[-1], 2),
+        },
+    }
+
+
+def pct(values: list[float], p: float) -> float:
+    return round(values[min(len(values) - 1, int(p * len(values)))], 2)
+
+
+def write_at_rate(url: str, rate: int, total: int, connections: int, base: int) -> None:
     """The latency workload's writer (``--write``): single-row inserts at ``rate`` per second
     over ``connections`` connections (a server that syncs every commit reaches the rate only
     with group commit), each row carrying the time (µs) just before its INSERT. Prints
-    ``id commit_acknowledged_us`` per row."""
+    ``id commit_acknowledged_us`` per row; ids start at ``base``."""
     acks: list[tuple[int, int]] = []
 
     def run(k: int) -> None:
@@ -306,9 +475,9 @@ def write_at_rate(url: str, rate: int, total: int, connections: int) -> None:
             for i in range(k, total, connections):
                 cur.execute(
                     "INSERT INTO items VALUES (%s, 'l', 1, 1.00, '2024-01-01', %s)",
-                    (10_000_000 + i, time.time_ns() // 1000),
+                    (base + i, time.time_ns() // 1000),
                 )
-                acks.append((10_000_000 + i, time.time_ns() // 1000))
+                acks.append((base + i, time.time_ns() // 1000))
                 next_at += interval
                 delay = next_at - time.perf_counter()
                 if delay > 0:
@@ -325,7 +494,9 @@ def write_at_rate(url: str, rate: int, total: int, connections: int) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--write"]:
-        write_at_rate(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        write_at_rate(
+            sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+        )
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="root URL of a running server (default: start one)")
@@ -334,6 +505,9 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--latency-connections", type=int, default=8)
+    parser.add_argument("--no-debezium", action="store_true", help="leave the Debezium peer out")
+    parser.add_argument("--debezium-poll-ms", type=int, default=10,
+                        help="Debezium's poll.interval.ms (its default is 500)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="changehub-mysqlbench-log-"))
@@ -356,6 +530,11 @@ def main() -> None:
                     url, args.latency_rate, args.latency_seconds, work, args.latency_connections
                 ),
             }
+            if not args.no_debezium:
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT COUNT(*) FROM {DB}.items")
+                    before = int(cur.fetchone()[0]) - args.rows
+                results["debezium"] = bench_debezium(url, args.rows, before, args, work)
             with conn.cursor() as cur:
                 cur.execute("SELECT VERSION()")
                 version = str(cur.fetchone()[0])
@@ -391,6 +570,21 @@ def main() -> None:
           f"max {lat['max_ms']} ms; from before the INSERT p50 {lat['from_insert_p50_ms']} ms, "
           f"p99 {lat['from_insert_p99_ms']} ms; "
           f"{lat['cpu_us_per_change']} us CPU per change")  # fmt: skip
+    if "debezium" in results:
+        dbz = results["debezium"]
+        dt, dl = dbz["throughput"], dbz["latency"]
+        ch = results["changehub"]
+        print(f"Debezium ({dbz['version']}, poll.interval.ms={dbz['poll_interval_ms']}): "
+              f"{dt['per_s']:,} changes/s, {dt['cpu_us_per_change']} us CPU per change "
+              f"(changehub / Debezium: {ch['per_s'] / dt['per_s']:.2f}x changes/s, "
+              f"{dt['cpu_us_per_change'] / ch['cpu_us_per_change']:.2f}x less CPU); latency at "
+              f"{dl['rate_per_s']}/s: commit acknowledged -> handed to the engine's consumer "
+              f"p50 {dl['p50_ms']} ms, p99 {dl['p99_ms']} ms, max {dl['max_ms']} ms; "
+              f"{dl['cpu_us_per_change']} us CPU per change")  # fmt: skip
+    goal = "met" if lat["p99_ms"] < 10 else "NOT met"
+    print(f"goals: changehub / bare loop {ratio:.2f}x (goal >= 1.5x: "
+          f"{'met' if ratio >= 1.5 else 'NOT met'}); latency p99 {lat['p99_ms']} ms "
+          f"(goal < 10 ms: {goal})")
     print(f"written to {RESULTS}", file=sys.stderr)
 
 
