@@ -159,12 +159,15 @@ def read_snapshot(
     chunk_size: int,
     clock_ms: Callable[[], int],
     process_min_bytes: int | None = None,
+    read_while_starting: bool = True,
 ) -> Iterator[SnapshotChunk]:
     """Chunks from ``progress`` on, until every pending table is read.
 
     ``conn`` must be in the snapshot's transaction already. The last chunk (``done``) may be
     empty; its progress has nothing pending. Tables of ``process_min_bytes`` or more
-    (default :data:`PROCESS_MIN_BYTES`) are read by a worker process in the same snapshot.
+    (default :data:`PROCESS_MIN_BYTES`) are read by a worker process in the same snapshot;
+    while it starts (about half a second of imports), their chunks are read here, one query
+    each, unless ``read_while_starting`` is False.
     """
     threshold = PROCESS_MIN_BYTES if process_min_bytes is None else process_min_bytes
     lsn = progress.lsn  # the snapshot's position: the same for every chunk
@@ -191,9 +194,15 @@ def read_snapshot(
             if _heap_bytes(conn, info) >= threshold:
                 if worker is None:
                     worker = _start_worker(conn)
-                spec = TableSpec.of(schema, reader.copy_query(progress.after))
                 chunks = _chunks_in_process(
-                    worker, spec, schema.topic, chunk_size, clock_ms, suffix
+                    worker,
+                    reader,
+                    schema,
+                    progress.after,
+                    chunk_size,
+                    clock_ms,
+                    suffix,
+                    read_while_starting=read_while_starting,
                 )
             else:
                 chunks = _chunks_here(reader, schema, progress.after, chunk_size, clock_ms, suffix)
@@ -253,24 +262,46 @@ def _chunks_here(
 
 def _chunks_in_process(
     worker: ChunkProcess,
-    spec: TableSpec,
-    topic: str,
+    reader: TableReader,
+    schema: TableSchema,
+    after: Sequence[str] | None,
     chunk_size: int,
     clock_ms: Callable[[], int],
     suffix: Callable[[int], bytes],
+    *,
+    read_while_starting: bool,
 ) -> Iterator[_Chunk]:
     """A table's chunks read and encoded by ``worker``, two requests ahead: it reads and
-    encodes the next chunk while this process appends the one before."""
+    encodes the next chunk while this process appends the one before. Until the worker has
+    started, chunks of a keyed table are read here, one ``LIMIT`` query each, so its start
+    costs no time."""
+    encoder = ChunkEncoder(schema)
+    while read_while_starting and reader.pageable and not worker.ready():
+        copy = reader.open(after, chunk_size)
+        lines = reader.read(copy, chunk_size)
+        reader.read(copy, 1)  # the end of this COPY: the connection is free again
+        now = clock_ms()
+        try:
+            records = encoder.records(lines, _READ_HEAD, suffix(now), now)
+        except _CONVERSION_FAILS:
+            for line in lines:
+                schema.row(parse_copy_line(bytes(line)[:-1]))  # a SchemaError naming the column
+            raise
+        last = reader.key_text(parse_copy_line(bytes(lines[-1])[:-1])) if lines else None
+        yield records, last
+        if len(lines) < chunk_size:
+            return
+        after = last
 
     def ask() -> None:
         now = clock_ms()
         worker.request(chunk_size, _READ_HEAD, suffix(now), now)
 
-    worker.open_table(spec)
+    worker.open_table(TableSpec.of(schema, reader.copy_query(after)))
     ask()
     ask()
     while True:
-        chunk = worker.receive(topic)
+        chunk = worker.receive(schema.topic)
         done = len(chunk.records) < chunk_size
         if not done:
             ask()

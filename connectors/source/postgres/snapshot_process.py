@@ -136,12 +136,23 @@ class ChunkProcess:
         self._out = Connection(down_w, readable=False)
         self._in = Connection(up_r, writable=False)
         self._outstanding: list[int] = []  # ts_ms of each request sent, oldest first
+        self._ready = False
         # The connection string (with its password) goes through the pipe, not the
         # command line that any local user can see.
         self._send(("start", conninfo, snapshot_id))
-        self._receive()  # "ok", or the child's failure to connect
+
+    def ready(self) -> bool:
+        """Whether the child has started (imported, connected, in the snapshot), without
+        waiting; raises its failure to start."""
+        if not self._ready and self._in.poll(0):
+            self._receive()
+            self._ready = True
+        return self._ready
 
     def open_table(self, spec: TableSpec) -> None:
+        if not self._ready:
+            self._receive()  # "ok", or the child's failure to start
+            self._ready = True
         self._drain()
         self._send(("table", spec))
         self._receive()
@@ -167,6 +178,8 @@ class ChunkProcess:
 
     def close(self) -> None:
         """Stop the child (its transaction ends with it)."""
+        if not self._ready:
+            self._process.kill()  # still starting: nothing of it to wait for
         # Answers still on their way first: a child blocked writing one would not read
         # "exit".
         with contextlib.suppress(ConnectorError):

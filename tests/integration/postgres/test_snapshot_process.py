@@ -62,6 +62,7 @@ def read(
     process_min_bytes: int,
     after: tuple[str, ...] | None = None,
     chunk_size: int = 7,
+    read_while_starting: bool = False,  # False: the worker reads every chunk
 ) -> Iterator[SnapshotChunk]:
     types = TypeMap(partial(load_types, conn))
     catalog: dict[str, Any] = {}
@@ -77,6 +78,7 @@ def read(
         chunk_size=chunk_size,
         clock_ms=lambda: 1_700_000_000_000,
         process_min_bytes=process_min_bytes,
+        read_while_starting=read_while_starting,
     )
 
 
@@ -89,20 +91,21 @@ def test_the_worker_makes_the_chunks_of_the_in_process_read_in_the_callers_snaps
         tables.execute("INSERT INTO pairs VALUES (9, 'late', 1)")
         here = list(read(conn, process_min_bytes=HERE))
         worker = list(read(conn, process_min_bytes=WORKER))
-        resumed_here = list(read(conn, process_min_bytes=HERE, after=("30",), chunk_size=4))
-        resumed_worker = list(read(conn, process_min_bytes=WORKER, after=("30",), chunk_size=4))
+        # Chunks read here while the worker starts, then by the worker, whichever it is.
+        mixed = list(read(conn, process_min_bytes=WORKER, read_while_starting=True))
+        resumed = list(read(conn, process_min_bytes=HERE, after=("30",), chunk_size=4))
     assert worker == here
-    assert resumed_worker == resumed_here
+    assert mixed == here
     assert sum(len(c.records) for c in here) == 40 + 33 + 19
     assert [c.progress.after for c in here[:2]] == [("7",), ("14",)]
-    assert len(resumed_here[0].records) == 4 and resumed_here[0].progress.after == ("34",)
+    assert len(resumed[0].records) == 4 and resumed[0].progress.after == ("34",)
     assert here[-1].done and here[-1].progress.rows == 92
     values = b"\n".join(r.value or b"" for c in here for r in c.records)
     assert b'"after":{"id":2,' in values and b'"late"' not in values
 
 
 def test_a_worker_that_dies_fails_the_snapshot_retriably(tables: Database) -> None:
-    tables.execute("INSERT INTO keyless SELECT 'v' || g, g FROM generate_series(1, 100000) g")
+    tables.execute("INSERT INTO keyless SELECT 'v' || g, g FROM generate_series(1, 20000) g")
     with snapshot_conn(tables) as conn:
         chunks = read(conn, process_min_bytes=WORKER, chunk_size=10)
         next(chunks)
