@@ -237,6 +237,8 @@ def run_demo(
         hub = Hub(load_pipeline(pipeline))
         writer = ShopWriter(dsn)
 
+        outcome: list[DemoResult] = []
+
         def ready() -> None:
             assert writer is not None
             writer.start()
@@ -245,15 +247,13 @@ def run_demo(
             say(f"status page: {page}")
             say(f"try: curl -s '{search}/orders/_search?q=status:paid&size=1&pretty'")
             say("stop with Ctrl-C" if seconds is None else f"stopping in {seconds:.0f}s")
+            if seconds is not None:  # counted from now: starting may take long on a busy host
+                threading.Thread(target=_finish_after, daemon=True, name="demo-timer",
+                                 args=(hub, writer, dsn, search, seconds, outcome)).start()
 
+        hub.run_until_signalled(ready=ready)
         if seconds is not None:
-            outcome: list[DemoResult] = []
-            threading.Thread(target=_finish_after, daemon=True, name="demo-timer",
-                             args=(hub, writer, dsn, search, seconds, outcome)).start()
-            hub.run_until_signalled(ready=ready)
             result = outcome[0] if outcome else None
-        else:
-            hub.run_until_signalled(ready=ready)
         if writer.error is not None:
             say(f"the writer stopped: {writer.error}")
     finally:

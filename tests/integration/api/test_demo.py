@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(900)  # two servers start first: minutes on a busy machine
 def test_demo_mirrors_a_live_shop_into_search_with_nested_orders() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "250"}
     proc = subprocess.Popen(
@@ -49,7 +50,10 @@ def test_demo_mirrors_a_live_shop_into_search_with_nested_orders() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reader.join(5)
+        reader.join(5)
+        for stream in (proc.stdout, proc.stderr):  # a failed run must not leak its pipes
+            if stream is not None:
+                stream.close()
     assert proc.returncode == 0, stdout + "".join(err_lines[-30:])
     assert "the index equals the tables" in stdout
     lines = re.search(r"order lines: (\d+) in Postgres, (\d+) embedded", stdout)
