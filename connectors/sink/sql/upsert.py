@@ -23,6 +23,7 @@ statement.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,8 +114,13 @@ def _merge_from_arrow(
     raw.register(_BATCH_VIEW, pa.table(arrays, names=columns))
     try:
         conn.exec_driver_sql(merge)
-    finally:
-        raw.unregister(_BATCH_VIEW)
+    except BaseException:
+        # An aborted transaction refuses the unregister too: keep the MERGE's own error
+        # (the connection is closed on the way out anyway).
+        with contextlib.suppress(Exception):
+            raw.unregister(_BATCH_VIEW)
+        raise
+    raw.unregister(_BATCH_VIEW)
     return True
 
 

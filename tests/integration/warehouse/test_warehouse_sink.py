@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from connectors.sink.sql import SqlSink, SqlSinkConfig
 from connectors.sink.sql import sink as sink_module
@@ -44,9 +45,10 @@ class Sinks:
         self.url, self.tmp_path = url, tmp_path
         self.made: list[SqlSink] = []
 
-    def new(self, mode: str, dead: DeadLetters | None = None) -> tuple[SqlSink, int]:
+    def new(self, mode: str, dead: DeadLetters | None = None, **extra: Any
+            ) -> tuple[SqlSink, int]:
         config = SqlSinkConfig(name="wh", topics=["shop.*"], url=self.url, table="{table}",
-                               **MODES[mode])
+                               **MODES[mode], **extra)
         sink = SqlSink(config, make_context("wh", self.tmp_path / "data", dead))
         self.made.append(sink)
         # The hub's own commit may lag the target's: it resumes where start() says.
@@ -155,6 +157,45 @@ def test_an_incompatible_type_goes_to_the_dead_letters_and_the_rest_flows(
         (30, "column 'qty' holds integer values, and \"a lot\" is not one")
     ]
     check(sinks.url, mode, [e for e in events if e.offset != 30])
+
+
+def test_a_value_the_database_refuses_goes_to_the_dead_letters_and_the_rest_lands(
+    sinks: Sinks
+) -> None:
+    # The table exists with a constraint the events know nothing of; the database refuses
+    # the rows breaking it only when the flush writes them.
+    engine = sa.create_engine(sinks.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE orders (id BIGINT PRIMARY KEY, name VARCHAR(100), "
+            "qty BIGINT CHECK (qty >= 0))"))
+    engine.dispose()
+    records, events = workload(events=60)
+    # Two keys' last changes break it; the first of those keys also changed earlier in the
+    # batch, and that earlier state must land.
+    last = {e.key: e for e in events}
+    upserts = [e for e in last.values() if e.op != "d"]
+    earlier = {e.key for e in events if e.op != "d"} & {
+        k for k in last if sum(e.key == k for e in events) > 1}
+    bad = sorted(
+        [next(e for e in upserts if e.key in earlier).offset,
+         next(e for e in upserts if e.key not in earlier).offset])
+    records = [_with_qty(r, -1) if r.offset in bad else r for r in records]  # type: ignore[misc]
+
+    refusing, _ = sinks.new("upsert")
+    refusing.write(records)
+    with pytest.raises(FatalError, match="failed"):
+        refusing.flush()  # errors.tolerance: none: the whole flush fails, nothing lands
+    refusing.stop()
+
+    dead = DeadLetters(tolerate=True)
+    sink, start = sinks.new("upsert", dead, errors={"tolerance": "all"})
+    assert start == 0
+    sink.write(records)
+    assert sink.flush() == {TP: len(records)}
+    assert [r.offset for r, _ in dead.records] == bad
+    assert all("the target database refused it" in why for _, why in dead.records)
+    check(sinks.url, "upsert", [e for e in events if e.offset not in bad])
 
 
 def _other_table(record: LogRecord) -> LogRecord:
