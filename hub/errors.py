@@ -15,6 +15,8 @@ to FAILED with the error and the rest of the hub keeps running)::
     │   ├── CorruptLogError         bytes on disk fail validation; names topic/partition/offset
     │   ├── LogLockedError          another process holds the log directory
     │   ├── LogStorageError         the disk said no: full (ENOSPC), read-only, permissions
+    │   │   ├── LogFullError        the disk is full; also a RetriableError: the writer
+    │   │   │                       backs off and tries again until space is freed
     │   │   └── SourceFencedError   Kafka: another process took the source over (fenced)
     │   └── LogClosedError          the log was closed while the call was waiting
     └── ConnectorError              raised by sources and sinks
@@ -42,6 +44,7 @@ __all__ = [
     "FatalError",
     "LogClosedError",
     "LogError",
+    "LogFullError",
     "LogLockedError",
     "LogStorageError",
     "OffsetOutOfRangeError",
@@ -124,6 +127,15 @@ class ConnectorError(ChangehubError):
 
 class RetriableError(ConnectorError):
     """A transient failure; the supervisor retries with exponential backoff and jitter."""
+
+
+class LogFullError(LogStorageError, RetriableError):
+    """The disk (or the user's quota) is full. Retriable, because the log undoes a write it
+    could not finish (a partial batch is cut off, a checkpointed append rolled back), so a
+    source simply starts again from its last checkpoint once space is freed (nothing lost,
+    nothing twice), and a sink from its committed offsets (idempotent writes). A write that
+    could not be undone marks its partition failed instead, and the retry then meets a plain
+    LogStorageError (not retried: the log must be reopened)."""
 
 
 class FatalError(ConnectorError):
