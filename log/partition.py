@@ -32,6 +32,7 @@ from typing import NamedTuple
 from hub.errors import (
     CorruptLogError,
     LogClosedError,
+    LogFullError,
     LogStorageError,
     OffsetOutOfRangeError,
     UnknownTopicError,
@@ -90,10 +91,12 @@ def fsync_dir(path: Path) -> None:
 
 
 def storage_error(e: OSError, what: str) -> LogStorageError:
-    """A LogStorageError that says what failed and what the person should do about it."""
-    if e.errno == errno.ENOSPC:
+    """A LogStorageError that says what failed and what the person should do about it; a
+    LogFullError (retried by the hub) when the disk or quota is full."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
         hint = "the disk is full: free space or move the log to a larger disk"
-    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return LogFullError(f"{what}: {e.strerror or e} ({hint})")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         hint = "the log directory is not writable: fix its permissions or mount"
     else:
         hint = "check the disk and the system log"
