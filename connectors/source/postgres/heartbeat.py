@@ -21,21 +21,36 @@ costs one small WAL record per interval.
 Slot lag — bytes of WAL between the server's current position and the slot's confirmed
 flush position — is measured at each heartbeat and exposed; ``max_lag_bytes`` turns it into
 a guard (see :class:`LagGuard`).
+
+Both queries run on the catalog connection, on the reader's thread, so one that never gets
+an answer (a silent network partition the kernel does not notice) would hold the reader and
+its receive deadline with it: they are given ``receive_timeout`` too (:func:`answer_within`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from connectors.source.postgres.catalog import catalog_error
-from hub.errors import FatalError
+from hub.errors import FatalError, RetriableError
 
-__all__ = ["HEARTBEAT_PREFIX", "Heartbeat", "LagGuard", "SlotLag", "measure_lag"]
+__all__ = [
+    "HEARTBEAT_PREFIX",
+    "Heartbeat",
+    "LagGuard",
+    "SlotLag",
+    "answer_within",
+    "measure_lag",
+]
 
 HEARTBEAT_PREFIX = "changehub.heartbeat"
 
@@ -47,16 +62,53 @@ class SlotLag:
     lag_bytes: int | None
 
 
-def measure_lag(conn: psycopg.Connection[Any], slot: str) -> SlotLag:
+@contextlib.contextmanager
+def answer_within(
+    conn: psycopg.Connection[Any], seconds: float | None, doing: str
+) -> Iterator[None]:
+    """Fail the query run inside with RetriableError if Postgres has not answered it within
+    ``seconds``: a watchdog shuts the connection's socket down, which ends the blocked read
+    (psycopg has no client-side timeout, and a cancel request would take the same dead
+    path). Other psycopg errors become changehub errors as usual."""
+    fired = threading.Event()
+    timer: threading.Timer | None = None
+    if seconds is not None:
+        fd = conn.pgconn.socket
+
+        def expire() -> None:
+            fired.set()
+            with contextlib.suppress(OSError):
+                sock = socket.socket(fileno=os.dup(fd))
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.close()
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
     try:
+        yield
+    except psycopg.Error as exc:
+        if fired.is_set():
+            raise RetriableError(
+                f"{doing}: no answer from Postgres within {seconds:g} s (receive_timeout): "
+                "taking the connection for dead and reconnecting"
+            ) from None
+        raise catalog_error(exc, doing) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def measure_lag(conn: psycopg.Connection[Any], slot: str, timeout: float | None = None) -> SlotLag:
+    with answer_within(conn, timeout, "measuring the slot's lag"):
         row = conn.execute(
             "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, "
             "(SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
             " WHERE slot_name = %s)",
             (slot,),
         ).fetchone()
-    except psycopg.Error as exc:
-        raise catalog_error(exc, "measuring the slot's lag") from None
     assert row is not None
     wal, confirmed = int(row[0]), None if row[1] is None else int(row[1])
     return SlotLag(wal, confirmed, None if confirmed is None else max(0, wal - confirmed))
@@ -94,11 +146,9 @@ class Heartbeat:
         self._next = self._clock() + self.interval
 
 
-def emit_heartbeat_message(conn: psycopg.Connection[Any]) -> None:
-    try:
+def emit_heartbeat_message(conn: psycopg.Connection[Any], timeout: float | None = None) -> None:
+    with answer_within(conn, timeout, "writing a heartbeat message"):
         conn.execute("SELECT pg_logical_emit_message(false, %s, '')", (HEARTBEAT_PREFIX,))
-    except psycopg.Error as exc:
-        raise catalog_error(exc, "writing a heartbeat message") from None
 
 
 class LagGuard:

@@ -543,15 +543,16 @@ class PostgresSource(Source[PostgresSourceConfig]):
         )
         incremental.start(changes)
         catalog = self._catalog
+        receive_s = config.receive_timeout / 1000
         heartbeat = Heartbeat(
             config.heartbeat_interval,
-            emit=(lambda: emit_heartbeat_message(catalog))
+            emit=(lambda: emit_heartbeat_message(catalog, receive_s))
             if config.heartbeat_action == "message"
             else None,
         )
         guard = LagGuard(config.max_lag_bytes, config.slot)
         status = _StatusClock(config.status_interval / 1000)
-        deadline = ReceiveDeadline(config.receive_timeout / 1000)
+        deadline = ReceiveDeadline(receive_s)
         received = False  # messages came since the last idle moment
         awaiting_keepalive = False
         beat_pending = False  # a heartbeat moved the position: hand it over even if empty
@@ -616,7 +617,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 heartbeat.beat()
                 awaiting_keepalive = True
                 self._send_status(repl, status, reply=True)
-                self.lag = measure_lag(catalog, config.slot)
+                self.lag = measure_lag(catalog, config.slot, receive_s)
                 guard.check(self.lag, lambda: self._drop_slot_now(repl))
             if deadline.ping_due():
                 self._send_status(repl, status, reply=True)

@@ -30,15 +30,22 @@ def proxy(postgres: PostgresServer) -> Iterator[TcpProxy]:
         p.stop()
 
 
-def test_a_silent_replication_connection_is_dropped_and_the_source_reconnects(
-    db: Database, proxy: TcpProxy, log_dir: Path
+@pytest.mark.parametrize(
+    "heartbeat",
+    [
+        pytest.param("1h", id="the-stream-goes-quiet"),
+        # the heartbeat's queries on the catalog connection (through the proxy too) hang
+        pytest.param("1s", id="a-heartbeat-query-hangs"),
+    ],
+)
+def test_a_silent_connection_is_dropped_and_the_source_reconnects(
+    db: Database, proxy: TcpProxy, log_dir: Path, heartbeat: str
 ) -> None:
     db.execute("CREATE TABLE items (id int PRIMARY KEY, v int)")
     dsn = make_conninfo(db.dsn, host="127.0.0.1", port=str(proxy.port))
-    # heartbeats (a query on the catalog connection, through the proxy too) kept out of it
     p = Pipeline(
         log_dir,
-        config(db, dsn=dsn, snapshot="never", receive_timeout="2s", heartbeat_interval="1h"),
+        config(db, dsn=dsn, snapshot="never", receive_timeout="2s", heartbeat_interval=heartbeat),
     )
     try:
         p.start()
@@ -47,10 +54,9 @@ def test_a_silent_replication_connection_is_dropped_and_the_source_reconnects(
         p.run_until(lambda: len(p.events(TOPIC)) >= 10, "the first events")
         proxy.cut("stall")
         cut_at = time.monotonic()
-        with pytest.raises(RetriableError, match=r"receive_timeout 2 s"):
+        with pytest.raises(RetriableError, match=r"receive_timeout"):
             wait_until(lambda: False, "the source to notice the silence", 60, step=p.step)
-        # 2 s of silence, and 1 s at least since the keepalive request (and the status
-        # interval's granularity): well under the kernel's 30 s user timeout
+        # 2 s of silence (or of a query unanswered), well under the kernel's 30 s user timeout
         assert time.monotonic() - cut_at < 10
         p.stop()
         connections = proxy.connections
