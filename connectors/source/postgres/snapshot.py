@@ -13,6 +13,12 @@ chunk is one batch whose checkpoint holds the chunk's last key, so memory stays 
 whatever the table's size, and a resumed snapshot continues with keyset pagination
 (``WHERE (k1, k2) > (…)``, on the key's index).
 
+Large tables (``PROCESS_MIN_BYTES`` of heap or more) are read and encoded by a worker process
+(``snapshot_process.py``) importing this transaction's snapshot, so that the hub's process
+only routes and appends: in one process both sit under one GIL. While the worker starts,
+their chunks are read here, one ``LIMIT`` query each, and the worker goes on from the last
+key. Both ways make the same bytes (an integration test compares them).
+
 Resuming: an exported snapshot dies with the connection that exported it, so a snapshot
 interrupted by a crash cannot continue in it. It resumes from the chunk after the last one
 in the log, in a new snapshot, while the slot (never confirmed past the consistent point

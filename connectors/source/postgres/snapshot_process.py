@@ -126,6 +126,9 @@ class ChunkProcess:
                 pass_fds=(down_r, up_w),
                 stdin=subprocess.DEVNULL,
                 env=env,
+                # Not in the terminal's process group: a Ctrl-C is the hub's to handle (it
+                # stops the snapshot, which stops the child), not a traceback in the child.
+                start_new_session=True,
             )
         except OSError as exc:
             for fd in (down_r, down_w, up_r, up_w):
