@@ -85,7 +85,7 @@ class SqlSink(Sink[SqlSinkConfig]):
             history_columns(config.history.scd2) if config.mode == "history" else None
         )
         self._added: list[LogRecord] = []  # records in self._batches, in log order
-        self._pending_bytes = 0
+        self._pending = self._pending_bytes = 0  # records (and bytes) since the last flush
         # DuckDB: the connection kept open across the flushes of a catch-up (module doc)
         self._held: Connection | None = None
         self._held_lock = threading.Lock()
@@ -114,10 +114,11 @@ class SqlSink(Sink[SqlSinkConfig]):
             tp = record.tp
             if record.offset < self._next.get(tp, 0):
                 continue  # already in the target: a replay from an older hub commit
+            self._pending += 1
+            self._pending_bytes += len(record.value or b"")
             try:
                 if self._add(record):
                     self._added.append(record)
-                    self._pending_bytes += len(record.value or b"")
             except (BadRecordError, UnfitValueError) as exc:
                 # Raises unless errors are tolerated: then the offset must not move past it.
                 self.context.dead_letter(record, str(exc))
@@ -129,7 +130,7 @@ class SqlSink(Sink[SqlSinkConfig]):
             self._release()
             return dict(self._durable)
         # a full batch: the hub is catching up, and the next flush follows at once
-        keep = (len(self._added) >= self.config.max_batch_records
+        keep = (self._pending >= self.config.max_batch_records
                 or self._pending_bytes >= self.config.max_batch_bytes)
         try:
             self._apply(self._batches, moved, keep)
@@ -139,7 +140,7 @@ class SqlSink(Sink[SqlSinkConfig]):
             self._reject(moved, keep)
         self._batches.clear()
         self._added.clear()
-        self._pending_bytes = 0
+        self._pending = self._pending_bytes = 0
         self._durable.update(moved)
         return dict(self._durable)
 

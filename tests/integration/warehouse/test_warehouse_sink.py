@@ -264,3 +264,35 @@ def test_kill_9_between_writing_and_committing_loses_nothing_and_replays_idempot
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert finished.stdout.strip() == str(half)  # resumed where the target's offsets were
     check(target, mode, all_events)
+
+
+def _open_elsewhere(path: Path) -> subprocess.CompletedProcess[str]:
+    """Another process opening the DuckDB file (DuckDB lets one process at a time)."""
+    code = f"import duckdb; duckdb.connect({str(path)!r}).close()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_duckdb_stays_open_while_catching_up_and_is_freed_when_caught_up(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "wh.duckdb"
+    config = SqlSinkConfig(name="wh", topics=["shop.*"], url=f"duckdb:///{path}",
+                           table="{table}", max_batch_records=20)
+    sink = SqlSink(config, make_context("wh", tmp_path / "data"))
+    sink.start({TP: 0})
+    try:
+        records, events = workload(events=25)
+        assert 20 < len(records) < 40
+        sink.write(records[:20])  # a full batch: the next flush follows at once
+        sink.flush()
+        assert _open_elsewhere(path).returncode != 0, "the file was closed after a full batch"
+        sink.write(records[20:])  # not full: caught up
+        assert sink.flush() == {TP: len(records)}
+        assert _open_elsewhere(path).returncode == 0
+        sink.write(records[:0])
+        sink.flush()
+    finally:
+        sink.stop()
+    assert _open_elsewhere(path).returncode == 0
+    check(f"duckdb:///{path}", "upsert", events)
