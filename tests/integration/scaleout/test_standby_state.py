@@ -103,5 +103,5 @@ sources:
 
         hubs[holder].kill()
         wait_until(lambda: state(ports[other], source) == "RUNNING", "the other to run it")
-        assert hubs[other].says("holds its lease") == 1
+        wait_until(lambda: hubs[other].says("holds its lease") == 1, "its log line")
         assert hubs[other].stop() == 0, hubs[other].text()[-4000:]
