@@ -116,9 +116,12 @@ class BulkSender:
         deadline = self._clock() + self._retry_timeout_s
         delay = BACKOFF_FIRST_S
         while pending:
-            attempts = list(self._pool.map(
-                self._request, split(pending, self._max_actions, self._max_bytes)
-            ))
+            requests = split(pending, self._max_actions, self._max_bytes)
+            # One request (the sink's usual bulk) is sent from this thread: no hand-off.
+            attempts = (
+                [self._request(requests[0])] if len(requests) == 1
+                else list(self._pool.map(self._request, requests))
+            )
             pending = []
             last_error: EngineUnavailableError | None = None
             for attempt in attempts:

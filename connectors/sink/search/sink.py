@@ -123,9 +123,14 @@ class SearchSink(Sink[SearchSinkConfig]):
                 # A TopicPartition equals the plain (topic, partition) tuple: no object per
                 # record just to look its offset up.
                 where = (record.topic, record.partition)
-                if record.offset < next_offsets.get(where, 0):  # type: ignore[call-overload]
+                last = next_offsets.get(where)  # type: ignore[call-overload]
+                if last is None:
+                    next_offsets[record.tp] = record.offset + 1
+                elif record.offset < last:
                     continue  # sent already in this run (the hub replays from older offsets)
-                next_offsets[record.tp] = record.offset + 1
+                else:
+                    # Assigning to an equal key keeps the TopicPartition already there.
+                    next_offsets[where] = record.offset + 1  # type: ignore[index]
                 self.stats.records += 1
                 if self._nested is not None:
                     self._nested.add(record)
