@@ -82,6 +82,7 @@ class HandOff:
         self._depth = depth
         self._on_taker = on_taker
         self._items: deque[SourceBatch | BaseException] = deque()
+        self._last_bytes = 0  # the size the reader gave for the last queued batch
         self._cond = threading.Condition()
         self._closed = False
         self._takers = 0
@@ -91,8 +92,11 @@ class HandOff:
         """Whether the hub's thread waits for a batch right now (hand over at once)."""
         return self._takers > 0 and not self._items
 
-    def put(self, item: SourceBatch | BaseException, timeout: float | None = None) -> bool:
-        """Queue ``item``; False if still full after ``timeout``. Raises if closed."""
+    def put(
+        self, item: SourceBatch | BaseException, timeout: float | None = None, nbytes: int = 0
+    ) -> bool:
+        """Queue ``item`` (of about ``nbytes``, for :meth:`merge`); False if still full after
+        ``timeout``. Raises if closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while len(self._items) >= self._depth and not self._closed:
@@ -103,23 +107,30 @@ class HandOff:
             if self._closed:
                 raise HandOffClosedError
             self._items.append(item)
+            self._last_bytes = nbytes
             self._cond.notify_all()
             return True
 
-    def merge(self, batch: SourceBatch, limit: int) -> bool:
-        """Add ``batch`` to the last batch waiting in the queue if together they hold at most
-        ``limit`` records; True if it did (the caller does not :meth:`put` it then). The
-        merged batch carries ``batch``'s checkpoint, which covers both. Raises if closed."""
+    def merge(self, batch: SourceBatch, nbytes: int, max_records: int, max_bytes: int) -> bool:
+        """Add ``batch`` (of about ``nbytes``) to the last batch waiting in the queue if
+        together they hold at most ``max_records`` records and ``max_bytes``; True if it did
+        (the caller does not :meth:`put` it then). The merged batch carries ``batch``'s
+        checkpoint, which covers both. Raises if closed."""
         with self._cond:
             if self._closed:
                 raise HandOffClosedError
             if not self._items:
                 return False
             last = self._items[-1]
-            if isinstance(last, BaseException) or len(last.records) + len(batch.records) > limit:
+            if (
+                isinstance(last, BaseException)
+                or len(last.records) + len(batch.records) > max_records
+                or self._last_bytes + nbytes > max_bytes
+            ):
                 return False
             last.records += batch.records
             last.checkpoint = batch.checkpoint
+            self._last_bytes += nbytes
             return True
 
     def take(self, timeout: float) -> SourceBatch | None:

@@ -384,14 +384,21 @@ class PostgresSource(Source[PostgresSourceConfig]):
             self._catalog = None
 
     def _ship(
-        self, batch: SourceBatch, repl: ReplicationConnection | None = None, *, merge: bool = False
+        self,
+        batch: SourceBatch,
+        repl: ReplicationConnection | None = None,
+        *,
+        merge: bool = False,
+        nbytes: int = 0,
     ) -> None:
-        """Hand a batch over: with ``merge``, into the batch still waiting for the hub if it
-        fits (so the hub takes both at once), else queued; while the queue is full, keep the
-        walsender's timeout at bay."""
-        if merge and self._handoff.merge(batch, self.config.max_batch_events):
+        """Hand a batch (of about ``nbytes``) over: with ``merge``, into the batch still
+        waiting for the hub if both fit in one (so the hub takes them at once), else queued;
+        while the queue is full, keep the walsender's timeout at bay."""
+        config = self.config
+        handoff = self._handoff
+        if merge and handoff.merge(batch, nbytes, config.max_batch_events, config.max_batch_bytes):
             return  # part of a batch counted already
-        while not self._handoff.put(batch, timeout=self.config.status_interval / 1000):
+        while not handoff.put(batch, timeout=config.status_interval / 1000, nbytes=nbytes):
             if repl is not None and repl.copying:
                 self._send_status(repl)
         self._shipped += 1
@@ -564,6 +571,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         def ship() -> None:
             nonlocal beat_pending
             changes.tick()
+            nbytes = changes.nbytes
             records, cp = changes.cut()
             batch = SourceBatch(records, cp.to_dict())
             # The commit time the batch reaches; none for a heartbeat: the reader was at
@@ -573,7 +581,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
             self._idle = False
             self._durable.shipped(_lag_position(batch.checkpoint),
                                   ts if records and ts is not None else _now_ms(), bool(records))
-            self._ship(batch, repl, merge=True)
+            self._ship(batch, repl, merge=True, nbytes=nbytes)
             heartbeat.postpone()
             beat_pending = False
 

@@ -91,22 +91,25 @@ def test_a_batch_joins_the_one_waiting_for_the_hub_up_to_the_limit() -> None:
     def records(*ns: int) -> list[SourceRecord]:
         return [SourceRecord("t", None, b"%d" % n, 0) for n in ns]
 
-    h = HandOff(depth=2)
-    assert not h.merge(SourceBatch([], {"lsn": 0}), limit=3)  # nothing waiting
-    h.put(SourceBatch(records(1, 2), {"lsn": 1}))
-    assert h.merge(SourceBatch(records(3), {"lsn": 2}), limit=3)
-    assert not h.merge(SourceBatch(records(4), {"lsn": 3}), limit=3)
-    h.put(SourceBatch(records(4), {"lsn": 3}))
-    first, second = h.take(0.01), h.take(0.01)
-    assert first is not None and second is not None
+    h = HandOff(depth=3)
+    assert not h.merge(SourceBatch([], {"lsn": 0}), 0, 3, 100)  # nothing waiting
+    h.put(SourceBatch(records(1, 2), {"lsn": 1}), nbytes=20)
+    assert h.merge(SourceBatch(records(3), {"lsn": 2}), 10, 3, 100)
+    assert not h.merge(SourceBatch(records(4), {"lsn": 3}), 10, 3, 100)  # 4 records
+    h.put(SourceBatch(records(4), {"lsn": 3}), nbytes=60)
+    assert not h.merge(SourceBatch(records(5), {"lsn": 4}), 50, 3, 100)  # 110 bytes
+    h.put(SourceBatch(records(5), {"lsn": 4}), nbytes=50)
+    first, second, third = h.take(0.01), h.take(0.01), h.take(0.01)
+    assert first is not None and second is not None and third is not None
     assert (first.records, first.checkpoint) == (records(1, 2, 3), {"lsn": 2})
     assert (second.records, second.checkpoint) == (records(4), {"lsn": 3})
+    assert third.checkpoint == {"lsn": 4}
 
 
 def test_nothing_joins_an_error() -> None:
     h = HandOff()
     h.put(RetriableError("connection lost"))
-    assert not h.merge(batch(1), limit=100)
+    assert not h.merge(batch(1), 0, 100, 100)
     h.close()
     with pytest.raises(HandOffClosedError):
-        h.merge(batch(2), limit=100)
+        h.merge(batch(2), 0, 100, 100)
