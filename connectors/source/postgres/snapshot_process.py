@@ -197,9 +197,11 @@ class ChunkProcess:
         self._in.close()
 
     def _drain(self) -> None:
+        """Read the answers still to come, errors among them included (the caller has seen
+        the one that matters), so the child is free to read the next message."""
         while self._outstanding:
             self._outstanding.pop(0)
-            self._receive()
+            self._receive(errors=False)
 
     def _send(self, message: tuple[Any, ...]) -> None:
         try:
@@ -207,12 +209,12 @@ class ChunkProcess:
         except (OSError, ValueError) as exc:
             raise self._died(exc) from None
 
-    def _receive(self) -> Any:
+    def _receive(self, *, errors: bool = True) -> Any:
         try:
             kind, payload = self._in.recv()
         except (EOFError, OSError) as exc:
             raise self._died(exc) from None
-        if kind == "error":
+        if kind == "error" and errors:
             name, message = payload
             raise _ERRORS.get(name, FatalError)(message)
         return payload
@@ -254,6 +256,7 @@ def _serve(down: Connection, up: Connection) -> None:
         return
     up.send(("ok", None))
     table: _Table | None = None
+    spec: TableSpec | None = None
     try:
         while True:
             try:
@@ -266,7 +269,9 @@ def _serve(down: Connection, up: Connection) -> None:
                 if message[0] == "table":
                     if table is not None:
                         table.close()
-                    table = _Table(conn, message[1])
+                    table = None
+                    spec = message[1]
+                    table = _Table(conn, spec)
                     up.send(("ok", None))
                 else:
                     assert table is not None, "a chunk asked for before a table"
@@ -275,7 +280,7 @@ def _serve(down: Connection, up: Connection) -> None:
             except (BrokenPipeError, ConnectionResetError):
                 raise
             except Exception as exc:
-                name = table.spec.schema + "." + table.spec.table if table else "a table"
+                name = "a table" if spec is None else f"{spec.schema}.{spec.table}"
                 _answer_error(up, exc, f"reading {name} for the snapshot")
     except (BrokenPipeError, ConnectionResetError):
         return  # the parent is gone

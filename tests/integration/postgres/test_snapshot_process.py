@@ -16,7 +16,7 @@ from connectors.source.postgres.checkpoint import SnapshotProgress
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.snapshot import SnapshotChunk, read_snapshot
 from connectors.source.postgres.types import TypeMap
-from hub.errors import RetriableError
+from hub.errors import FatalError, RetriableError
 from tests.integration.postgres.pipeline import Database
 from tests.integration.postgres.test_types import CASES
 
@@ -113,4 +113,15 @@ def test_a_worker_that_dies_fails_the_snapshot_retriably(tables: Database) -> No
         child.kill()
         with pytest.raises(RetriableError, match="worker process ended unexpectedly"):
             for _ in chunks:
+                pass
+
+
+def test_a_query_failing_in_the_worker_fails_as_it_does_in_process(tables: Database) -> None:
+    tables.execute(f"REVOKE SELECT ON pairs FROM {tables.user}")
+    for process_min_bytes in (HERE, WORKER):
+        with (
+            snapshot_conn(tables) as conn,
+            pytest.raises(FatalError, match=r"reading public\.pairs .*permission denied"),
+        ):
+            for _ in read(conn, process_min_bytes=process_min_bytes):
                 pass
