@@ -44,6 +44,7 @@ import psycopg
 
 from connectors.api import ConnectorContext
 from connectors.envelope import decode_value
+from connectors.source.postgres.snapshot import PROCESS_MIN_BYTES
 from connectors.source.postgres.source import PostgresSource, PostgresSourceConfig
 from hub.source_worker import route
 from log.api import Durability, TopicConfig
@@ -346,15 +347,18 @@ def bench_snapshot(facts: dict[str, str], work: Path, rows: int) -> dict[str, An
         conn.execute(TABLE_DDL)
         conn.execute(FILL.format(lo=1, hi=rows))
         conn.execute("VACUUM ANALYZE items")
+        heap = int(conn.execute("SELECT pg_relation_size('items')").fetchone()[0])  # type: ignore[index]
         started = time.perf_counter()
         with conn.cursor() as cur, cur.copy("COPY items TO STDOUT") as copy:
             for _ in copy:
                 pass
         copy_s = time.perf_counter() - started
     runner = Runner(dsn, work / "log-snapshot", snapshot="initial_only", slot_name="unused")
+    process = psutil.Process()
     try:
         started = time.perf_counter()
         cpu_started = time.process_time()
+        children_started = process.cpu_times()
         runner.start()
         runner.run_until(lambda cp: "snapshot" not in cp)
         ours_s = time.perf_counter() - started
@@ -362,15 +366,34 @@ def bench_snapshot(facts: dict[str, str], work: Path, rows: int) -> dict[str, An
     finally:
         runner.close()
         shutil.rmtree(work / "log-snapshot", ignore_errors=True)
+    # The worker process that reads and encodes the chunks (snapshot_process.py) has ended
+    # and been waited for by now: its CPU time is in this process's children times.
+    children = process.cpu_times()
+    worker_s = (children.children_user + children.children_system) - (
+        children_started.children_user + children_started.children_system
+    )
     return {
         "rows": rows,
+        "heap_mb": round(heap / 2**20),
+        "worker_process": heap >= PROCESS_MIN_BYTES,
         "copy_to_stdout_s": round(copy_s, 2),
         "copy_to_stdout_per_s": round(rows / copy_s),
         "changehub_s": round(ours_s, 2),
         "changehub_per_s": round(rows / ours_s),
         "ratio": round(copy_s / ours_s, 3),
         "changehub_cpu_us_per_row": round(cpu_s / rows * 1e6, 2),
+        "worker_cpu_us_per_row": round(worker_s / rows * 1e6, 2),
     }
+
+
+def print_snapshot(r: dict[str, Any]) -> None:
+    print(
+        f"snapshot of {r['rows']:,} rows ({r['heap_mb']} MB, worker process: "
+        f"{'yes' if r['worker_process'] else 'no'}): COPY {r['copy_to_stdout_per_s']:,} rows/s, "
+        f"changehub {r['changehub_per_s']:,} rows/s = {r['ratio']:.0%} of COPY (goal >= 50%); "
+        f"CPU per row: {r['changehub_cpu_us_per_row']} µs hub process + "
+        f"{r['worker_cpu_us_per_row']} µs worker"
+    )
 
 
 def bench_memory(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]:
@@ -382,9 +405,17 @@ def bench_memory(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]
             conn.execute(FILL.format(lo=lo, hi=min(rows, lo + step - 1)))
         conn.execute("VACUUM ANALYZE items")
     process = psutil.Process()
-    samples: list[tuple[int, int]] = []
+    samples: list[tuple[int, int, int]] = []  # rows appended, RSS of this process, of workers
+
+    def sample(records: list[Any]) -> None:
+        workers = 0
+        for child in process.children():
+            with contextlib.suppress(psutil.Error):
+                workers += child.memory_info().rss
+        samples.append((runner.records, process.memory_info().rss, workers))
+
     runner = Runner(dsn, work / "log-memory", snapshot="initial_only", slot_name="unused")
-    runner.on_append = lambda records: samples.append((runner.records, process.memory_info().rss))
+    runner.on_append = sample
     try:
         runner.start()
         runner.run_until(lambda cp: "snapshot" not in cp, timeout=7200)
@@ -392,12 +423,18 @@ def bench_memory(facts: dict[str, str], work: Path, rows: int) -> dict[str, Any]
         runner.close()
         shutil.rmtree(work / "log-memory", ignore_errors=True)
     tenth = max(1, len(samples) // 10)
-    early = max(rss for _, rss in samples[tenth : 2 * tenth])
+    early = max(rss for _, rss, _ in samples[tenth : 2 * tenth])
+    early_worker = max(w for _, _, w in samples[tenth : 2 * tenth])
     return {
         "rows": rows,
         "rss_mb_at_10_to_20_percent": round(early / 2**20),
-        "rss_mb_max": round(max(rss for _, rss in samples) / 2**20),
+        "rss_mb_max": round(max(rss for _, rss, _ in samples) / 2**20),
         "rss_mb_at_end": round(samples[-1][1] / 2**20),
+        # The snapshot's worker process (0 if the table was read in process).
+        "worker_rss_mb_at_10_to_20_percent": round(early_worker / 2**20),
+        "worker_rss_mb_max": round(max(w for _, _, w in samples) / 2**20),
+        # (the last sample with a worker: it has ended by the last chunk's append)
+        "worker_rss_mb_at_end": round(next((w for _, _, w in reversed(samples) if w), 0) / 2**20),
     }
 
 
@@ -450,7 +487,7 @@ def main() -> None:
             if "snapshot" in wanted:
                 results["snapshot"] = bench_snapshot(facts, work, args.snapshot_rows)
                 results["snapshot"]["load_average_after"] = load_average()
-                print("snapshot:", results["snapshot"])
+                print_snapshot(results["snapshot"])
             if "memory" in wanted and args.memory_rows:
                 results["memory"] = bench_memory(facts, work, args.memory_rows)
                 results["memory"]["load_average_after"] = load_average()
