@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="main port (default: a free loopback port)")
     up.add_argument("--brokers", type=int, default=1, help="kafka only: 1 or 3 brokers")
     up.add_argument("--tls", action="store_true",
-                    help="postgres, mariadb: serve TLS with a certificate from a throw-away CA "
+                    help="postgres, mariadb, kafka, opensearch: serve TLS with a certificate from "
+                         "a throw-away CA "
                          "(facts TLS_CA, TLS_OTHER_CA)")
 
     for command, text in (("down", "stop the server (safe to repeat)"), ("status", "is it up")):
