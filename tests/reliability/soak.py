@@ -14,6 +14,7 @@ memory would need gigabytes for a million rows).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
@@ -47,6 +48,7 @@ class Sample:
     sink_lag_s: float
     sink_lag_records: float
     source_lag_bytes: float
+    load1: float = 0.0  # the machine's 1-minute load average (shared with other work)
 
 
 @dataclass
@@ -92,7 +94,7 @@ class Sampler:
         return Sample(time.monotonic() - self._t0, rss, fds,
                       metrics.get("changehub_sink_lag_seconds", 0.0),
                       metrics.get("changehub_sink_lag_records", 0.0),
-                      metrics.get("changehub_source_lag_bytes", 0.0))
+                      metrics.get("changehub_source_lag_bytes", 0.0), os.getloadavg()[0])
 
 
 METRIC = re.compile(r"^(changehub_(?:sink_lag_seconds|sink_lag_records|source_lag_bytes))"
@@ -115,19 +117,21 @@ def scrape(p: Pipeline) -> dict[str, float]:
 
 def save_samples(samples: list[Sample], path: Path) -> None:
     """The samples as CSV beside the plot, for a closer look than the picture gives."""
-    lines = ["t_s,rss_bytes,fds,sink_lag_s,sink_lag_records,source_lag_bytes"]
+    lines = ["t_s,rss_bytes,fds,sink_lag_s,sink_lag_records,source_lag_bytes,load1"]
     lines += [f"{s.t:.1f},{s.rss},{s.fds},{s.sink_lag_s:.3f},{s.sink_lag_records:.0f},"
-              f"{s.source_lag_bytes:.0f}" for s in samples]
+              f"{s.source_lag_bytes:.0f},{s.load1:.2f}" for s in samples]
     path.write_text("\n".join(lines) + "\n")
 
 
 def plot(samples: list[Sample], path: Path, title: str) -> None:
-    """Three panels (RSS MB, sink lag s, open fds) against time, drawn with Pillow."""
+    """Four panels (RSS MB, sink lag s, open fds, machine load) against time, drawn with
+    Pillow."""
     width, panel_h, margin = 900, 200, 60
     series: list[tuple[str, Callable[[Sample], float]]] = [
         ("hub RSS (MB)", lambda s: s.rss / MB),
         ("sink lag (s)", lambda s: s.sink_lag_s),
         ("open file descriptors", lambda s: float(s.fds)),
+        ("machine load average, 1 min (2 cores, shared)", lambda s: s.load1),
     ]
     image = Image.new("RGB", (width, 40 + len(series) * (panel_h + 30)), "white")
     draw = ImageDraw.Draw(image)
@@ -140,7 +144,7 @@ def plot(samples: list[Sample], path: Path, title: str) -> None:
         v_max = max(values, default=1.0) * 1.1 or 1.0
         draw.rectangle((left, top, right, bottom), outline="grey")
         draw.text((left + 5, top + 3), label, fill="black")
-        draw.text((5, top), f"{v_max:.0f}", fill="black")
+        draw.text((5, top), f"{v_max:.3g}", fill="black")
         draw.text((5, bottom - 10), "0", fill="black")
         draw.text((right - 60, bottom + 3), f"{t_max:.0f} s", fill="black")
         points = [(left + (right - left) * s.t / t_max, bottom - (bottom - top) * v / v_max)
@@ -200,6 +204,10 @@ def soak(servers: Servers, workdir: Path, size: Size, *, seconds: float | None,
     save_samples(samples, png.with_suffix(".csv"))
     problems = flatness(samples)
     notes = "; ".join(problems) or "memory, lag and fds flat"
+    cores = os.cpu_count() or 1
+    if samples and statistics.median(s.load1 for s in samples) > 2 * cores:
+        notes += (f"; the machine was shared and overloaded (1-min load median "
+                  f"{statistics.median(s.load1 for s in samples):.0f} on {cores} cores)")
     if achieved < rate * 0.9:
         notes += (f"; the writer reached only {achieved:.0f} of {rate:.0f} changes/s "
                   f"(behind by up to {work.behind_s:.1f} s: Postgres/machine limit)")
@@ -212,6 +220,9 @@ def soak(servers: Servers, workdir: Path, size: Size, *, seconds: float | None,
                                  f"{max(s.sink_lag_s for s in samples):.1f}" if samples else "-",
         "fds min/max": f"{min(s.fds for s in samples)}/{max(s.fds for s in samples)}"
                        if samples else "-",
+        "machine load 1-min min/median/max": f"{min(s.load1 for s in samples):.1f}/"
+        f"{statistics.median(s.load1 for s in samples):.1f}/{max(s.load1 for s in samples):.1f}"
+        if samples else "-",
         "samples": len(samples),
     }
     return Result(scenario="soak", size=size.name, faults=0, records=verdict.records,
