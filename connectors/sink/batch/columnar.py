@@ -31,23 +31,28 @@ __all__ = ["Decoder"]
 
 _VIEW = "_changehub_records"
 
-# ``->`` gives a block's JSON text (the text 'null' for a JSON null, SQL NULL when absent);
-# ``->>`` a string's value. Every check is in ``ok``, so a batch is taken or left whole.
+# One parse of each value: json_extract with a list of paths gives each field's JSON text
+# (the text 'null' for a JSON null, SQL NULL when absent); the checks then look at those
+# small texts only. Every check is in ``ok``, so a batch is taken or left whole.
 _QUERY = f"""
 SELECT
   coalesce((k IS NULL OR json_valid(k)) AND (v IS NULL OR (
-    json_type(v) = 'OBJECT'
-    AND coalesce(json_type(v, '$.op') IN ('VARCHAR', 'NULL'), true)
-    AND coalesce(json_type(v, '$.ts_ms') IN ('BIGINT', 'UBIGINT', 'NULL'), true)
-    AND NOT json_exists(v, '$.payload'))), false) AS ok,
-  v->>'$.op' AS op,
-  TRY_CAST(v->>'$.ts_ms' AS BIGINT) AS ts_ms,
-  json_type(v, '$.ts_ms') = 'UBIGINT' AND TRY_CAST(v->>'$.ts_ms' AS BIGINT) IS NULL AS big,
-  nullif(CAST(v->'$.before' AS VARCHAR), 'null') AS before,
-  nullif(CAST(v->'$.after' AS VARCHAR), 'null') AS after,
-  nullif(CAST(v->'$.source' AS VARCHAR), 'null') AS source,
-  nullif(CAST(v->'$.transaction' AS VARCHAR), 'null') AS "transaction"
-FROM {_VIEW}
+    starts_with(ltrim(v), '{{')
+    AND coalesce(json_type(e[1]) IN ('VARCHAR', 'NULL'), true)
+    AND coalesce(json_type(e[2]) IN ('BIGINT', 'UBIGINT', 'NULL'), true)
+    AND e[7] IS NULL)), false) AS ok,
+  e[1]->>'$' AS op,
+  TRY_CAST(CAST(e[2] AS VARCHAR) AS BIGINT) AS ts_ms,
+  json_type(e[2]) = 'UBIGINT' AND TRY_CAST(CAST(e[2] AS VARCHAR) AS BIGINT) IS NULL AS big,
+  nullif(CAST(e[3] AS VARCHAR), 'null') AS before,
+  nullif(CAST(e[4] AS VARCHAR), 'null') AS after,
+  nullif(CAST(e[5] AS VARCHAR), 'null') AS source,
+  nullif(CAST(e[6] AS VARCHAR), 'null') AS "transaction"
+FROM (
+  SELECT k, v, json_extract(v, ['$.op', '$.ts_ms', '$.before', '$.after', '$.source',
+                                '$.transaction', '$.payload']) AS e
+  FROM {_VIEW}
+)
 """
 
 
