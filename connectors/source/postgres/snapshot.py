@@ -200,7 +200,7 @@ def read_snapshot(
             if _heap_bytes(conn, info) >= threshold:
                 if worker is None:
                     worker = _start_worker(conn)
-                chunks = _chunks_in_process(
+                chunks = _chunks_by_worker(
                     worker,
                     reader,
                     schema,
@@ -266,7 +266,7 @@ def _chunks_here(
         reader.close(copy)
 
 
-def _chunks_in_process(
+def _chunks_by_worker(
     worker: ChunkProcess,
     reader: TableReader,
     schema: TableSchema,
