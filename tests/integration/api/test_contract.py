@@ -8,6 +8,8 @@ drives its hypothesis strategies directly, one operation after another, on a liv
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 import schemathesis
@@ -19,6 +21,26 @@ from schemathesis.core.result import Err
 from tests.integration.api.conftest import TOKEN, RunningHub
 
 EXAMPLES = 25
+
+
+def _import_everything_schemathesis_loads_later() -> None:
+    """Import, at collection, the modules schemathesis would import lazily during the test.
+
+    schemathesis is a pytest plugin, so its modules are imported through pytest's assertion
+    rewriting, which runs ast.parse. CPython 3.11 keeps the AST constructor's recursion depth
+    in interpreter-wide state (python/cpython#106905): an ast.parse racing another thread's
+    fails with "SystemError: AST constructor recursion depth mismatch", which this test once
+    did at a load average of 30, importing schemathesis.specs.openapi.schemas while the hub's
+    threads ran. Importing it all now, before any hub starts, leaves no such window.
+    """
+    for name in ("schemathesis.openapi", "schemathesis.specs.openapi", "schemathesis.transport"):
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, name + "."):
+            importlib.import_module(module.name)
+
+
+_import_everything_schemathesis_loads_later()
+
 # The hub's connectors, most of the time, so that operations run for real; a made-up name
 # for the 404 answers.
 NAMES = ["legacy", "ghost", "files", "warehouse", "search", "no-such-connector"]
