@@ -58,6 +58,9 @@ _CONVERSION_FAILS = (ValueError, IndexError, TypeError)
 # (snapshot_process.py), on the second core. Starting one takes a few tenths of a second,
 # which a smaller table would not win back.
 PROCESS_MIN_BYTES = 32 * 1024 * 1024
+# While the worker starts, read the table's first chunks here (tests turn it off to have
+# the worker read every chunk).
+READ_WHILE_WORKER_STARTS = True
 
 # One chunk's records and the text of its last row's key (None: keyless, or no rows).
 _Chunk = tuple[list[SourceRecord], tuple[str, ...] | None]
@@ -165,7 +168,7 @@ def read_snapshot(
     chunk_size: int,
     clock_ms: Callable[[], int],
     process_min_bytes: int | None = None,
-    read_while_starting: bool = True,
+    read_while_starting: bool | None = None,
 ) -> Iterator[SnapshotChunk]:
     """Chunks from ``progress`` on, until every pending table is read.
 
@@ -173,9 +176,11 @@ def read_snapshot(
     empty; its progress has nothing pending. Tables of ``process_min_bytes`` or more
     (default :data:`PROCESS_MIN_BYTES`) are read by a worker process in the same snapshot;
     while it starts (about half a second of imports), their chunks are read here, one query
-    each, unless ``read_while_starting`` is False.
+    each, unless ``read_while_starting`` (default :data:`READ_WHILE_WORKER_STARTS`) is False.
     """
     threshold = PROCESS_MIN_BYTES if process_min_bytes is None else process_min_bytes
+    if read_while_starting is None:
+        read_while_starting = READ_WHILE_WORKER_STARTS
     lsn = progress.lsn  # the snapshot's position: the same for every chunk
     tail = source_tail(lsn, None, clock_ms(), b"true")
     # Rows in key order straight from the key's index: a sort of the whole table first would

@@ -102,6 +102,7 @@ def test_snapshot_then_stream_under_concurrent_writes_rebuilds_the_table(
 ) -> None:
     if reader == "worker process":  # as for a large table (snapshot_process.py)
         monkeypatch.setattr(snapshot, "PROCESS_MIN_BYTES", 0)
+        monkeypatch.setattr(snapshot, "READ_WHILE_WORKER_STARTS", False)  # all by the worker
     p = Pipeline(log_dir, config(items, snapshot_chunk_size=200))
     try:
         with Writers(items, seed=1) as writers:
