@@ -115,6 +115,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
                     or h.poll() is not None
                 ),
                 "the hub to start",
+                # A hub's start (imports, server checks) took 24 s at load 40 on 2 cores.
+                deadline_s=90,
             )
             time.sleep(rng.uniform(0.05, 1.0))  # the random moment of the crash, not a wait
             assert hub.poll() is None, hub_log.read_text()[-3000:]
