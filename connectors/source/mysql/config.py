@@ -46,7 +46,9 @@ __all__ = ["ConnectionSettings", "MySqlSourceConfig", "SnapshotMode"]
 
 SnapshotMode = Literal["initial", "never", "always", "initial_only"]
 
-_TABLE = re.compile(r"^[^.\s`]+\.[^.\s`]+$")
+# db.table; a part may hold spaces, quotes and any letters (connectors/topics.py makes the
+# topic name valid), not a dot or a backtick, nor space at either end (a slip in the YAML)
+_TABLE = re.compile(r"^[^.\s`](?:[^.`]*[^.\s`])?\.[^.\s`](?:[^.`]*[^.\s`])?$")
 
 
 class ConnectionSettings(dict[str, object]):
