@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -19,6 +20,9 @@ import pytest
 from tests.integration.api.conftest import wait_for
 
 CHANGEHUB = [sys.executable, "-m", "hub.cli"]
+# A deadline for a hub process to come up: seconds on a quiet machine, but importing the
+# connectors alone took 20 s at a load average of 30.
+STARTUP_S = 180.0
 ROOT = Path(__file__).resolve().parents[3]
 
 PIPELINE = """
@@ -89,7 +93,7 @@ def test_run_names_the_api_address_and_status_reads_it_live(
 ) -> None:
     running, port = hub_on
     wait_for(lambda: f"API and status page on http://127.0.0.1:{port}" in running.log(),
-             what="the running line with the API address")
+             timeout=STARTUP_S, what="the running line with the API address")
     shown = [cli(running.cwd, "status", "-c", "pipeline.yaml")]
 
     def live_and_running() -> bool:
@@ -111,7 +115,8 @@ def test_status_of_another_pipeline_at_the_same_address_is_not_mixed_up(
     hub_on: tuple[RunningCli, int],
 ) -> None:
     running, port = hub_on
-    wait_for(lambda: "API and status page on" in running.log(), what="the API up")
+    wait_for(lambda: "API and status page on" in running.log(), timeout=STARTUP_S,
+             what="the API up")
     other = running.cwd / "other"
     other.mkdir()
     (other / "pipeline.yaml").write_text(PIPELINE.format(port=port))
@@ -125,7 +130,8 @@ def test_status_of_another_pipeline_at_the_same_address_is_not_mixed_up(
 
 def test_status_with_the_wrong_token_says_so(hub_on: tuple[RunningCli, int]) -> None:
     running, port = hub_on
-    wait_for(lambda: "API and status page on" in running.log(), what="the API up")
+    wait_for(lambda: "API and status page on" in running.log(), timeout=STARTUP_S,
+             what="the API up")
     (running.cwd / "other.yaml").write_text(
         PIPELINE.format(port=port).replace("cli-t0ken", "not-the-t0ken"))
     shown = cli(running.cwd, "status", "-c", "other.yaml")
@@ -141,8 +147,10 @@ def test_a_busy_api_port_leaves_the_hub_running_without_its_api(workdir: Path) -
         (workdir / "pipeline.yaml").write_text(PIPELINE.format(port=port))
         running = RunningCli(workdir)
         try:
-            wait_for(lambda: "REST API not started" in running.log(), what="the warning")
-            wait_for(lambda: "changehub running" in running.log(), what="the running line")
+            wait_for(lambda: "REST API not started" in running.log(), timeout=STARTUP_S,
+                     what="the warning")
+            wait_for(lambda: "changehub running" in running.log(), timeout=STARTUP_S,
+                     what="the running line")
             assert running.proc.poll() is None
             wait_for(lambda: any((workdir / "exports").rglob("*.jsonl")),
                      what="the pipeline exporting without its API")
@@ -155,13 +163,26 @@ def test_json_logs_carry_the_api_address_and_one_line_per_state_change(workdir: 
     port = free_port()
     (workdir / "pipeline.yaml").write_text(PIPELINE.format(port=port))
     running = RunningCli(workdir, "--log-format", "json")
+
+    def exported() -> int:  # records in the data files (the manifest is JSON Lines too)
+        return sum(len(f.read_text().splitlines())
+                   for f in (workdir / "exports" / "legacy.orders").rglob("*.jsonl"))
+
     try:
-        wait_for(lambda: '"url"' in running.log(), what="the API line")
+        wait_for(lambda: '"url"' in running.log(), timeout=STARTUP_S, what="the API line")
+        wait_for(lambda: exported() == 40, timeout=60, what="the 40 rows exported")
     finally:
         assert running.stop() == 0
-    lines = [json.loads(x) for x in running.log().splitlines() if x.startswith("{")]
+    text = running.log()
+    lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
     [api] = [x for x in lines if x.get("url")]
     assert api["url"] == f"http://127.0.0.1:{port}"
     states = [(x["connector"], x["state"]) for x in lines if x["logger"] == "changehub.state"]
     assert ("files", "RUNNING") in states and ("files", "STOPPED") in states
-    assert "cli-t0ken" not in running.log()
+    # where each sink starts reading is logged with topic, partition and offset ...
+    assert any("legacy.orders[0]" in x["msg"] and x["msg"].startswith("sink files")
+               for x in lines)
+    # ... and nothing per record: 40 rows went through, no line names one of them
+    assert len(lines) < 40, f"{len(lines)} log lines for 40 records"
+    assert not re.search(r"\bx\d+\b", text), "a record's value is in the log"
+    assert "cli-t0ken" not in text
