@@ -109,19 +109,21 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
                     [*CHANGEHUB, "run", "pipeline.yaml"], cwd=tmp_path, env=env,
                     stdout=subprocess.DEVNULL, stderr=out,
                 )  # fmt: skip
-            wait_until(
-                lambda n=run, h=hub: (
-                    hub_log.read_text().count("changehub running") >= n  # type: ignore[misc]
-                    or h.poll() is not None
-                ),
-                "the hub to start",
-                # A hub's start (imports, server checks) took 24 s at load 40 on 2 cores.
-                deadline_s=90,
-            )
-            time.sleep(rng.uniform(0.05, 1.0))  # the random moment of the crash, not a wait
-            assert hub.poll() is None, hub_log.read_text()[-3000:]
-            hub.send_signal(signal.SIGKILL)
-            hub.wait(timeout=30)
+            try:
+                wait_until(
+                    lambda n=run, h=hub: (
+                        hub_log.read_text().count("changehub running") >= n  # type: ignore[misc]
+                        or h.poll() is not None
+                    ),
+                    "the hub to start",
+                    # A hub's start (imports, server checks) took 24 s at load 40 on 2 cores.
+                    deadline_s=90,
+                )
+                time.sleep(rng.uniform(0.05, 1.0))  # the random moment of the crash, not a wait
+                assert hub.poll() is None, hub_log.read_text()[-3000:]
+            finally:  # killed on a failure too: a failed run must not leave a hub running
+                hub.send_signal(signal.SIGKILL)
+                hub.wait(timeout=30)
     run_until_caught_up(tmp_path, tmp_path / "pipeline.yaml", env)
     log = EmbeddedLog(log_path)
     try:
