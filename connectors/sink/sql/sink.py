@@ -26,8 +26,10 @@ DuckDB lets one process at a time open a database file, so its connections are n
 (:func:`connectors.sqldb.engine_for`). Opening the file costs a checkpoint on each close,
 which at 5,000 rows a flush took ten times the MERGE itself; so while the sink is catching up
 (a flush of a full batch: ``max_batch_records`` or ``max_batch_bytes``) its connection stays
-open for the next flush, and the first flush of a batch that is not full (or ``stop``)
-closes it, freeing the file for other programs.
+open for the next flush, and the first flush of a batch that is not full, ``stop``, or a
+timer when no flush came for ``flush_interval`` (at least a second: the hub flushes only
+when it has records, and a backlog may end on a full batch) closes it, freeing the file for
+other programs.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SqlSink(Sink[SqlSinkConfig]):
         self._held: Connection | None = None
         self._held_lock = threading.Lock()
         self._stopping = False
+        self._idle: threading.Timer | None = None  # closes the held connection when idle
 
     def start(self, resume: Offsets) -> Offsets:
         self._db = SharedEngine(self.config.url, f"sql sink {self.config.name!r}")
@@ -148,6 +151,9 @@ class SqlSink(Sink[SqlSinkConfig]):
         with self._held_lock:
             self._stopping = True
             held, self._held = self._held, None
+            idle, self._idle = self._idle, None
+        if idle is not None:
+            idle.cancel()
         if held is not None:
             held.close()
         if self._db is not None:
@@ -410,6 +416,7 @@ class SqlSink(Sink[SqlSinkConfig]):
                 with self._held_lock:
                     if hold and not self._stopping:
                         self._held, conn = conn, None
+                        self._release_when_idle()
                 if conn is not None:
                     conn.close()
         except sa_exc.SQLAlchemyError as exc:
@@ -418,11 +425,20 @@ class SqlSink(Sink[SqlSinkConfig]):
             ) from exc
 
     def _release(self) -> None:
-        """Close the held connection (the DuckDB file is free for other programs)."""
+        """Close the held connection (the DuckDB file is free for other programs). Called
+        from the sink's thread or the idle timer's: a connection in use is not held."""
         with self._held_lock:
             held, self._held = self._held, None
         if held is not None:
             held.close()
+
+    def _release_when_idle(self) -> None:
+        """(Re)start the idle timer; called with _held_lock held."""
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = threading.Timer(max(1.0, self.config.flush_interval / 1000), self._release)
+        self._idle.daemon = True
+        self._idle.start()
 
 
 class _ProbeFitsError(Exception):

@@ -20,6 +20,7 @@ from connectors.sink.sql import sink as sink_module
 from connectors.testing import DeadLetters, make_context
 from hub.errors import FatalError
 from log.api import LogRecord
+from tests.integration.source_pipeline import wait_until
 from tests.integration.warehouse.workload import (
     COLUMNS,
     TP,
@@ -276,23 +277,38 @@ def _open_elsewhere(path: Path) -> subprocess.CompletedProcess[str]:
 def test_duckdb_stays_open_while_catching_up_and_is_freed_when_caught_up(
     tmp_path: Path
 ) -> None:
+    records, events = workload(events=25)
+    assert 20 < len(records) < 40
+
+    def sink_on(path: Path, flush_interval: str) -> SqlSink:
+        config = SqlSinkConfig(name="wh", topics=["shop.*"], url=f"duckdb:///{path}",
+                               table="{table}", max_batch_records=20,
+                               flush_interval=flush_interval)
+        sink = SqlSink(config, make_context("wh", tmp_path / "data"))
+        sink.start({TP: 0})
+        return sink
+
     path = tmp_path / "wh.duckdb"
-    config = SqlSinkConfig(name="wh", topics=["shop.*"], url=f"duckdb:///{path}",
-                           table="{table}", max_batch_records=20)
-    sink = SqlSink(config, make_context("wh", tmp_path / "data"))
-    sink.start({TP: 0})
+    sink = sink_on(path, "10m")  # no idle timer within the test
     try:
-        records, events = workload(events=25)
-        assert 20 < len(records) < 40
         sink.write(records[:20])  # a full batch: the next flush follows at once
         sink.flush()
         assert _open_elsewhere(path).returncode != 0, "the file was closed after a full batch"
         sink.write(records[20:])  # not full: caught up
         assert sink.flush() == {TP: len(records)}
         assert _open_elsewhere(path).returncode == 0
-        sink.write(records[:0])
-        sink.flush()
+        check(f"duckdb:///{path}", "upsert", events)
     finally:
         sink.stop()
-    assert _open_elsewhere(path).returncode == 0
-    check(f"duckdb:///{path}", "upsert", events)
+
+    # A backlog that ends on a full batch: no flush follows (the hub flushes only with
+    # records), and the idle timer (flush_interval, at least 1 s) frees the file.
+    other = tmp_path / "other.duckdb"
+    sink = sink_on(other, "100ms")
+    try:
+        sink.write(records[:20])
+        sink.flush()
+        wait_until(lambda: _open_elsewhere(other).returncode == 0,
+                   "the idle sink to close the DuckDB file", 60)
+    finally:
+        sink.stop()
