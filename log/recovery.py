@@ -98,6 +98,16 @@ def load_partition(
                 segments.append(Segment.open_closed(directory, base, next_base, config.options))
             active = Segment.open_for_scan(directory, bases[-1], config.options)
             segments.append(active)
+            version = active.unknown_version()
+            if version is not None:
+                raise CorruptLogError(
+                    f"{tp}: {active.path} is in segment format version {version}, which this "
+                    "changehub does not read (a newer changehub wrote it); open the log with "
+                    "that version. Nothing was changed.",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=active.base_offset,
+                )
             if clean and active.resume():
                 active.upgrade()
                 return PartitionLog(tp, directory, config, segments, clock_ms=clock_ms)

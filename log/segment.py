@@ -611,6 +611,15 @@ class Segment:
             return False
         return True
 
+    def unknown_version(self) -> int | None:
+        """The format version of a file whose header is ours (``CHLG``) but of a version this
+        code does not read (a newer changehub wrote it), else None. Such a file must be
+        refused, never scanned: its batches would look torn and be cut (FORMAT.md: readers
+        stop at an unknown version)."""
+        header = os.pread(self.fd, len(SEGMENT_HEADER), 0)
+        ours = len(header) == len(SEGMENT_HEADER) and header[:4] == SEGMENT_HEADER[:4]
+        return header[4] if ours and header not in _READABLE_HEADERS else None
+
     def upgrade(self) -> None:
         """Make a version 1 active segment version 2 (its batches are valid in both), so that
         self-committing batches may follow; one byte rewritten in place and made durable."""

@@ -79,8 +79,6 @@ def test_appends_after_a_resume_continue_offsets_and_indexes(open_log: OpenLog) 
     assert again.offset_for_time(TP, 1012) == next(r.offset for r in got if r.timestamp_ms >= 1012)
 
 
-@pytest.mark.xfail(strict=True, reason="log/segment.py: recover() cuts an active segment whose "
-                   "header names an unknown format version to 0 bytes instead of refusing it")
 @pytest.mark.parametrize("clean", [True, False])
 def test_an_active_segment_of_an_unknown_format_version_is_refused_not_cut(
     open_log: OpenLog, tmp_path: Path, clean: bool
