@@ -186,3 +186,53 @@ def test_json_logs_carry_the_api_address_and_one_line_per_state_change(workdir: 
     assert len(lines) < 40, f"{len(lines)} log lines for 40 records"
     assert not re.search(r"\bx\d+\b", text), "a record's value is in the log"
     assert "cli-t0ken" not in text
+
+
+def test_status_watch_refreshes_in_a_terminal_until_interrupted(
+    hub_on: tuple[RunningCli, int],
+) -> None:
+    # --watch redraws in place on a terminal: run it on a pseudo-terminal, change a
+    # connector's state through the API, and the same running `status` must show it
+    import fcntl
+    import pty
+    import urllib.request
+
+    running, port = hub_on
+    wait_for(lambda: f"API and status page on http://127.0.0.1:{port}" in running.log(),
+             timeout=STARTUP_S, what="the running line with the API address")
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "TERM": "xterm"}
+    watch = subprocess.Popen([*CHANGEHUB, "status", "-c", "pipeline.yaml", "--watch"],
+                             cwd=running.cwd, env=env, stdin=follower, stdout=follower,
+                             stderr=follower, close_fds=True)
+    os.close(follower)
+    fcntl.fcntl(leader, fcntl.F_SETFL, fcntl.fcntl(leader, fcntl.F_GETFL) | os.O_NONBLOCK)
+    screen = bytearray()
+
+    def shown() -> str:
+        try:
+            while chunk := os.read(leader, 65536):
+                screen.extend(chunk)
+        except (BlockingIOError, OSError):
+            pass
+        return screen.decode(errors="replace")
+
+    try:
+        wait_for(lambda: "live from the hub" in shown() and "RUNNING" in shown(),
+                 timeout=STARTUP_S, what="status --watch showing the hub live")
+        seen = len(screen)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/connectors/files/pause", method="PUT",
+            headers={"Authorization": "Bearer cli-t0ken"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status in (200, 202, 204)
+        wait_for(lambda: shown() and b"PAUSED" in screen[seen:], timeout=60,
+                 what="the watching status redrawn with the sink PAUSED")
+        assert watch.poll() is None, "status --watch stopped by itself"
+        watch.send_signal(signal.SIGINT)
+        watch.wait(30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(30)
+        os.close(leader)
