@@ -5,7 +5,9 @@ pass with bounded memory.
 
 Flat means, over the samples after a warm-up (the first quarter of the run):
 - memory: the largest RSS of the second half <= 1.2 x the largest of the first half + 32 MB;
-- lag: the median sink lag (seconds) of the second half <= max(5 s, 2 x the first half's);
+- lag: the median sink lag (seconds) of the second half <= max(5 s, 1.5 x the first half's)
+  (a lag growing steadily from zero gives about 1.86 x: the 2 x this rule once had let the
+  first full-hour soak's ever-growing lag pass);
 - file descriptors: the most of the second half <= the most of the first half + 16.
 A burst is bounded if the hub's peak RSS stays under its RSS before the burst + 384 MB
 (the source batches at most max_batch_events changes; a hub holding the transaction in
@@ -169,7 +171,7 @@ def flatness(samples: list[Sample]) -> list[str]:
         problems.append(f"memory grew: {rss1 / MB:.0f} -> {rss2 / MB:.0f} MB")
     lag1 = statistics.median(s.sink_lag_s for s in first)
     lag2 = statistics.median(s.sink_lag_s for s in second)
-    if lag2 > max(5.0, 2 * lag1):
+    if lag2 > max(5.0, 1.5 * lag1):
         problems.append(f"lag grew: median {lag1:.1f} -> {lag2:.1f} s")
     fd1, fd2 = max(s.fds for s in first), max(s.fds for s in second)
     if fd2 > fd1 + 16:
