@@ -299,6 +299,12 @@ def _search_host(system: str, cfg: Any, host: str) -> Finding:
         return Finding("error", "reachable", f"{shown} answered {exc.code}",
                        "check that hosts names the engine's HTTP address", system=system)
     except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return Finding("error", "reachable", f"{shown}: {_first_line(reason)}",
+                           "set ca_certs to the CA file that signed the engine's certificate "
+                           "(and check that hosts uses the name the certificate is for)",
+                           system=system)
         return Finding("error", "reachable", f"{shown}: {_first_line(exc)}",
                        "check hosts, that the engine runs, and that a firewall lets this "
                        "host reach it", system=system)

@@ -92,3 +92,29 @@ def test_a_certificate_the_sink_cannot_verify_is_refused_with_the_reason(
     engine = connect("opensearch", [https_node.url], ca_certs=https_node.facts["TLS_CA"])
     assert engine.version == https_node.version
     engine.close()
+
+
+def test_doctor_tells_an_untrusted_certificate_from_a_trusted_one(
+    https_node: OpenSearchServer, tmp_path: Path
+) -> None:
+    # `changehub doctor` against the real HTTPS node: without the CA the certificate is
+    # not trusted and the finding says so with its fix; with the CA the engine is reached
+    from hub.config import load_pipeline
+    from hub.doctor import diagnose
+
+    def findings(ca: str | None) -> list[tuple[str, str, str]]:
+        extra = f", ca_certs: '{ca}'" if ca else ""
+        file = tmp_path / "doctor.yaml"
+        file.write_text(
+            f"log: {{backend: embedded, path: '{tmp_path / 'log'}'}}\napi: {{enabled: false}}\n"
+            f"sinks: [{{name: search, type: opensearch, topics: [a], "
+            f"hosts: ['{https_node.url}']{extra}}}]\n")
+        return [(f.level, f.check, f"{f.message} {f.fix or ''}")
+                for f in diagnose(load_pipeline(file)) if "search" in (f.system or "")]
+
+    [(level, check, text)] = findings(None)
+    assert (level, check) == ("error", "reachable"), text
+    assert "certificate verify failed" in text.lower() and "set ca_certs" in text
+    [(level, check, text)] = findings(https_node.facts["TLS_CA"])
+    assert (level, check) == ("ok", "reachable"), text
+    assert "opensearch" in text
