@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import tempfile
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(chosen)} ...", flush=True)
     # SIGTERM unwinds like Ctrl-C, so the servers this run started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not args.quick:
+        # the full sizes index millions of documents: with the 512 MB heap the test suite's
+        # nodes get, OpenSearch's parent circuit breaker answers 429 after about half an
+        # hour of the soak and the sink (rightly backing off) falls ever further behind
+        os.environ.setdefault("CHANGEHUB_OPENSEARCH_HEAP", "2g")
     servers = Servers.start()
     failed = 0
     work = Path(tempfile.mkdtemp(prefix="changehub-torture-"))
