@@ -78,7 +78,14 @@ from log.api import (
     TopicPartition,
     check_fetch_limits,
 )
-from log.batch import ATTR_TRANSACTIONAL, encode
+from log.batch import (
+    ATTR_TRANSACTIONAL,
+    HEADER_SIZE,
+    BatchError,
+    encode,
+    read_checkpoint,
+    read_header,
+)
 from log.checkpoints import CheckpointStore, producer_id_for, self_commit_block
 from log.compaction import compact_partition
 from log.flush import Flusher
@@ -89,7 +96,7 @@ from log.lock import DirectoryLock
 from log.partition import PartitionLog, SegmentConfig, fsync_dir, storage_error
 from log.recovery import adopt_self_commits, load_partition, truncate_uncommitted
 from log.retention import enforce_retention
-from log.segment import MAX_SEGMENT_BYTES, Segment
+from log.segment import MAX_SEGMENT_BYTES, Segment, SegmentError
 from log.waiting import Waiter
 
 __all__ = ["EmbeddedLog"]
@@ -547,8 +554,37 @@ class EmbeddedLog(Log):
         self._check_open()
         if self.read_only:
             self._refresh_checkpoints()
+            return self._view_checkpoint(source)
         commit = self._checkpoints.last(source)
         return None if commit is None else dict(commit.checkpoint)
+
+    def _view_checkpoint(self, source: str) -> dict[str, Any] | None:
+        """Read-only: the newest of the checkpoint log's commit and the one a self-committing
+        batch carries. The writer copies a batch's checkpoint into the checkpoint log only
+        after the batch (without an fsync), so a view that already shows the batch's records
+        must take the checkpoint from the batch, or it would report an older position than
+        the records it shows."""
+        commit = self._checkpoints.last(source)
+        best_seq = 0 if commit is None else commit.seq
+        best = None if commit is None else commit.checkpoint
+        producer = producer_id_for(source)
+        with self._topics_lock:
+            parts = [p for t in self._topics.values() for p in t.partitions]
+        for p in parts:
+            self._refresh(p)
+            active = p.active
+            entry = active.self_commits.get(producer)
+            if entry is None or entry[1] <= best_seq:
+                continue
+            pos, seq = entry
+            try:
+                h = read_header(active.read_at(pos, HEADER_SIZE))
+                block = orjson.loads(read_checkpoint(active.read_at(pos, h.size), 0, h))
+            except (BatchError, SegmentError, ValueError):
+                continue  # cut or replaced under us by the writer: the checkpoint log has it
+            if isinstance(block, dict) and block.get("source") == source:
+                best_seq, best = seq, block.get("checkpoint")
+        return None if best is None else dict(best)
 
     # -- reading ------------------------------------------------------------------------------
 
