@@ -46,6 +46,6 @@ def test_install_all_when_everything_is_installed_runs_neither_apt_nor_maven(
 
 
 def test_tls_option_is_rejected_for_a_server_that_cannot_serve_it(tmp_path: Path) -> None:
-    result = run("up", "opensearch", "--dir", tmp_path, "--tls")
+    result = run("up", "elasticsearch", "--dir", tmp_path, "--tls")
     assert result.returncode == 2
-    assert "--tls is not supported for opensearch" in result.stderr
+    assert "--tls is not supported for elasticsearch" in result.stderr
