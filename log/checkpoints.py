@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from hub.errors import CorruptLogError, LogError, LogStorageError, UsageError
+from hub.errors import CorruptLogError, LogError, LogFullError, LogStorageError, UsageError
 from log.api import Record, TopicPartition
 from log.partition import PartitionLog
 
@@ -73,6 +73,9 @@ class CheckpointStore:
         self._lock = threading.Lock()
         self._latest: dict[str, Commit] = {}
         self._seq_by_producer: dict[int, int] = {}
+        # copies of self-commits a full disk refused: written again by sync(), which runs
+        # before any partition rolls, so recovery can still adopt each from its batch
+        self._unwritten: list[Commit] = []
         self.load_from(partition.start_offset)
 
     def load_from(self, offset: int) -> None:
@@ -96,7 +99,9 @@ class CheckpointStore:
             offset = records[-1].offset + 1
 
     def _remember(self, commit: Commit) -> None:
-        self._latest[commit.source] = commit
+        latest = self._latest.get(commit.source)
+        if latest is None or commit.seq >= latest.seq:
+            self._latest[commit.source] = commit
         prev = self._seq_by_producer.get(commit.producer_id, 0)
         self._seq_by_producer[commit.producer_id] = max(prev, commit.seq)
 
@@ -121,6 +126,7 @@ class CheckpointStore:
         """Make lazily written commits durable (before a partition is rolled: recovery only
         looks for self-committing batches in active segments)."""
         p = self.partition
+        self._write_unwritten()
         if p.failed is not None:
             raise LogStorageError(
                 f"the checkpoint log refuses writes since {p.failed}; close and reopen the log "
@@ -141,16 +147,36 @@ class CheckpointStore:
         without an fsync. It is committed whatever happens here: a failed copy marks this
         log failed (so no partition rolls past the batch before a reopen adopts it again)
         instead of failing the append."""
+        commit = Commit(source, producer_id_for(source), seq, dict(checkpoint), dict(ends))
         try:
             self.commit(source, seq, checkpoint, ends, sync=False)
         except LogError as e:
             with self._lock:
-                self._remember(
-                    Commit(source, producer_id_for(source), seq, dict(checkpoint), dict(ends))
-                )
+                self._remember(commit)
+                if isinstance(e, LogFullError) and self.partition.failed is None:
+                    # the disk is full but the checkpoint log is intact (the log undid the
+                    # write): keep the copy for sync(), which a roll waits on, rather than
+                    # failing the log until a reopen
+                    self._unwritten.append(commit)
+                    _log.warning("the checkpoint log is full; the copy of %r's checkpoint is "
+                                 "written once space is freed (%s)", source, e)
+                    return
             if self.partition.failed is None:
                 self.partition.failed = f"copying a self-commit failed: {e}"
             _log.error("could not copy the checkpoint of %r into the checkpoint log: %s", source, e)
+
+    def _write_unwritten(self) -> None:
+        """Write the copies a full disk refused, oldest first (raises LogFullError while the
+        disk is still full: the caller's roll or copy waits for space like an append)."""
+        while True:
+            with self._lock:
+                if not self._unwritten:
+                    return
+                c = self._unwritten[0]
+            self.partition.append([Record(c.source.encode(), _encode(c))], sync=False,
+                                  publish=True)
+            with self._lock:
+                self._unwritten.pop(0)
 
     def adopt(
         self, block: bytes, producer_id: int, seq: int, ends: Mapping[TopicPartition, int]
@@ -196,6 +222,7 @@ class CheckpointStore:
         """Append and (if ``sync``) fsync the commit record; visible in memory afterwards."""
         commit = Commit(source, producer_id_for(source), seq, dict(checkpoint), dict(ends))
         value = _encode(commit)
+        self._write_unwritten()  # in sequence order: a later commit never goes first
         self.partition.append([Record(source.encode(), value)], sync=sync, publish=True)
         with self._lock:
             self._remember(commit)

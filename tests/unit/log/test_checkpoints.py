@@ -215,3 +215,40 @@ def test_deleting_a_topic_makes_the_copies_of_its_self_commits_durable(
     assert not log._checkpoints.partition.dirty
     log._lock.release()
     assert open_log().last_checkpoint("pg") == {"lsn": 5}
+
+
+def test_a_copy_a_full_disk_refused_is_written_later_and_a_roll_waits_for_it(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the batch (and so the commit) is durable, but the disk fills before its copy goes into
+    # the checkpoint log: the log must not be left failed until a reopen (the hub retries a
+    # full disk), and no partition may roll past the batch before the copy is written
+    import errno
+
+    from hub.errors import LogFullError
+
+    log = open_log()
+    log.create_topic("a", TopicConfig(segment_bytes=300))
+    store = log._checkpoints
+    real_append = store.partition.append
+    full = {"on": True}
+
+    def append(*args: object, **kwargs: object) -> object:
+        if full["on"]:
+            raise LogFullError(os.strerror(errno.ENOSPC))
+        return real_append(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.partition, "append", append)
+    log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 1})  # the commit is the batch
+    assert log.last_checkpoint("pg") == {"lsn": 1}
+    assert store.partition.failed is None
+    with pytest.raises(LogFullError):  # rolling would leave the batch's commit uncopied
+        log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 2})
+    assert len(log._partition(A0).segments) == 1
+    full["on"] = False  # space is freed: the retry goes through, the copy first
+    log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 2})
+    assert len(log._partition(A0).segments) == 2
+    log.close()
+    again = open_log()
+    assert again.last_checkpoint("pg") == {"lsn": 2}
+    assert again.end_offset(A0) == 6
