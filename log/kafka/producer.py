@@ -209,7 +209,19 @@ class SourceProducer:
             cause = e.__cause__ or e.__context__
             if isinstance(cause, KafkaException):
                 raise log_error(cause, what, self.bootstrap) from cause
-            raise
+            if d.error is not None:  # the delivery reports say why
+                raise log_error(d.error, what, self.bootstrap) from e
+            # confluent-kafka sometimes loses the exception altogether ("returned NULL
+            # without setting an exception"): the transaction's own state says why (a
+            # fenced producer's abort raises the fatal error)
+            try:
+                self.producer.abort_transaction(min(self.timeout, 5.0))
+            except KafkaException as why:
+                raise log_error(why, what, self.bootstrap) from e
+            raise LogStorageError(
+                f"{what}: the Kafka client failed without saying why ({e}); the transaction "
+                "was aborted"
+            ) from e
         if d.pending:
             raise LogStorageError(
                 f"{what}: the Kafka cluster at {self.bootstrap} did not acknowledge "
