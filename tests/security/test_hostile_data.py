@@ -49,6 +49,7 @@ WEIRD_TABLES = {
     "order items": ("order_items", "hostile-order_items"),
     'say "hi"': ("say_hi", "hostile-say__hi_"),
     "Заказы 注文": ("Заказы_注文", "hostile-заказы_注文"),
+    "dot.ted": ("dot_ted", "hostile-dot.ted"),  # listed as public.dot.ted: the first dot splits
 }
 
 

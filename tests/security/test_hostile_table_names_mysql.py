@@ -16,7 +16,7 @@ from tests.integration.mysql.pipeline import Database, Pipeline, config
 
 pytestmark = pytest.mark.integration
 
-TABLES = ["order items", 'say "hi"', "Заказы 注文"]
+TABLES = ["order items", 'say "hi"', "Заказы 注文", "dot.ted"]
 
 
 @pytest.fixture

@@ -46,9 +46,10 @@ __all__ = ["ConnectionSettings", "MySqlSourceConfig", "SnapshotMode"]
 
 SnapshotMode = Literal["initial", "never", "always", "initial_only"]
 
-# db.table; a part may hold spaces, quotes and any letters (connectors/topics.py makes the
-# topic name valid), not a dot or a backtick, nor space at either end (a slip in the YAML)
-_TABLE = re.compile(r"^[^.\s`](?:[^.`]*[^.\s`])?\.[^.\s`](?:[^.`]*[^.\s`])?$")
+# db.table, split at the first dot: the table may hold dots, spaces, quotes and any letters
+# (connectors/topics.py makes the topic name valid), the database all but a dot; neither a
+# backtick, nor space at either end (a slip in the YAML)
+_TABLE = re.compile(r"^[^.\s`](?:[^.`]*[^.\s`])?\.[^\s`](?:[^`]*[^\s`])?$")
 
 
 class ConnectionSettings(dict[str, object]):

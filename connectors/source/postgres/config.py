@@ -53,9 +53,10 @@ __all__ = ["PostgresSourceConfig", "SnapshotMode", "TableName"]
 
 SnapshotMode = Literal["initial", "never", "always", "initial_only"]
 
-# schema.table; a part may hold spaces, quotes and any letters (connectors/topics.py makes
-# the topic name valid), not a dot, nor space at either end (a slip in the YAML, more likely)
-_TABLE = re.compile(r"^[^.\s](?:[^.]*[^.\s])?\.[^.\s](?:[^.]*[^.\s])?$")
+# schema.table, split at the first dot: the table may hold dots, spaces, quotes and any
+# letters (connectors/topics.py makes the topic name valid), the schema all but a dot;
+# neither has space at either end (a slip in the YAML, more likely)
+_TABLE = re.compile(r"^[^.\s](?:[^.]*[^.\s])?\.[^\s](?:.*[^\s])?$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -112,8 +113,8 @@ class PostgresSourceConfig(SourceConfig):
         for t in tables:
             if not _TABLE.match(t):
                 raise ValueError(
-                    f"{t!r} is not schema.table (e.g. public.orders; a name with a dot in it "
-                    "cannot be listed)"
+                    f"{t!r} is not schema.table (e.g. public.orders, or public.my.table for "
+                    "a table named my.table: the first dot ends the schema)"
                 )
         if len(set(tables)) != len(tables):
             raise ValueError("a table is listed twice")
