@@ -254,13 +254,7 @@ def _chunks_here(
     try:
         while True:
             chunk = reader.read(copy, chunk_size)
-            now = clock_ms()
-            try:
-                records = encoder.records(chunk, _READ_HEAD, suffix(now), now)
-            except _CONVERSION_FAILS:
-                for line in chunk:
-                    schema.row(parse_copy_line(bytes(line)[:-1]))  # a SchemaError naming the column
-                raise
+            records = _encode(encoder, schema, chunk, clock_ms, suffix)
             last = None
             if chunk and reader.pageable:
                 last = reader.key_text(parse_copy_line(bytes(chunk[-1])[:-1]))
@@ -269,6 +263,24 @@ def _chunks_here(
                 return
     finally:
         reader.close(copy)
+
+
+def _encode(
+    encoder: ChunkEncoder,
+    schema: TableSchema,
+    lines: Sequence[bytes | bytearray | memoryview],
+    clock_ms: Callable[[], int],
+    suffix: Callable[[int], bytes],
+) -> list[SourceRecord]:
+    """One chunk's records; a value that does not convert is named by the row path's
+    SchemaError (column and value), not the columnar encoder's bare error."""
+    now = clock_ms()
+    try:
+        return encoder.records(lines, _READ_HEAD, suffix(now), now)
+    except _CONVERSION_FAILS:
+        for line in lines:
+            schema.row(parse_copy_line(bytes(line)[:-1]))
+        raise
 
 
 def _chunks_by_worker(
@@ -291,13 +303,7 @@ def _chunks_by_worker(
         copy = reader.open(after, chunk_size)
         lines = reader.read(copy, chunk_size)
         reader.read(copy, 1)  # the end of this COPY: the connection is free again
-        now = clock_ms()
-        try:
-            records = encoder.records(lines, _READ_HEAD, suffix(now), now)
-        except _CONVERSION_FAILS:
-            for line in lines:
-                schema.row(parse_copy_line(bytes(line)[:-1]))  # a SchemaError naming the column
-            raise
+        records = _encode(encoder, schema, lines, clock_ms, suffix)
         last = reader.key_text(parse_copy_line(bytes(lines[-1])[:-1])) if lines else None
         yield records, last
         if len(lines) < chunk_size:
