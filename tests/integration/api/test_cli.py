@@ -202,7 +202,12 @@ def test_status_watch_refreshes_in_a_terminal_until_interrupted(
              timeout=STARTUP_S, what="the running line with the API address")
     leader, follower = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "TERM": "xterm"}
-    watch = subprocess.Popen([*CHANGEHUB, "status", "-c", "pipeline.yaml", "--watch"],
+    # a suite started in the background (`scripts/test &`) has SIGINT ignored, and children
+    # inherit that: the watcher gets Python's own Ctrl-C handler back, as in a terminal
+    main = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+            " sys.argv = ['changehub', 'status', '-c', 'pipeline.yaml', '--watch'];"
+            " runpy.run_module('hub.cli', run_name='__main__')")
+    watch = subprocess.Popen([sys.executable, "-c", main],
                              cwd=running.cwd, env=env, stdin=follower, stdout=follower,
                              stderr=follower, close_fds=True)
     os.close(follower)
