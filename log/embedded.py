@@ -78,14 +78,7 @@ from log.api import (
     TopicPartition,
     check_fetch_limits,
 )
-from log.batch import (
-    ATTR_TRANSACTIONAL,
-    HEADER_SIZE,
-    BatchError,
-    encode,
-    read_checkpoint,
-    read_header,
-)
+from log.batch import ATTR_TRANSACTIONAL, BatchError, encode
 from log.checkpoints import CheckpointStore, producer_id_for, self_commit_block
 from log.compaction import compact_partition
 from log.flush import Flusher
@@ -578,8 +571,7 @@ class EmbeddedLog(Log):
                 continue
             pos, seq = entry
             try:
-                h = read_header(active.read_at(pos, HEADER_SIZE))
-                block = orjson.loads(read_checkpoint(active.read_at(pos, h.size), 0, h))
+                block = orjson.loads(active.self_commit_at(pos)[1])
             except (BatchError, SegmentError, ValueError):
                 continue  # cut or replaced under us by the writer: the checkpoint log has it
             if isinstance(block, dict) and block.get("source") == source:

@@ -37,7 +37,7 @@ from pathlib import Path
 from hub.errors import CorruptLogError
 from log import files
 from log.api import TopicPartition
-from log.batch import HEADER_SIZE, BatchError, read_checkpoint, read_header
+from log.batch import BatchError
 from log.checkpoints import CheckpointStore
 from log.partition import PartitionLog, SegmentConfig, fsync_dir
 from log.segment import Segment
@@ -164,8 +164,7 @@ def adopt_self_commits(partition: PartitionLog, store: CheckpointStore) -> int:
         if seq <= store.committed_seq(producer_id):
             continue
         try:
-            h = read_header(active.read_at(pos, HEADER_SIZE))
-            blob = read_checkpoint(active.read_at(pos, h.size), 0, h)
+            h, blob = active.self_commit_at(pos)
         except BatchError as e:  # it was validated by the scan: the file changed under us
             raise CorruptLogError(
                 f"{partition.tp}: the checkpoint in the batch at byte {pos} cannot be read: {e}",

@@ -34,6 +34,7 @@ from log.batch import (
     BatchError,
     BatchHeader,
     EncodedBatch,
+    read_checkpoint,
     read_header,
     validate,
 )
@@ -392,6 +393,12 @@ class Segment:
             self.created_ms = None
 
     # -- reading (any thread) -----------------------------------------------------------------
+
+    def self_commit_at(self, position: int) -> tuple[BatchHeader, bytes]:
+        """The header and checkpoint block of the self-committing batch at ``position`` (one
+        of :attr:`self_commits`); BatchError or SegmentError if it is not there (any more)."""
+        h = read_header(self.read_at(position, HEADER_SIZE))
+        return h, read_checkpoint(self.read_at(position, h.size), 0, h)
 
     def read_at(self, position: int, nbytes: int) -> bytes:
         data = os.pread(self.fd, nbytes, position)
