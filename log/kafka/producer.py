@@ -173,12 +173,17 @@ class SourceProducer:
         self.bootstrap = bootstrap
         self.timeout = timeout
         self.transactional_id = transactional_id
+        # librdkafka reports a fatal error (this producer was fenced) through error_cb and
+        # then purges the queued records: their delivery reports only say "purged", so the
+        # fatal error is kept to say why
+        self.fatal_error: Any = None
         self.producer = Producer(
             producer_config(
                 client_config,
                 **{
                     "transactional.id": transactional_id,
                     "transaction.timeout.ms": transaction_timeout_ms,
+                    "error_cb": self._on_error,
                 },
             )
         )
@@ -187,6 +192,27 @@ class SourceProducer:
         except KafkaException as e:
             raise log_error(e, f"starting transactions for {transactional_id!r}", bootstrap) from e
         self.deliveries = Deliveries()
+
+    def _on_error(self, err: Any) -> None:
+        if err.fatal():
+            self.fatal_error = self.fatal_error or err
+
+    def _failure(self, d: Deliveries) -> Any:
+        """Why the transaction's records failed: a fatal error before the purge it caused."""
+        from confluent_kafka import KafkaError
+
+        if self.fatal_error is not None:
+            return self.fatal_error
+        if d.error is not None and d.error.code() == KafkaError._PURGE_QUEUE:
+            # the error event may not have been served yet: a fenced producer's abort
+            # raises the fatal error itself
+            from confluent_kafka import KafkaException
+
+            try:
+                self.producer.abort_transaction(min(self.timeout, 5.0))
+            except KafkaException as why:
+                return why
+        return d.error
 
     def begin(self) -> None:
         self.deliveries = Deliveries()
@@ -209,8 +235,9 @@ class SourceProducer:
             cause = e.__cause__ or e.__context__
             if isinstance(cause, KafkaException):
                 raise log_error(cause, what, self.bootstrap) from cause
-            if d.error is not None:  # the delivery reports say why
-                raise log_error(d.error, what, self.bootstrap) from e
+            failure = self._failure(d)
+            if failure is not None:  # the fatal error or the delivery reports say why
+                raise log_error(failure, what, self.bootstrap) from e
             # confluent-kafka sometimes loses the exception altogether ("returned NULL
             # without setting an exception"): the transaction's own state says why (a
             # fenced producer's abort raises the fatal error)
@@ -228,7 +255,7 @@ class SourceProducer:
                 f"{d.pending} records within {self.timeout:.0f} s"
             )
         if d.error is not None:
-            raise log_error(d.error, what, self.bootstrap)
+            raise log_error(self._failure(d), what, self.bootstrap)
         return d
 
     def commit(self) -> None:
