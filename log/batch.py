@@ -26,7 +26,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from functools import partial
 from itertools import accumulate, islice, repeat
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import crc32c
 
@@ -44,6 +44,7 @@ __all__ = [
     "BatchError",
     "BatchHeader",
     "EncodedBatch",
+    "RecordColumns",
     "decode_columns",
     "decode_records",
     "encode",
@@ -146,6 +147,52 @@ class EncodedBatch(NamedTuple):
         return bytes(self.header) + b"".join(self.body)
 
 
+class RecordColumns(Sequence[Record]):
+    """Records handed over already laid out as a batch's key and value columns: the lengths
+    as little-endian i32 (-1: a null key), then the bytes concatenated, all with one
+    timestamp (0: "now") and no headers. A producer that builds them in bulk (the Postgres
+    snapshot's worker process) passes them through the hub, and :func:`encode` frames them
+    with no Python object per record. Indexing and iteration make the records, for a backend
+    that takes them one by one. Immutable: thread-safe."""
+
+    __slots__ = ("_records", "key_lengths", "keys", "timestamp_ms", "value_lengths", "values")
+
+    def __init__(
+        self,
+        key_lengths: bytes,
+        keys: bytes,
+        value_lengths: bytes,
+        values: bytes,
+        timestamp_ms: int,
+    ) -> None:
+        if len(key_lengths) != len(value_lengths) or len(value_lengths) % 4:
+            raise ValueError("key and value length columns must hold one i32 per record")
+        self.key_lengths, self.keys = key_lengths, keys
+        self.value_lengths, self.values = value_lengths, values
+        self.timestamp_ms = timestamp_ms
+        self._records: list[Record] | None = None
+
+    def __len__(self) -> int:
+        return len(self.value_lengths) // 4
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.records()[i]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+    def records(self) -> list[Record]:
+        if self._records is None:
+            n = len(self)
+            keys, _ = _split(self.keys, 0, _array("i", self.key_lengths, 0, n)[0])
+            values, _ = _split(self.values, 0, _array("i", self.value_lengths, 0, n)[0])
+            made = partial(tuple.__new__, Record)
+            self._records = list(
+                map(made, zip(keys, values, repeat(self.timestamp_ms), repeat(())))
+            )
+        return self._records
+
+
 def _lengths(items: Sequence[bytes | None]) -> tuple[bytes, Sequence[bytes]]:
     """The length column (-1 for None) as little-endian i32 bytes, and the non-null items.
 
@@ -188,10 +235,12 @@ def encode_columns(
     producer_id: int = 0,
     producer_seq: int = 0,
     checkpoint: bytes | None = None,
+    laid_out: RecordColumns | None = None,
 ) -> EncodedBatch:
     """Encode records given as columns. ``headers`` None means no record has any;
     ``checkpoint`` (the commit of a single-partition checkpointed append) makes the batch
-    commit itself (:data:`ATTR_CHECKPOINT`)."""
+    commit itself (:data:`ATTR_CHECKPOINT`); ``laid_out`` gives the key and value columns
+    ready-made (``keys`` and ``values`` are then only counted)."""
     n = len(keys)
     if n == 0:
         raise ValueError("a batch needs at least one record")
@@ -211,14 +260,19 @@ def encode_columns(
         attrs |= ATTR_TIMESTAMPS
         max_ts = max(timestamps)
         parts.append(_col("q", timestamps))
-    klens, kdata = _lengths(keys)
-    vlens, vdata = _lengths(values)
+    if laid_out is None:
+        klens, kdata = _lengths(keys)
+        vlens, vdata = _lengths(values)
+        kblob, vblob = b"".join(kdata), b"".join(vdata)
+    else:
+        klens, kblob = laid_out.key_lengths, laid_out.keys
+        vlens, vblob = laid_out.value_lengths, laid_out.values
     parts += [klens, vlens]
     if headers is not None:
         attrs |= ATTR_HEADERS
         hlens, hblob = _encode_headers(headers)
         parts += [hlens, hblob]
-    parts += [b"".join(kdata), b"".join(vdata)]
+    parts += [kblob, vblob]
     size = HEADER_SIZE + sum(map(len, parts))
     header = bytearray(HEADER_SIZE)
     HEADER.pack_into(
@@ -246,6 +300,20 @@ def encode(
     """Encode records appended by a writer; a timestamp of 0 becomes ``now_ms``."""
     if not records:
         raise ValueError("a batch needs at least one record")
+    if isinstance(records, RecordColumns):
+        n = len(records)
+        counted: list[bytes | None] = [None] * n  # the columns come laid out
+        return encode_columns(
+            counted,
+            counted,
+            [records.timestamp_ms or now_ms] * n,
+            None,
+            attributes=attributes,
+            producer_id=producer_id,
+            producer_seq=producer_seq,
+            checkpoint=checkpoint,
+            laid_out=records,
+        )
     keys, values, timestamps, headers = zip(*records, strict=True)
     n = len(keys)
     zeros = timestamps.count(0)
