@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.units import DurationMs
 from log.api import Log, LogRecord, TopicPartition
+from log.batch import RecordColumns
 
 __all__ = [
     "ConnectorContext",
@@ -42,6 +43,7 @@ __all__ = [
     "SinkConfig",
     "Source",
     "SourceBatch",
+    "SourceColumns",
     "SourceConfig",
     "SourceRecord",
 ]
@@ -92,11 +94,37 @@ class SourceRecord(NamedTuple):
     timestamp_ms: int
 
 
+class SourceColumns(Sequence[SourceRecord]):
+    """Records of one topic laid out already as the log's key and value columns: what a
+    source that encodes in bulk (the Postgres snapshot's worker process) hands over, so the
+    hub routes and appends them with no Python object per record (for a single-partition
+    topic; otherwise they are made one by one to be partitioned by key)."""
+
+    __slots__ = ("columns", "topic")
+
+    def __init__(self, topic: str, columns: RecordColumns) -> None:
+        self.topic = topic
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.records()[i]
+
+    def __iter__(self) -> Iterator[SourceRecord]:
+        return iter(self.records())
+
+    def records(self) -> list[SourceRecord]:
+        topic = self.topic
+        return [SourceRecord(topic, r.key, r.value, r.timestamp_ms) for r in self.columns]
+
+
 @dataclass(slots=True)
 class SourceBatch:
     """Records and the source position after them. ``records`` may be empty (a heartbeat)."""
 
-    records: list[SourceRecord]
+    records: list[SourceRecord] | SourceColumns
     checkpoint: dict[str, Any]
 
 

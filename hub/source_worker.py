@@ -14,10 +14,10 @@ runs the source, the others stand by and take over when the holder dies or leave
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from connectors.api import Source, SourceBatch, SourceRecord
+from connectors.api import Source, SourceBatch, SourceColumns, SourceRecord
 from hub.backoff import Backoff
 from hub.errors import RetriableError, SourceFencedError
 from hub.leader import Lease, lease_for, show_lease_state
@@ -34,15 +34,18 @@ POLL_TIMEOUT_S = 0.5
 
 
 def route(
-    records: list[SourceRecord], partitions: Callable[[str], int]
-) -> dict[TopicPartition, list[Record]]:
+    records: Sequence[SourceRecord], partitions: Callable[[str], int]
+) -> Mapping[TopicPartition, Sequence[Record]]:
     """Group a batch's records by topic-partition, partition = murmur2(key) mod n.
 
     The hot path of every source (a few hundred thousand records a second): records of a
     single-partition topic, the common case, go to one bucket looked up once per run of the
     same topic, and Records are built with tuple.__new__ (C) rather than the NamedTuple's
-    Python-level constructor.
+    Python-level constructor. Records laid out as columns (:class:`SourceColumns`) for a
+    single-partition topic go to the log as they are.
     """
+    if isinstance(records, SourceColumns) and partitions(records.topic) == 1:
+        return {TopicPartition(records.topic, 0): records.columns}
     writes: dict[TopicPartition, list[Record]] = {}
     counts: dict[str, int] = {}
     new = tuple.__new__

@@ -124,6 +124,9 @@ class HandOff:
             last = self._items[-1]
             if (
                 isinstance(last, BaseException)
+                # a snapshot worker's chunk stays whole: it goes to the log laid out
+                or not isinstance(last.records, list)
+                or not isinstance(batch.records, list)
                 or len(last.records) + len(batch.records) > max_records
                 or self._last_bytes + nbytes > max_bytes
             ):
