@@ -15,7 +15,8 @@ whatever the table's size, and a resumed snapshot continues with keyset paginati
 
 Large tables (``PROCESS_MIN_BYTES`` of heap or more) are read and encoded by a worker process
 (``snapshot_process.py``) importing this transaction's snapshot, so that the hub's process
-only routes and appends: in one process both sit under one GIL. While the worker starts,
+only appends, the chunks coming laid out as the log's columns: in one process both sit
+under one GIL. While the worker starts,
 their chunks are read here, one ``LIMIT`` query each, and the worker goes on from the last
 key. Both ways make the same bytes (an integration test compares them).
 
@@ -40,7 +41,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from connectors.api import SourceRecord
+from connectors.api import SourceColumns, SourceRecord
 from connectors.source.postgres.catalog import TableInfo, catalog_error, quote_table
 from connectors.source.postgres.checkpoint import SnapshotProgress
 from connectors.source.postgres.columnar import ChunkEncoder, parse_copy_line
@@ -62,13 +63,15 @@ PROCESS_MIN_BYTES = 32 * 1024 * 1024
 # the worker read every chunk).
 READ_WHILE_WORKER_STARTS = True
 
-# One chunk's records and the text of its last row's key (None: keyless, or no rows).
-_Chunk = tuple[list[SourceRecord], tuple[str, ...] | None]
+# One chunk's records (laid out as the log's columns when the worker made them) and the text
+# of its last row's key (None: keyless, or no rows).
+_Records = list[SourceRecord] | SourceColumns
+_Chunk = tuple[_Records, tuple[str, ...] | None]
 
 
 @dataclass(frozen=True)
 class SnapshotChunk:
-    records: list[SourceRecord]
+    records: _Records
     progress: SnapshotProgress
     table: str
     table_rows: int  # rows of this table read so far
@@ -219,7 +222,7 @@ def read_snapshot(
                 chunks = _chunks_here(reader, schema, progress.after, chunk_size, clock_ms, suffix)
             table_rows = 0
             count = 0
-            records: list[SourceRecord] = []
+            records: _Records = []
             # One COPY for the rest of the table, in key order, cut into chunks: no round
             # trip per chunk, and each chunk's checkpoint still names its last key.
             for records, last_key in chunks:

@@ -3,7 +3,8 @@ in-process read, in the caller's snapshot; a worker that dies fails the snapshot
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -11,6 +12,7 @@ import psutil
 import psycopg
 import pytest
 
+from connectors.api import SourceColumns
 from connectors.source.postgres.catalog import load_types, session_conninfo, table_info
 from connectors.source.postgres.checkpoint import SnapshotProgress
 from connectors.source.postgres.schema import TableSchema
@@ -82,6 +84,11 @@ def read(
     )
 
 
+def plain(chunks: Iterable[SnapshotChunk]) -> list[SnapshotChunk]:
+    """The chunks with their records as lists (the worker's come laid out as columns)."""
+    return [replace(c, records=list(c.records)) for c in chunks]
+
+
 def test_the_worker_makes_the_chunks_of_the_in_process_read_in_the_callers_snapshot(
     tables: Database,
 ) -> None:
@@ -94,8 +101,10 @@ def test_the_worker_makes_the_chunks_of_the_in_process_read_in_the_callers_snaps
         # Chunks read here while the worker starts, then by the worker, whichever it is.
         mixed = list(read(conn, process_min_bytes=WORKER, read_while_starting=True))
         resumed = list(read(conn, process_min_bytes=HERE, after=("30",), chunk_size=4))
-    assert worker == here
-    assert mixed == here
+    # The worker's chunks go to the log laid out as its columns, whole.
+    assert all(isinstance(c.records, SourceColumns) for c in worker)
+    assert plain(worker) == here
+    assert plain(mixed) == here
     assert sum(len(c.records) for c in here) == 40 + 33 + 19
     assert [c.progress.after for c in here[:2]] == [("7",), ("14",)]
     assert len(resumed[0].records) == 4 and resumed[0].progress.after == ("34",)
