@@ -315,11 +315,25 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
     params = psycopg.conninfo.conninfo_to_dict(dsn)
     env = dict(os.environ, PGPASSWORD=str(params.get("password", "")))
     clients = writer_clients(rate)
-    command = [
-        str(binary), "-n", "-c", str(clients), "-j", "2", "-R", str(rate),
-        "-T", str(int(seconds)), "-f", str(script),
-        psycopg.conninfo.make_conninfo(dsn, password=None),
-    ]  # fmt: skip
+
+    def pgbench(run_s: float) -> list[str]:
+        return [
+            str(binary), "-n", "-c", str(clients), "-j", "2", "-R", str(rate),
+            "-T", str(int(run_s)), "-f", str(script),
+            psycopg.conninfo.make_conninfo(dsn, password=None),
+        ]  # fmt: skip
+
+    # The reference for the log's own part: fdatasync on the log's disk, alone and while the
+    # same writer commits (Postgres flushing its WAL to the same disk), before the slot
+    # exists (so these commits are not streamed).
+    disk = {"quiet": disk_probe(work)}
+    probe_writer = subprocess.Popen(pgbench(DISK_PROBE_S + 1), env=env, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)  # the connections are up
+        disk["beside_writer"] = disk_probe(work, seconds=DISK_PROBE_S)
+    finally:
+        probe_writer.wait()
+    command = pgbench(seconds)
     try:
         runner.start()
         writer = subprocess.Popen(
@@ -353,6 +367,12 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
         "events": len(latencies),
         "rate_achieved_per_s": round(len(latencies) / seconds),
         "commit_to_log": commit_to_log,
+        # Postgres' part: commit time to the source's receipt (its WAL flush, the walsender)
+        "commit_to_received": percentiles([c - o for c, o in zip(latencies, ours, strict=True)]),
+        # fdatasync of 4 KiB appended to a file on the log's disk (what each append waits
+        # for at least), and of 4 KiB overwritten in a file already written (no new size:
+        # no journal commit, as Postgres' preallocated WAL segments)
+        "disk_fdatasync": disk,
         "goal_p99_ms": LATENCY_GOAL_P99_MS,
         # below 1.0 meets the goal
         "p99_to_goal": round(commit_to_log["p99_ms"] / LATENCY_GOAL_P99_MS, 2),
@@ -365,6 +385,39 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
         "batches": len(runner.append_ms),
         "append_per_batch": percentiles(runner.append_ms),
     }
+
+
+DISK_PROBE_S = 5.0
+
+
+def disk_probe(directory: Path, seconds: float = 1.0) -> dict[str, dict[str, float]]:
+    """fdatasync latency on ``directory``'s disk for ``seconds``: 4 KiB appended to a growing
+    file (as the log's segments grow), and 4 KiB overwritten in place in a written file."""
+    block = b"x" * 4096
+    results: dict[str, dict[str, float]] = {}
+    for kind in ("append", "overwrite"):
+        path = directory / f"disk-probe-{kind}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            slots = 1024
+            if kind == "overwrite":
+                os.pwrite(fd, bytes(4096 * slots), 0)
+                os.fsync(fd)
+            times: list[float] = []
+            deadline = time.monotonic() + seconds / 2
+            i = 0
+            while time.monotonic() < deadline:
+                at = 4096 * (i if kind == "append" else i % slots)
+                started = time.perf_counter()
+                os.pwrite(fd, block, at)
+                os.fdatasync(fd)
+                times.append((time.perf_counter() - started) * 1000)
+                i += 1
+        finally:
+            os.close(fd)
+            path.unlink()
+        results[kind] = {**percentiles(times), "n": len(times)}
+    return results
 
 
 def _pgbench_figure(report: str, label: str) -> float | None:
@@ -387,6 +440,15 @@ def print_latency(r: dict[str, Any]) -> None:
         f"received_to_log p50 {rec['p50_ms']} p99 {rec['p99_ms']}; append per batch p50 "
         f"{a['p50_ms']} p99 {a['p99_ms']} ms, {r['events'] / max(r['batches'], 1):.1f} "
         "changes/batch"
+    )
+    pg, disk = r["commit_to_received"], r["disk_fdatasync"]
+    print(
+        f"latency parts: Postgres commit to received p50 {pg['p50_ms']} p99 {pg['p99_ms']} ms; "
+        + "; ".join(
+            f"disk fdatasync {when} (append/overwrite) p50 {d['append']['p50_ms']}/"
+            f"{d['overwrite']['p50_ms']} p99 {d['append']['p99_ms']}/{d['overwrite']['p99_ms']}"
+            for when, d in disk.items()
+        )
     )
     met = r["p99_to_goal"] < 1 and r["rate_achieved_per_s"] >= 0.95 * r["rate_target_per_s"]
     print(
