@@ -276,19 +276,23 @@ def reindex(config_path: Path, sink: str, keep_old: bool) -> None:
 @click.option("--watch", is_flag=True, help="Refresh every second until interrupted.")
 def status(config_path: Path, watch: bool) -> None:
     """Connectors with state, errors and lag: live from the running hub's API, or from the
-    log when no hub answers."""
+    log when no hub answers. Exit 1 when the hub reports a connector FAILED."""
     from rich.live import Live
 
     from hub.status_report import status_report
 
     config = _load(config_path)
     if not watch:
-        out.print(status_report(config))
+        report = status_report(config)
+        out.print(report.view)
+        if report.failed:
+            err.print(f"[red]FAILED: {', '.join(report.failed)}[/red]")
+            sys.exit(1)
         return
-    with Live(status_report(config), console=out, refresh_per_second=4) as live:
+    with Live(status_report(config).view, console=out, refresh_per_second=4) as live:
         while True:
             time.sleep(1.0)
-            live.update(status_report(config))
+            live.update(status_report(config).view)
 
 
 @cli.command()

@@ -2,13 +2,14 @@
 
 Live from the running hub's API when one answers at ``api.listen`` (states, errors, rates,
 lag); otherwise from the log, read-only (checkpoints and committed offsets: what survives a
-stopped hub).
+stopped hub). :class:`StatusReport` also names the connectors the hub reports FAILED, so that
+``changehub status`` can exit 1 for scripts and health checks.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -21,19 +22,27 @@ from hub.errors import UsageError
 from hub.metrics import sink_lag, sink_partitions
 from hub.secrets import mask
 
-__all__ = ["status_report"]
+__all__ = ["StatusReport", "status_report"]
 
 _STYLE = {"RUNNING": "green", "FAILED": "bold red", "RETRYING": "yellow",
           "SNAPSHOTTING": "yellow", "STARTING": "yellow", "PAUSED": "blue", "STANDBY": "cyan",
           "STOPPED": "dim"}
 
 
-def status_report(config: PipelineConfig) -> RenderableType:
+class StatusReport(NamedTuple):
+    view: RenderableType
+    #: ``kind name`` of each connector the live hub reports FAILED (none from the log: a
+    #: stopped hub's states are gone)
+    failed: list[str]
+
+
+def status_report(config: PipelineConfig) -> StatusReport:
     live = fetch_status(config.api)
     if live is not None and _same_file(live.get("pipeline"), config.path):
-        return _live(live, api_base_url(config.api) or "")
+        failed = [f"{c['kind']} {c['name']}" for c in live["connectors"] if c["state"] == "FAILED"]
+        return StatusReport(_live(live, api_base_url(config.api) or ""), failed)
     if live is None:
-        return _from_log(config)
+        return StatusReport(_from_log(config), [])
     # Another hub holds the address (two pipelines left at the default port, say): its
     # connectors are not this file's.
     note = (f"the API at {api_base_url(config.api)} serves another pipeline "
@@ -42,7 +51,7 @@ def status_report(config: PipelineConfig) -> RenderableType:
         table = _from_log(config)
     except UsageError as exc:
         raise UsageError(f"{exc}\n{note}") from None
-    return Group(table, Text(note, style="yellow"))
+    return StatusReport(Group(table, Text(note, style="yellow")), [])
 
 
 def _same_file(served: object, path: Path) -> bool:

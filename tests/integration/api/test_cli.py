@@ -139,6 +139,29 @@ def test_status_with_the_wrong_token_says_so(hub_on: tuple[RunningCli, int]) -> 
     assert "refused the token" in shown.stderr
 
 
+def test_status_exits_1_and_names_a_failed_connector(workdir: Path) -> None:
+    port = free_port()
+    ghost = ('  - {name: ghost, type: sql_poll, url: "sqlite:///./legacy.db", table: missing,\n'
+             "     mode: incrementing, incrementing_column: id}\n")
+    text = PIPELINE.format(port=port).replace("sinks:\n", ghost + "sinks:\n")
+    assert "ghost" in text
+    (workdir / "pipeline.yaml").write_text(text)
+    running = RunningCli(workdir)
+    try:
+        shown = [cli(workdir, "status", "-c", "pipeline.yaml")]
+
+        def failed_shown() -> bool:
+            shown[0] = cli(workdir, "status", "-c", "pipeline.yaml")
+            return "live from the hub" in shown[0].stdout and "FAILED" in shown[0].stdout
+
+        wait_for(failed_shown, timeout=STARTUP_S, what="status showing ghost FAILED")
+        assert shown[0].returncode == 1, shown[0].stdout + shown[0].stderr
+        assert "FAILED: source ghost" in shown[0].stderr
+        assert "legacy" not in shown[0].stderr  # the healthy ones are not named
+    finally:
+        running.stop()
+
+
 def test_a_busy_api_port_leaves_the_hub_running_without_its_api(workdir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
