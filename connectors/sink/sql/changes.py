@@ -14,13 +14,16 @@ position (:func:`position_of`); a delete's ``row`` is its before image (or just 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.envelope import unwrap
+from connectors.sink.sql.columnar import collapse
 from connectors.sink.sql.naming import TableName, render
 from log.api import LogRecord
 
@@ -120,11 +123,46 @@ class TableBatch:
     truncate: bool = False
     upserts: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # key -> row
     deletes: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # key -> key columns
+    # Or, instead, the fitted rows of whole writes decoded as columns (.columnar), in log
+    # order, each with its place in its write (``_seq``); collapsed per key at flush.
+    columnar: list[pa.Table] = field(default_factory=list)
+    key: tuple[str, ...] = ()  # the columnar rows' key columns
+
+    def add_columnar(self, rows: pa.Table, key: tuple[str, ...]) -> None:
+        """Add the rows of a columnar write (all upserts; see :mod:`.columnar`)."""
+        self.key = key
+        if self.truncate or self.upserts or self.deletes or (
+                self.columnar and self.columnar[0].column_names != rows.column_names):
+            # Mixed with per-record changes, or other columns (a column left out of one
+            # write's images must not become nulls): one row at a time, as per record.
+            self.columnar.append(rows)
+            self.materialize()
+        else:
+            self.columnar.append(rows)
+
+    def materialize(self) -> None:
+        """Turn the columnar rows into per-key rows, as if each had been added by :meth:`add`."""
+        chunks, self.columnar = self.columnar, []
+        for chunk in chunks:
+            for row in chunk.drop_columns(["_seq"]).to_pylist():
+                self.upserts[orjson.dumps([row[k] for k in self.key])] = row
+
+    def columnar_rows(self, key: Sequence[str]) -> pa.Table | None:
+        """The columnar rows collapsed to the last per key; None when the batch holds none."""
+        if not self.columnar:
+            return None
+        offset, chunks = 0, []
+        for chunk in self.columnar:  # _seq runs on across the writes
+            chunks.append(chunk.set_column(chunk.column_names.index("_seq"), "_seq",
+                                           pc.add(chunk["_seq"], offset)))
+            offset += chunk.num_rows
+        return collapse(pa.concat_tables(chunks), key)
 
     def add(self, change: Change, row: dict[str, Any] | None = None) -> None:
         """Apply ``change``; ``row`` is its image already fitted to the table (upserts)."""
         if change.kind == "truncate":
             self.truncate = True
+            self.columnar.clear()
             self.upserts.clear()
             self.deletes.clear()
             return
@@ -140,4 +178,5 @@ class TableBatch:
             self.upserts[ident] = row
 
     def __len__(self) -> int:
-        return len(self.upserts) + len(self.deletes) + self.truncate
+        return (len(self.upserts) + len(self.deletes) + self.truncate
+                + sum(int(c.num_rows) for c in self.columnar))

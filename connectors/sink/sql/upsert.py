@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-__all__ = ["delete_keys", "upsert_rows"]
+__all__ = ["delete_keys", "merge_arrow", "upsert_rows", "upsertable_by_arrow"]
 
 # Keys per DELETE … IN and rows per multi-row VALUES: well below every database's limit on
 # bound parameters (SQLite: 32766) for tables of up to a few dozen columns.
@@ -95,9 +95,27 @@ def _merge_from_arrow(
             array = pa.array([row[column] for row in rows])
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return False
-        if pa.types.is_nested(array.type):
-            return False
         arrays.append(array)
+    return merge_arrow(conn, table, key, pa.table(arrays, names=columns), updates)
+
+
+def upsertable_by_arrow(conn: Connection) -> bool:
+    """Whether :func:`merge_arrow` can write to ``conn``'s database."""
+    return conn.dialect.name == "duckdb"
+
+
+def merge_arrow(
+    conn: Connection,
+    table: sa.Table,
+    key: Sequence[str],
+    rows: pa.Table,
+    updates: Sequence[str],
+) -> bool:
+    """DuckDB: ``MERGE`` ``rows`` (one per key) into ``table``, replacing the ``updates``
+    columns of rows that exist; False (nothing done) when a column has a nested type."""
+    if any(pa.types.is_nested(t) for t in rows.schema.types):
+        return False
+    columns = rows.column_names
     prep = conn.dialect.identifier_preparer
     names = [prep.quote(c) for c in columns]
     match = " AND ".join(f"_t.{prep.quote(k)} = _s.{prep.quote(k)}" for k in key)
@@ -111,7 +129,7 @@ def _merge_from_arrow(
     # The view lives on the DBAPI connection of this transaction, only for this statement.
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    raw.register(_BATCH_VIEW, pa.table(arrays, names=columns))
+    raw.register(_BATCH_VIEW, rows)
     try:
         conn.exec_driver_sql(merge)
     except BaseException:

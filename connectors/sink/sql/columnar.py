@@ -1,0 +1,277 @@
+"""A ``write`` of upsert events decoded as a whole, by DuckDB's JSON functions, into Arrow.
+
+Decoding each record with orjson, fitting its values one by one (:meth:`TableShape.fit`) and
+collapsing per key in Python cost ~25 us of CPU a record, three quarters of the sink's time
+into DuckDB (bench/warehouse_bench.py, issue 6). Here the keys and values of a ``write``
+go into an in-memory DuckDB as two Arrow string columns, and one query extracts every column
+of the after images (JSON pointer paths, one parse of each value), checks each value's JSON
+type against its column's kind and casts it: vectorised C++, no Python object per record.
+The flush then merges the Arrow table (:func:`.upsert.merge_arrow`) or, for other databases,
+takes its rows as Python values.
+
+Exactness comes first: :meth:`Decoder.decode` returns None, and the sink takes the
+per-record path (which dead-letters what is wrong and fits what is right), unless the result
+is certainly what the per-record path would give. That is, every record of the write:
+
+* is a ``c``, ``u`` or ``r`` event (a string ``op``) of one table (one rendering of the
+  ``table`` template), not Kafka Connect's schema-wrapped form (no ``payload`` field in key
+  or value);
+* has an ``after`` object with exactly the columns of the first record's, in the same order
+  (an image that leaves a column out, as PostgreSQL does with unchanged TOASTed values, must
+  leave the target's value alone, which a column of nulls would not), and a key object with
+  the first record's key columns, none null;
+* holds, in each column, only values the per-record path would store unchanged: integers
+  within 64 bits in integer columns; integers within 64 bits or finite numbers in float
+  columns; true/false in boolean columns; strings in text columns (anything else is
+  converted or refused per record: the per-record path says which). A column the table does
+  not have yet takes its kind from its first non-null value, as ``fit`` does; one that is
+  null throughout is left out, as per record;
+* contains nothing DuckDB accepts and orjson refuses: NaN or Infinity, numbers beyond a
+  double's range, trailing commas. This check is conservative (it looks at the text, and
+  may send a record whose string contains e.g. ``: nan`` the per-record way).
+
+Columns of other kinds (decimal, dates, JSON … in tables created beforehand) and keys of
+float kind (``0.0`` and ``-0.0`` are one key to SQL, two to the per-record collapse) also
+go the per-record way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.sink.sql.evolution import Kind, TableShape
+from connectors.sink.sql.naming import TableName, render
+from log.api import LogRecord
+
+__all__ = ["Decoded", "Decoder", "collapse"]
+
+_VIEW = "_changehub_records"
+_INT64 = 2**63
+
+# What orjson refuses and DuckDB's parser takes (NaN, Infinity, 1e400, [1,]), looked for in
+# the text: a number-like token right after a structural character, or a comma before a
+# closing bracket. Inside strings it may match too: that only sends the write per record.
+_LENIENT = (
+    r",\s*[}\]]"
+    r"|[:\[,]\s*[-+]?(?i:nan|inf)"
+    r"|[:\[,]\s*-?[0-9.]+[eE]\+?[0-9]{3,}"
+    r"|[0-9]{300,}"
+)
+
+# Per kind: the JSON types (json_type) stored unchanged, and the cast of a value.
+_TYPES: dict[str, tuple[str, ...]] = {
+    "integer": ("BIGINT", "UBIGINT"),
+    "float": ("BIGINT", "UBIGINT", "DOUBLE"),
+    "boolean": ("BOOLEAN",),
+    "text": ("VARCHAR",),
+}
+# The kind a new column takes from its first non-null value's JSON type (kind_of_value);
+# UBIGINT (beyond 64 bits) would be text, which a JSON number is not stored as unchanged.
+_NEW_KIND: dict[str, Kind] = {
+    "BIGINT": "integer", "DOUBLE": "float", "BOOLEAN": "boolean",
+    "VARCHAR": "text",
+}
+_SOURCE_FIELDS = ("name", "db", "schema", "table")
+
+
+class Decoded(NamedTuple):
+    """One write's upserts of one table: ``rows`` holds the fitted columns (key columns
+    included) in the per-record path's order, and ``_seq``, the record's place in the
+    write; ``new`` the kinds of columns the table does not have yet."""
+
+    table: TableName
+    key: tuple[str, ...]
+    rows: pa.Table
+    new: dict[str, Kind]
+
+
+def _pointer(*parts: str) -> str:
+    """A JSON pointer (RFC 6901) as a SQL string literal."""
+    path = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return "'" + path.replace("'", "''") + "'"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Decoder:
+    """An in-memory DuckDB connection for a sink's writes. Not thread-safe (the sink's thread)."""
+
+    def __init__(self) -> None:
+        self._db: duckdb.DuckDBPyConnection | None = None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def decode(
+        self, records: Sequence[LogRecord], template: str, shapes: dict[TableName, TableShape]
+    ) -> Decoded | None:
+        """``records`` (none a tombstone) as one table's fitted rows, or None: see the module
+        doc. ``shapes`` is the sink's known tables; they are not changed here."""
+        if not records or len({r.topic for r in records}) != 1:
+            return None
+        try:
+            keys = pa.array([r.key for r in records], pa.binary()).cast(pa.string())
+            values = pa.array([r.value for r in records], pa.binary()).cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None  # not UTF-8 (or a missing key): the per-record path names it
+        if keys.null_count or values.null_count:
+            return None
+        if pc.any(pc.match_substring_regex(values, _LENIENT)).as_py() or pc.any(
+                pc.match_substring_regex(keys, _LENIENT)).as_py():
+            return None
+        if self._db is None:
+            self._db = duckdb.connect()
+        db = self._db
+        seq = pa.array(range(len(records)), pa.int64())
+        db.register(_VIEW, pa.table({"_seq": seq, "k": keys, "v": values}))
+        try:
+            return self._decode(db, records[0], template, shapes)
+        except duckdb.Error:
+            return None  # e.g. a value that is not JSON: the per-record path says so
+        finally:
+            db.unregister(_VIEW)
+
+    def _decode(
+        self, db: duckdb.DuckDBPyConnection, first: LogRecord, template: str,
+        shapes: dict[TableName, TableShape],
+    ) -> Decoded | None:
+        # The first record sets the columns, key columns and table every record must share.
+        try:
+            value, key_doc = orjson.loads(first.value or b""), orjson.loads(first.key or b"")
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(value, dict) or not isinstance(key_doc, dict):
+            return None
+        after_doc, source_doc = value.get("after"), value.get("source")
+        if not isinstance(after_doc, dict) or not after_doc or not key_doc:
+            return None
+        after, key = list(after_doc), list(key_doc)
+        source = [source_doc.get(f) if isinstance(source_doc, dict) else None
+                  for f in _SOURCE_FIELDS]
+        if not all(s is None or isinstance(s, str) for s in source):
+            return None
+        table = render(template, first.topic, dict(zip(_SOURCE_FIELDS, source, strict=True)))
+        if table is None:
+            return None
+        shape = shapes.get(table)
+        if shape is not None and shape.key != tuple(key):
+            return None  # the per-record path refuses these records, naming the key
+        known: dict[str, Kind] = dict(shape.columns) if shape is not None else {}
+        columns = list(after) + [k for k in key if k not in after]
+        # One parse of each value (and key): json_extract with a list of paths gives every
+        # field's minified JSON text (SQL NULL when absent). The checks and casts look at
+        # those small texts: a string starts with '"', a number with a digit or '-' and is
+        # an integer unless it has '.', 'e' or 'E' (as json_type's BIGINT/UBIGINT/DOUBLE).
+        vpaths = ["'/op'", "'/after'", "'/payload'",
+                  *(_pointer("source", f) for f in _SOURCE_FIELDS),
+                  *(_pointer("after", c) for c in after)]
+        kpaths = ["'/payload'", *(_pointer(c) for c in key)]
+        text = {c: f"e[{7 + after.index(c) + 1}]" for c in after}
+        text.update({c: f"ke[{2 + key.index(c)}]" for c in key})  # {**after, **key}
+        unknown = [c for c in columns if c not in known]
+        new: dict[str, Kind] = {}
+        inner = (f"SELECT _seq, k, json_extract(v, [{', '.join(vpaths)}]) AS e, "
+                 f"json_extract(k, [{', '.join(kpaths)}]) AS ke FROM {_VIEW}")
+        if unknown:
+            # A new column's kind: its first non-null value's (in the write's order).
+            row = db.execute(
+                "SELECT " + ", ".join(
+                    f"arg_min({_json_type(text[c])}, _seq) FILTER "
+                    f"(WHERE {text[c]} <> 'null')" for c in unknown)
+                + f" FROM ({inner})"
+            ).fetchall()[0]
+            for column, json_type in zip(unknown, row, strict=True):
+                if json_type is None:
+                    if column in key:
+                        return None
+                    continue  # null throughout: not planned, as per record
+                kind = _NEW_KIND.get(json_type)
+                if kind is None:
+                    return None
+                new[column] = kind
+            columns = [c for c in columns if c in known or c in new]
+        kinds = {c: known.get(c) or new[c] for c in columns}
+        if any(k not in _TYPES for k in kinds.values()) or any(
+                kinds[k] == "float" for k in key):
+            return None
+        # The after image has no column besides these: its minified text is as long as
+        # theirs plus the keys, colons, commas and braces (a column more makes it longer;
+        # one missing is an absent path, SQL NULL).
+        frame = 1 + sum(len(orjson.dumps(c)) + 2 for c in after)
+        source_checks = []
+        for n in range(len(_SOURCE_FIELDS)):
+            t = f"e[{4 + n}]"
+            source_checks.append(
+                f"({t} IS NULL OR {t} = 'null' OR left({t}, 1) = '\"')"
+                f" AND ({t} ->> '$') IS NOT DISTINCT FROM $s{n}")
+        checks = [
+            """e[1] IN ('"c"', '"u"', '"r"')""",
+            "left(e[2], 1) = '{'",
+            "e[3] IS NULL",
+            "ke[1] IS NULL",
+            "json_keys(k) = $key",
+            "strlen(e[2]) = " + " + ".join([str(frame)] + [f"strlen({text[c]})" for c in after
+                                                            if c not in key]
+                                           + [f"strlen(e[{8 + after.index(c)}])"
+                                              for c in after if c in key]),
+            *source_checks,
+        ]
+        selects = []
+        for c in columns:
+            kind, t = kinds[c], text[c]
+            nullable = c not in key
+            null_ok = f"{t} = 'null' OR " if nullable else ""
+            number = f"regexp_full_match({t}, '-?[0-9]+')"
+            if kind == "integer":
+                checks.append(f"{null_ok}({number} AND TRY_CAST({t} AS BIGINT) IS NOT NULL)")
+                cast = f"TRY_CAST({t} AS BIGINT)"
+            elif kind == "float":
+                checks.append(f"{null_ok}(regexp_full_match({t}, '-?[0-9][-+.0-9eE]*') AND "
+                              f"isfinite(TRY_CAST({t} AS DOUBLE)))")
+                cast = f"TRY_CAST({t} AS DOUBLE)"
+            elif kind == "boolean":
+                checks.append(f"{null_ok}{t} IN ('true', 'false')")
+                cast = f"CASE {t} WHEN 'true' THEN true WHEN 'false' THEN false END"
+            else:
+                checks.append(f"{null_ok}left({t}, 1) = '\"'")
+                # a string without escapes is its text between the quotes
+                cast = (f"CASE WHEN {t} = 'null' THEN NULL WHEN contains({t}, '\\') "
+                        f"THEN {t} ->> '$' ELSE {t}[2:-2] END")
+            selects.append(f"{cast} AS {_quote(c)}")
+        query = (
+            f"SELECT coalesce({' AND '.join(f'({c})' for c in checks)}, false) AS _ok, _seq, "
+            + ", ".join(selects) + f" FROM ({inner})"
+        )
+        params = {"key": key, **{f"s{n}": s for n, s in enumerate(source)}}
+        decoded = db.sql(query, params=params).to_arrow_table()
+        if not pc.all(decoded["_ok"]).as_py():
+            return None
+        rows = decoded.drop_columns(["_ok"]).sort_by("_seq")
+        return Decoded(table, tuple(key), rows, new)
+
+
+def _json_type(text: str) -> str:
+    """json_type's name for the minified JSON ``text`` of a value (not null)."""
+    return (f"CASE left({text}, 1) WHEN '\"' THEN 'VARCHAR' WHEN 't' THEN 'BOOLEAN' "
+            f"WHEN 'f' THEN 'BOOLEAN' WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' "
+            f"ELSE (CASE WHEN regexp_matches({text}, '[.eE]') THEN 'DOUBLE' "
+            f"WHEN TRY_CAST({text} AS BIGINT) IS NULL THEN 'UBIGINT' ELSE 'BIGINT' END) END")
+
+
+def collapse(rows: pa.Table, key: Sequence[str]) -> pa.Table:
+    """The last row (highest ``_seq``) per key, without ``_seq``."""
+    last = rows.group_by(list(key), use_threads=False).aggregate([("_seq", "max")])
+    if last.num_rows == rows.num_rows:
+        return rows.drop_columns(["_seq"])
+    keep = pc.is_in(rows["_seq"], value_set=last["_seq_max"])
+    return rows.filter(keep).drop_columns(["_seq"])
