@@ -622,6 +622,12 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_save:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        if args.only and RESULTS.exists():
+            # one part rerun: keep the other parts' recorded figures (each has its own load)
+            kept = json.loads(RESULTS.read_text())
+            kept[args.only] = results[args.only]
+            kept.setdefault("machine", {}).update(results["machine"])
+            results = kept
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"written to {RESULTS.relative_to(ROOT)}")
 
