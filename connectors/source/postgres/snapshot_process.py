@@ -10,10 +10,10 @@ the keys and the values concatenated): the parent hands them to the log as they 
 (:class:`~connectors.api.SourceColumns`), with no Python object per row, and is left with
 the log's work (a checksum and a write).
 
-Transport: each chunk's answer is a small pickled message (row count, last key, the length
-columns) followed on the same pipe by the keys' and values' raw bytes, written straight from
-the encoder's list with ``writev`` (no join, no pickle of the bulk) and read by the parent
-into one buffer of the announced size. The pipes are widened to 1 MiB where Linux allows, so
+Transport: each chunk's answer is a small pickled message (last key, the length columns,
+the sizes) followed on the same pipe by the keys' and values' raw bytes, written straight
+from the encoder's buffers (no pickle of the bulk) and read by the parent into one buffer of
+the announced size. The pipes are widened to 1 MiB where Linux allows, so
 a chunk crosses in a few system calls.
 
 Consistency: the child reads in the parent's snapshot. The parent exports the snapshot of
@@ -38,7 +38,6 @@ import gc
 import os
 import subprocess
 import sys
-from array import array
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
@@ -50,7 +49,7 @@ from psycopg.conninfo import make_conninfo
 
 from connectors.api import SourceColumns
 from connectors.source.postgres.catalog import catalog_error, load_types
-from connectors.source.postgres.columnar import ChunkEncoder, parse_copy_line
+from connectors.source.postgres.columnar import Blob, ChunkEncoder, parse_copy_line
 from connectors.source.postgres.copy_out import CopyOut
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import TypeMap
@@ -60,8 +59,6 @@ from log.batch import RecordColumns
 __all__ = ["ChunkProcess", "TableSpec", "conninfo_of"]
 
 _PIPE_BYTES: Final = 1 << 20  # Linux's default ceiling for an unprivileged process
-_IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
-_BIG_ENDIAN: Final = sys.byteorder == "big"
 _ERRORS: Final[dict[str, type[ConnectorError]]] = {
     "RetriableError": RetriableError,
     "FatalError": FatalError,
@@ -261,24 +258,11 @@ def _read_exact(fd: int, size: int) -> bytes:
     return bytes(buf)
 
 
-def _write_all(fd: int, items: list[bytes]) -> None:
-    """``items`` one after another on ``fd``, straight from the list (``writev``)."""
-    for start in range(0, len(items), _IOV_MAX):
-        part = items[start : start + _IOV_MAX]
-        written = os.writev(fd, part)
-        size = sum(map(len, part))
-        if written < size:  # a signal cut the write short: the rest as one buffer
-            rest = memoryview(b"".join(part))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
-
-
-def _lengths(items: list[bytes] | None, count: int) -> bytes:
-    """The log's length column of ``items`` (None: ``count`` null keys), little-endian i32."""
-    lengths = array("i", [-1]) * count if items is None else array("i", map(len, items))
-    if _BIG_ENDIAN:
-        lengths.byteswap()
-    return lengths.tobytes()
+def _write_all(fd: int, data: Blob) -> None:
+    with memoryview(data) as view:
+        rest = view.cast("B")
+        while rest:
+            rest = rest[os.write(fd, rest) :]
 
 
 # -- the child ----------------------------------------------------------------------------
@@ -317,10 +301,8 @@ def _serve(down: Connection, up: Connection) -> None:
                     assert table is not None, "a chunk asked for before a table"
                     _, n, head, suffix = message
                     meta, keys, values = table.chunk(n, head, suffix)
-                    ksize = 0 if keys is None else sum(map(len, keys))
-                    up.send(("chunk", (meta, ksize, sum(map(len, values)))))
-                    if keys is not None:
-                        _write_all(up.fileno(), keys)
+                    up.send(("chunk", (meta, len(keys), len(values))))
+                    _write_all(up.fileno(), keys)
                     _write_all(up.fileno(), values)
             except (BrokenPipeError, ConnectionResetError):
                 raise
@@ -368,12 +350,12 @@ class _Table:
 
     def chunk(
         self, n: int, head: bytes, suffix: bytes
-    ) -> tuple[tuple[tuple[str, ...] | None, bytes, bytes], list[bytes] | None, list[bytes]]:
+    ) -> tuple[tuple[tuple[str, ...] | None, bytes, bytes], Blob, Blob]:
         """The next ``n`` rows' events: (last key, key lengths, value lengths), the keys
-        (None: a keyless table) and the values."""
+        and the values back to back."""
         lines = self._copy.read(n)
         try:
-            keys, values = self._encoder.encode(lines, head, suffix)
+            keys, (vlens, values) = self._encoder.laid_out(lines, head, suffix)
         except _CONVERSION_FAILS:
             for line in lines:
                 # A SchemaError naming the column.
@@ -383,8 +365,10 @@ class _Table:
         if lines and self._key_index is not None:
             last = parse_copy_line(bytes(lines[-1])[:-1])
             last_key = tuple(_text(last[i]) for i in self._key_index)
-        count = len(values)
-        return (last_key, _lengths(keys, count), _lengths(values, count)), keys, values
+        if keys is None:  # a keyless table: null keys
+            klens = b"\xff\xff\xff\xff" * len(lines)
+            return (last_key, klens, vlens), b"", values
+        return (last_key, keys[0], vlens), keys[1], values
 
     def close(self) -> None:
         self._copy.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import pytest
@@ -112,3 +113,36 @@ def test_an_empty_chunk_has_no_records() -> None:
 def test_a_row_with_too_few_values_is_a_schema_error_naming_the_table() -> None:
     with pytest.raises(SchemaError, match=r"public\.t .* expected 12 per row"):
         ChunkEncoder(schema()).records([COMMON[0], b"6\tshort\n"], READ_HEAD, SUFFIX, 7)
+
+
+def cut(laid: tuple[bytes, object]) -> list[bytes]:
+    """The items of a laid-out column (little-endian i32 lengths, items back to back)."""
+    lengths, items = laid
+    data = bytes(items)  # type: ignore[call-overload]
+    out, pos = [], 0
+    for (n,) in struct.iter_unpack("<i", lengths):
+        out.append(data[pos : pos + n])
+        pos += n
+    assert pos == len(data)
+    return out
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [COMMON, ODD, COMMON + ODD, COMMON[:1], (COMMON + ODD) * 300, []],
+    ids=["common", "odd", "mixed", "one-row", "many-passes", "empty"],
+)
+@pytest.mark.parametrize("key", [("id",), ("id", "name"), None], ids=["key", "pair", "keyless"])
+def test_a_laid_out_chunk_holds_the_bytes_of_the_row_by_row_mapping(
+    lines: list[bytes], key: tuple[str, ...] | None
+) -> None:
+    if key == ("id", "name"):
+        lines = [raw for raw in lines if not raw.startswith(b"4\t")]  # a NULL key column
+    table = schema(key)
+    keys, values = ChunkEncoder(table).laid_out(lines, READ_HEAD, SUFFIX)
+    expected = row_by_row(table, lines)
+    assert cut(values) == [value for _, _, value, _ in expected]
+    if key is None:
+        assert keys is None
+    else:
+        assert keys is not None and cut(keys) == [k for _, k, _, _ in expected]
