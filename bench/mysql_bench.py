@@ -252,17 +252,22 @@ def bench_latency(
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     durable_at: list[tuple[int, list[bytes | None]]] = []
+    appends: list[float] = []  # seconds per append_checkpointed (with its fsync)
     received = 0
     began = time.perf_counter()
     cpu = time.process_time()
+    main_cpu = time.thread_time()
+    reader_cpu = _thread_cpu(source)
     try:
         deadline = time.monotonic() + seconds + 30
         while received < total and time.monotonic() < deadline:
             batch = source.poll(1.0)
             if batch is None:
                 continue
+            started = time.perf_counter()
             log.append_checkpointed("lat", route(batch.records, ensure), batch.checkpoint)
             durable = time.time_ns() // 1000
+            appends.append(time.perf_counter() - started)
             source.committed(batch.checkpoint)
             # Decoded after the run: measuring must not slow the loop it measures.
             durable_at.append((durable, [r.value for r in batch.records]))
@@ -271,6 +276,8 @@ def bench_latency(
         acked, _ = writer.communicate(timeout=seconds + 120)
         writer_seconds = time.perf_counter() - began
         cpu = time.process_time() - cpu
+        main_cpu = time.thread_time() - main_cpu
+        reader_cpu = _thread_cpu(source) - reader_cpu
         source.stop()
         log.close()
     ack = {int(i): int(at) for i, at in (line.split() for line in acked.splitlines())}
@@ -284,16 +291,27 @@ def bench_latency(
                 from_insert.append((durable - value["after"]["t"]) / 1000)
     latencies.sort()
     from_insert.sort()
+    appends.sort()
+    n = max(1, len(latencies))
     return {
         "rate_per_s": rate,
         "connections": connections,
+        "switch_interval_ms": round(sys.getswitchinterval() * 1000, 3),
         "committed": len(ack),
         # Changes durable before the deadline (the run's length + 30 s): fewer than
         # committed when the source fell behind, and then the latencies miss the latest.
         "changes": len(latencies),
         "seconds": round(writer_seconds, 2),
         # One transaction per change here: what the source spends per transaction.
-        "cpu_us_per_change": round(cpu / max(1, len(latencies)) * 1e6, 1),
+        "cpu_us_per_change": round(cpu / n * 1e6, 1),
+        # ... of which the source's reader thread (binlog to records) and the appending
+        # thread (poll, route, append with fsync, committed); the rest: the log's threads.
+        "reader_cpu_us_per_change": round(reader_cpu / n * 1e6, 1),
+        "appending_cpu_us_per_change": round(main_cpu / n * 1e6, 1),
+        "batches": len(appends),
+        "changes_per_batch": round(len(latencies) / max(1, len(appends)), 1),
+        "append_p50_ms": pct([a * 1000 for a in appends], 0.50),
+        "append_p99_ms": pct([a * 1000 for a in appends], 0.99),
         "p50_ms": pct(latencies, 0.50),
         "p99_ms": pct(latencies, 0.99),
         "max_ms": round(latencies[-1], 2),
@@ -301,6 +319,16 @@ def bench_latency(
         "from_insert_p50_ms": pct(from_insert, 0.50),
         "from_insert_p99_ms": pct(from_insert, 0.99),
     }
+
+
+def _thread_cpu(source: MySqlSource) -> float:
+    """CPU seconds of the source's reader thread so far (0 before it runs)."""
+    thread = getattr(source, "_thread", None)
+    native = getattr(thread, "native_id", None)
+    for t in psutil.Process().threads():
+        if t.id == native:
+            return float(t.user_time + t.system_time)
+    return 0.0
 
 
 class Debezium:
@@ -509,10 +537,14 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--latency-connections", type=int, default=8)
     parser.add_argument("--no-debezium", action="store_true", help="leave the Debezium peer out")
+    parser.add_argument("--switch-interval-ms", type=float,
+                        help="sys.setswitchinterval for this process (CPython's default: 5 ms)")
     parser.add_argument("--debezium-poll-ms", type=int, default=10,
                         help="Debezium's poll.interval.ms (its default is 500)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     work = Path(tempfile.mkdtemp(prefix="changehub-mysqlbench-log-"))
     try:
         with mariadb(args) as url:
@@ -573,7 +605,11 @@ def main() -> None:
           f"commit acknowledged -> durable p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
           f"max {lat['max_ms']} ms; from before the INSERT p50 {lat['from_insert_p50_ms']} ms, "
           f"p99 {lat['from_insert_p99_ms']} ms; "
-          f"{lat['cpu_us_per_change']} us CPU per change")  # fmt: skip
+          f"{lat['cpu_us_per_change']} us CPU per change (reader thread "
+          f"{lat['reader_cpu_us_per_change']} us, appending thread "
+          f"{lat['appending_cpu_us_per_change']} us); {lat['batches']} appends of "
+          f"{lat['changes_per_batch']} changes on average, p50 {lat['append_p50_ms']} ms, "
+          f"p99 {lat['append_p99_ms']} ms each; switch interval {lat['switch_interval_ms']} ms")
     if "debezium" in results:
         dbz = results["debezium"]
         dt, dl = dbz["throughput"], dbz["latency"]

@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pymysql
-from pymysql.connections import Connection
+from pymysql.connections import MAX_PACKET_LEN, Connection
+from pymysql.protocol import MysqlPacket
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
@@ -62,6 +63,7 @@ _TRANSACTION_BOUND = re.compile(r"\s*(BEGIN|COMMIT|XA )", re.IGNORECASE)
 _LOST = {2006, 2013}  # server has gone away, lost connection during query
 _CANT_CONNECT = {2002, 2003}  # refused, unreachable
 _ACCESS_DENIED = {1044, 1045, 1227}
+_MAX_PACKET = MAX_PACKET_LEN  # a packet of this size is continued in the next
 
 
 class ConnectionLostError(Exception):
@@ -83,13 +85,63 @@ class _Connection(Connection):
             kwargs.setdefault("database", db)
         super().__init__(*args, **kwargs)
 
-    def _read_packet(self, *args: Any, **kwargs: Any) -> Any:
+    def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+        # PyMySQL's loop, with its checks, in fewer calls: it cost as much per binlog event
+        # as decoding a small row. The first read (which sets the socket's timeout) is
+        # PyMySQL's own.
+        conn: Any = self  # PyMySQL's private attributes, which its stubs do not declare
+        rfile = conn._rfile
+        if conn._current_timeout != conn._read_timeout or rfile is None:
+            try:
+                return super()._read_packet(packet_type)  # type: ignore[no-untyped-call]
+            except pymysql.err.OperationalError as exc:
+                if exc.args and exc.args[0] in _LOST:
+                    raise ConnectionLostError(str(exc.args[-1])) from exc
+                raise
+        parts: list[bytes] | None = None
+        while True:
+            header = self._read_exactly(rfile, 4)
+            size = header[0] | header[1] << 8 | header[2] << 16
+            seq = header[3]
+            if seq != conn._next_seq_id:
+                conn._force_close()
+                if seq == 0:  # MariaDB sends an error packet numbered 0 when shutting down
+                    raise ConnectionLostError("Lost connection to MySQL server during query")
+                raise pymysql.err.InternalError(
+                    f"Packet sequence number wrong - got {seq} expected {conn._next_seq_id}"
+                )
+            conn._next_seq_id = (seq + 1) & 0xFF
+            data = self._read_exactly(rfile, size)
+            if size < _MAX_PACKET:
+                if parts is not None:
+                    parts.append(data)
+                    data = b"".join(parts)
+                break
+            if parts is None:  # more than 16 MB: the rest follows in further packets
+                parts = []
+            parts.append(data)
+        packet = packet_type(data, self.encoding)
+        if data[:1] == b"\xff":  # an error packet, raised as PyMySQL raises it
+            if conn._result is not None and conn._result.unbuffered_active is True:
+                conn._result.unbuffered_active = False
+            packet.raise_for_error()
+        return packet
+
+    def _read_exactly(self, rfile: Any, size: int) -> bytes:
+        conn: Any = self
         try:
-            return super()._read_packet(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except pymysql.err.OperationalError as exc:
-            if exc.args and exc.args[0] in _LOST:
-                raise ConnectionLostError(str(exc.args[-1])) from exc
+            data: bytes = rfile.read(size)
+        except BaseException as exc:
+            conn._force_close()
+            if isinstance(exc, OSError):
+                raise ConnectionLostError(
+                    f"Lost connection to MySQL server during query ({exc})"
+                ) from exc
             raise
+        if len(data) < size:
+            conn._force_close()
+            raise ConnectionLostError("Lost connection to MySQL server during query")
+        return data
 
 
 def connection_error(exc: BaseException, doing: str) -> Exception:

@@ -33,7 +33,15 @@ from typing import Any
 from connectors.source.incremental import IncrementalProgress, TableQueue
 from hub.errors import FatalError
 
-__all__ = ["Checkpoint", "GtidState", "Position", "Replay", "SnapshotProgress"]
+__all__ = [
+    "Checkpoint",
+    "GtidState",
+    "Position",
+    "Replay",
+    "SnapshotProgress",
+    "checkpoint_at",
+    "position_at",
+]
 
 VERSION = 1
 
@@ -187,3 +195,34 @@ class Checkpoint:
 
     def with_(self, **changes: Any) -> Checkpoint:
         return replace(self, **changes)
+
+
+# The reader makes a Position and a Checkpoint for every transaction; a frozen dataclass's
+# __init__ sets each field through object.__setattr__, which cost ~10 µs a transaction. These
+# fill the instance's __dict__ at once: the same objects (equal, hashable, frozen after).
+_new = object.__new__
+
+
+def position_at(gtid: str | None, file: str, pos: int) -> Position:
+    """``Position(gtid, file, pos)``, made faster."""
+    p = _new(Position)
+    p.__dict__.update(gtid=gtid, file=file, pos=pos)
+    return p
+
+
+def checkpoint_at(
+    position: Position,
+    skip: int,
+    skip_tx: str | None,
+    replays: tuple[Replay, ...],
+    incremental: IncrementalProgress | None,
+    history: Mapping[str, Any] | None,
+) -> Checkpoint:
+    """``Checkpoint(position, skip, skip_tx, None, replays, incremental, history)`` (no
+    snapshot in progress: the stream's), made faster."""
+    cp = _new(Checkpoint)
+    cp.__dict__.update(
+        position=position, skip=skip, skip_tx=skip_tx, snapshot=None, replays=replays,
+        incremental=incremental, history=history,
+    )  # fmt: skip
+    return cp

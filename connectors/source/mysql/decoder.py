@@ -391,13 +391,17 @@ class RowDecoder:
             return None
         if update and event.columns_present_bitmap2 != full:
             return None
-        wrapper = event.packet
-        if wrapper._BinLogPacketWrapper__data_buffer:
-            return None
-        raw = wrapper.packet
-        at = raw._position
-        end = at + event.event_size - wrapper.read_bytes
-        data = raw._data
+        span = getattr(event, "rows_span", None)  # a light event (reader.py) says where
+        if span is not None:
+            data, at, end = span
+        else:
+            wrapper = event.packet
+            if wrapper._BinLogPacketWrapper__data_buffer:
+                return None
+            raw = wrapper.packet
+            at = raw._position
+            end = at + event.event_size - wrapper.read_bytes
+            data = raw._data
         out: list[Any] = []
         image = self._image
         try:

@@ -31,16 +31,26 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 from connectors.api import SourceRecord
 from connectors.envelope import Op, encode_key, event_records, topic_name
 from connectors.source.incremental import IncrementalProgress
-from connectors.source.mysql.checkpoint import Checkpoint, GtidState, Position, Replay
+from connectors.source.mysql.checkpoint import (
+    Checkpoint,
+    GtidState,
+    Position,
+    Replay,
+    checkpoint_at,
+    position_at,
+)
 from connectors.source.mysql.history import SchemaHistory
 from connectors.source.mysql.incremental_snapshot import IncrementalSnapshot
+from connectors.source.mysql.reader import LightDelete, LightUpdate, LightWrite
 from connectors.source.mysql.schema import Catalog, RowShape, TableSchema, is_ddl, shape_of
 from hub.errors import SchemaError
 
 __all__ = ["ChangeStream", "Chunk"]
 
 # Row events the fast decoder reads (not MySQL's partial JSON updates, a subclass).
-_PLAIN = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+_PLAIN = frozenset(
+    (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, LightWrite, LightUpdate, LightDelete)
+)
 
 _dumps = orjson.dumps
 _NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # as connectors.envelope encodes
@@ -106,11 +116,10 @@ class ChangeStream:
         """The checkpoint after everything handed out (mid-transaction: with ``skip``)."""
         history = None if self._history is None else self._history.to_dict()
         if self.in_transaction:
-            return Checkpoint(
-                self.position, self._tx_rows, self._tx_id, None, self.replays, self.incremental,
-                history,
-            )  # fmt: skip
-        return Checkpoint(self.position, 0, None, None, self.replays, self.incremental, history)
+            return checkpoint_at(
+                self.position, self._tx_rows, self._tx_id, self.replays, self.incremental, history
+            )
+        return checkpoint_at(self.position, 0, None, self.replays, self.incremental, history)
 
     def resume_point(self) -> Checkpoint:
         """Where to reopen after a lost connection: the start of the current transaction,
@@ -200,7 +209,7 @@ class ChangeStream:
         if gtid is not None and not self._tx_duplicate:
             self._state.add(*gtid)
         log_pos = int(event.packet.log_pos)
-        self.position = Position(
+        self.position = position_at(
             str(self._state) if self._state else self.position.gtid, self._file, log_pos
         )
         self.in_transaction = False
@@ -295,20 +304,12 @@ class ChangeStream:
             return None
         start = max(0, self._skip - first)
         now = self._clock_ms()
-        source = {
-            "connector": "mysql",
-            "name": self._name,
-            "db": shape.db,
-            "table": shape.table,
-            "server_id": event.packet.server_id,
-            "gtid": self._tx_id,
-            "file": self._file,
-            "pos": int(event.packet.log_pos),
-            "row": 0,
-            "ts_ms": int(event.timestamp) * 1000,
-            "snapshot": "false",
-        }
-        transaction = {"id": self._tx_id, "total_order": 0}
+        # The envelope's source and transaction blocks, built per row as literals (a copy
+        # of a template per row cost twice as much).
+        name, db, table, tx_id, file = self._name, shape.db, shape.table, self._tx_id, self._file
+        header = event.packet
+        server_id, pos = header.server_id, int(header.log_pos)
+        ts_ms = int(event.timestamp) * 1000
         key_cols = shape.key
         out = self.records
         append = out.append
@@ -319,8 +320,10 @@ class ChangeStream:
             before, after = images[i]
             key_row = after if after is not None else before
             assert key_row is not None
-            src = dict(source, row=i)
-            tx = dict(transaction, total_order=first + i + 1)
+            src = {"connector": "mysql", "name": name, "db": db, "table": table,
+                   "server_id": server_id, "gtid": tx_id, "file": file, "pos": pos, "row": i,
+                   "ts_ms": ts_ms, "snapshot": "false"}  # fmt: skip
+            tx = {"id": tx_id, "total_order": first + i + 1}
             if replays and _left_out(replays, shape, key_row, key_cols, before):
                 continue
             if single is not None:  # the common case, without encode_key's loop

@@ -56,3 +56,22 @@ def test_replay_leaves_out_only_the_unread_part_of_each_table() -> None:
     assert not replay.leaves_out("shop.current", (100,))
     assert replay.leaves_out("shop.later", (1,))
     assert not replay.leaves_out("shop.done", (1,))
+
+
+def test_the_fast_constructors_make_the_same_frozen_objects() -> None:
+    from dataclasses import FrozenInstanceError
+
+    from connectors.source.mysql.checkpoint import checkpoint_at, position_at
+
+    p = position_at("0-1-7", "mysql-bin.000003", 99)
+    assert p == Position("0-1-7", "mysql-bin.000003", 99)
+    assert hash(p) == hash(Position("0-1-7", "mysql-bin.000003", 99))
+    replays = (Replay(Position("0-1-9", "f", 4), {"shop.a": None}),)
+    history = {"tables": {}}
+    cp = checkpoint_at(p, 2, "0-1-8", replays, None, history)
+    assert cp == Checkpoint(p, 2, "0-1-8", None, replays, None, history)
+    assert cp.to_dict() == Checkpoint(p, 2, "0-1-8", None, replays, None, history).to_dict()
+    with pytest.raises(FrozenInstanceError):
+        p.pos = 5  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        cp.skip = 0  # type: ignore[misc]
