@@ -210,23 +210,22 @@ class ChunkEncoder:
                 keys += k
         return keys, values
 
-    def laid_out(
-        self,
-        lines: Sequence[bytes | bytearray | memoryview],
-        head: bytes,
-        suffix: bytes,
-    ) -> LaidOut:
-        """The keys and values of :meth:`encode` laid out as the log's columns (lengths, and
-        the items back to back), made without a Python object per event."""
-        if not _ARROW_LAYOUT or not self._columns or not lines:
-            keys, values = self.encode(lines, head, suffix)
+    def laid_out(self, block: bytes, nrows: int, head: bytes, suffix: bytes) -> LaidOut:
+        """The keys and values of :meth:`encode` for the ``nrows`` COPY text lines in
+        ``block`` (each with its newline), laid out as the log's columns (lengths, and the
+        items back to back), made without a Python object per event."""
+        if not _ARROW_LAYOUT or not self._columns or not nrows:
+            lines = block.split(b"\n")[:-1]
+            keys, values = self.encode([line + b"\n" for line in lines], head, suffix)
             return (None if keys is None else _as_laid_out(keys)), _as_laid_out(values)
-        step = max(8, min(512, _PASS_BYTES // max(1, len(lines[0]))))
         columns: list[list[bytes]] = [[] for _ in self._columns]
-        for start in range(0, len(lines), step):
-            part = self._convert(lines[start : start + step])
-            for column, values in zip(columns, part, strict=True):
+        pos, size = 0, len(block)
+        while pos < size:  # passes of whole lines, a few KiB each (see encode)
+            end = block.find(b"\n", pos + _PASS_BYTES - 1) + 1 or size
+            part = block[pos:end]
+            for column, values in zip(columns, self._convert(part, part.count(b"\n")), strict=True):
                 column.extend(values)
+            pos = end
         row = self._row_pieces
         events = _splice([head + row[0], *row[1:-1], row[-1] + suffix], columns)
         index, key = self._key_index, self._key_pieces
@@ -237,7 +236,7 @@ class ChunkEncoder:
     def _pass(
         self, lines: Sequence[bytes | bytearray | memoryview], envelope: bytes
     ) -> tuple[list[bytes] | None, list[bytes]]:
-        columns = self._convert(lines)
+        columns = self._convert(b"".join(lines), len(lines))
         events = list(map(envelope.__mod__, zip(*columns, strict=True)))
         index, key = self._key_index, self._key
         if index is None or key is None:
@@ -245,10 +244,9 @@ class ChunkEncoder:
         keys = list(map(key.__mod__, zip(*(columns[i] for i in index), strict=True)))
         return keys, events
 
-    def _convert(self, lines: Sequence[bytes | bytearray | memoryview]) -> list[list[bytes]]:
-        """The JSON values of ``lines``, a list per column."""
-        nrows, ncols = len(lines), self._ncols
-        block = b"".join(lines)
+    def _convert(self, block: bytes, nrows: int) -> list[list[bytes]]:
+        """The JSON values of the ``nrows`` lines in ``block``, a list per column."""
+        ncols = self._ncols
         fields = block.replace(b"\n", b"\t").split(b"\t")
         if len(fields) != nrows * ncols + 1 or fields[-1]:
             raise SchemaError(

@@ -13,6 +13,7 @@ end or :meth:`CopyOut.close` s it before using the connection again.
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -45,9 +46,22 @@ class CopyOut:
     def read(self, n: int) -> list[memoryview]:
         """Up to ``n`` rows (COPY text lines with their newline); fewer only at the end."""
         out: list[memoryview] = []
+        self._read(n, out.append)
+        return out
+
+    def read_block(self, n: int) -> tuple[bytes, int]:
+        """Up to ``n`` rows as one block of COPY text lines (each with its newline), and how
+        many; fewer only at the end. Each row is copied out of libpq's buffer as it comes,
+        so libpq frees it at once and reuses the memory: holding thousands of row buffers
+        until a join (:meth:`read`) cost twice the CPU a row."""
+        block = bytearray()
+        count = self._read(n, block.extend)
+        return bytes(block), count
+
+    def _read(self, n: int, append: Callable[[memoryview], object]) -> int:
+        """Pass up to ``n`` rows to ``append``; how many it got."""
         if self.done:
-            return out
-        append = out.append
+            return 0
         pgconn = self._pgconn
         get = pgconn.get_copy_data
         left = n
@@ -65,7 +79,7 @@ class CopyOut:
                 if size == -2 or (result is not None and result.status != pq.ExecStatus.COMMAND_OK):
                     raise _error(result, "the COPY failed")
                 break
-        return out
+        return n - left
 
     def close(self) -> None:
         """Stop the COPY if it still runs (cancel, discard what is in flight), so that the

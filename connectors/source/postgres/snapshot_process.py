@@ -353,20 +353,20 @@ class _Table:
     ) -> tuple[tuple[tuple[str, ...] | None, bytes, bytes], Blob, Blob]:
         """The next ``n`` rows' events: (last key, key lengths, value lengths), the keys
         and the values back to back."""
-        lines = self._copy.read(n)
+        block, count = self._copy.read_block(n)
         try:
-            keys, (vlens, values) = self._encoder.laid_out(lines, head, suffix)
+            keys, (vlens, values) = self._encoder.laid_out(block, count, head, suffix)
         except _CONVERSION_FAILS:
-            for line in lines:
+            for line in block.split(b"\n")[:-1]:
                 # A SchemaError naming the column.
-                self._schema.row(parse_copy_line(bytes(line)[:-1]))
+                self._schema.row(parse_copy_line(line))
             raise
         last_key = None
-        if lines and self._key_index is not None:
-            last = parse_copy_line(bytes(lines[-1])[:-1])
+        if count and self._key_index is not None:
+            last = parse_copy_line(block[block.rfind(b"\n", 0, len(block) - 1) + 1 : -1])
             last_key = tuple(_text(last[i]) for i in self._key_index)
         if keys is None:  # a keyless table: null keys
-            klens = b"\xff\xff\xff\xff" * len(lines)
+            klens = b"\xff\xff\xff\xff" * count
             return (last_key, klens, vlens), b"", values
         return (last_key, keys[0], vlens), keys[1], values
 

@@ -139,7 +139,7 @@ def test_a_laid_out_chunk_holds_the_bytes_of_the_row_by_row_mapping(
     if key == ("id", "name"):
         lines = [raw for raw in lines if not raw.startswith(b"4\t")]  # a NULL key column
     table = schema(key)
-    keys, values = ChunkEncoder(table).laid_out(lines, READ_HEAD, SUFFIX)
+    keys, values = ChunkEncoder(table).laid_out(b"".join(lines), len(lines), READ_HEAD, SUFFIX)
     expected = row_by_row(table, lines)
     assert cut(values) == [value for _, _, value, _ in expected]
     if key is None:
