@@ -334,16 +334,20 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
     finally:
         probe_writer.wait()
     command = pgbench(seconds)
+    errors = work / "pgbench.err"
     try:
         runner.start()
-        writer = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
+        with errors.open("w") as err:
+            writer = subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=err, text=True
+            )
         runner.run_until(lambda cp: writer.poll() is not None, timeout=seconds + 120)
         runner.settle(2.0)  # what the last commits left in flight
     finally:
         runner.close()
     report = writer.stdout.read() if writer.stdout is not None else ""
+    if writer.wait() != 0:
+        raise RuntimeError(f"pgbench failed: {errors.read_text()[-2000:]}")
     # pgbench's own figures: the rate it committed at, and its commit latency (a commit
     # waits for Postgres' WAL fsync: the part of commit-to-log spent before the walsender)
     writer_tps = _pgbench_figure(report, "tps =")
