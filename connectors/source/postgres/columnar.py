@@ -36,7 +36,7 @@ from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import ColumnConverter, column_converter
 from hub.errors import SchemaError
 
-__all__ = ["Blob", "ChunkEncoder", "LaidOut", "parse_copy_line", "unescape"]
+__all__ = ["Blob", "ChunkEncoder", "LaidOut", "last_line", "parse_copy_line", "unescape"]
 
 _NULL: Final = b"\\N"
 _PASS_BYTES: Final = 8 * 1024
@@ -96,10 +96,12 @@ def parse_copy_line(line: bytes) -> list[bytes | None]:
     return fields
 
 
-# (key lengths, keys) — None for a keyless table — and (value lengths, values): the lengths
-# as little-endian i32 bytes, the items back to back (a view of an Arrow buffer, or bytes).
+# (key lengths, keys) and (value lengths, values): the lengths as little-endian i32 bytes
+# (-1: the null key of a keyless table's row), the items back to back (a view of an Arrow
+# buffer, or bytes).
 Blob = bytes | memoryview
-LaidOut = tuple[tuple[bytes, Blob] | None, tuple[bytes, Blob]]
+LaidOut = tuple[tuple[bytes, Blob], tuple[bytes, Blob]]
+_NULL_LENGTH: Final = b"\xff\xff\xff\xff"  # -1
 _OFFSET: Final = struct.Struct("<q")
 # Arrow's buffers are little-endian, as the log's columns are: elsewhere, the lists' way.
 _ARROW_LAYOUT: Final = sys.byteorder == "little"
@@ -217,7 +219,8 @@ class ChunkEncoder:
         if not _ARROW_LAYOUT or not self._columns or not nrows:
             lines = block.split(b"\n")[:-1]
             keys, values = self.encode([line + b"\n" for line in lines], head, suffix)
-            return (None if keys is None else _as_laid_out(keys)), _as_laid_out(values)
+            null_keys = (_NULL_LENGTH * nrows, b"")
+            return (null_keys if keys is None else _as_laid_out(keys)), _as_laid_out(values)
         columns: list[list[bytes]] = [[] for _ in self._columns]
         pos, size = 0, len(block)
         while pos < size:  # passes of whole lines, a few KiB each (see encode)
@@ -230,7 +233,7 @@ class ChunkEncoder:
         events = _splice([head + row[0], *row[1:-1], row[-1] + suffix], columns)
         index, key = self._key_index, self._key_pieces
         if index is None or key is None:
-            return None, events
+            return (_NULL_LENGTH * nrows, b""), events
         return _splice(key, [columns[i] for i in index]), events
 
     def _pass(
@@ -275,6 +278,11 @@ class ChunkEncoder:
             text = unescape(v) if b"\\" in v else v
             out.append(text if convert is None else convert(text))
         return out
+
+
+def last_line(block: bytes) -> bytes:
+    """The last of the COPY text lines in ``block``, without its newline."""
+    return block[block.rfind(b"\n", 0, len(block) - 1) + 1 : -1]
 
 
 def _as_laid_out(items: list[bytes]) -> tuple[bytes, bytes]:

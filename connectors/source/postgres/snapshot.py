@@ -44,12 +44,13 @@ from psycopg import sql
 from connectors.api import SourceColumns, SourceRecord
 from connectors.source.postgres.catalog import TableInfo, catalog_error, quote_table
 from connectors.source.postgres.checkpoint import SnapshotProgress
-from connectors.source.postgres.columnar import ChunkEncoder, parse_copy_line
+from connectors.source.postgres.columnar import ChunkEncoder, last_line, parse_copy_line
 from connectors.source.postgres.copy_out import CopyOut
 from connectors.source.postgres.encoding import READ_HEAD as _READ_HEAD
 from connectors.source.postgres.encoding import read_suffix, source_tail
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.snapshot_process import ChunkProcess, TableSpec, conninfo_of
+from log.batch import RecordColumns
 
 __all__ = ["SnapshotChunk", "TableReader", "parse_copy_line", "read_snapshot"]
 
@@ -150,6 +151,14 @@ class TableReader:
         """The next ``n`` rows of ``copy`` (fewer at its end), each line with its newline."""
         try:
             return copy.read(n)
+        except psycopg.Error as exc:
+            raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
+
+    def read_block(self, copy: CopyOut, n: int) -> tuple[bytes, int]:
+        """The next ``n`` rows of ``copy`` (fewer at its end) as one block of lines, and how
+        many."""
+        try:
+            return copy.read_block(n)
         except psycopg.Error as exc:
             raise catalog_error(exc, f"reading {self._info.qualified} for the snapshot") from None
 
@@ -256,13 +265,9 @@ def _chunks_here(
     copy = reader.open(after)
     try:
         while True:
-            chunk = reader.read(copy, chunk_size)
-            records = _encode(encoder, schema, chunk, clock_ms, suffix)
-            last = None
-            if chunk and reader.pageable:
-                last = reader.key_text(parse_copy_line(bytes(chunk[-1])[:-1]))
-            yield records, last
-            if len(chunk) < chunk_size:
+            block, count = reader.read_block(copy, chunk_size)
+            yield _encode(encoder, reader, schema, block, count, clock_ms, suffix)
+            if count < chunk_size:
                 return
     finally:
         reader.close(copy)
@@ -270,20 +275,26 @@ def _chunks_here(
 
 def _encode(
     encoder: ChunkEncoder,
+    reader: TableReader,
     schema: TableSchema,
-    lines: Sequence[bytes | bytearray | memoryview],
+    block: bytes,
+    count: int,
     clock_ms: Callable[[], int],
     suffix: Callable[[int], bytes],
-) -> list[SourceRecord]:
-    """One chunk's records; a value that does not convert is named by the row path's
-    SchemaError (column and value), not the columnar encoder's bare error."""
+) -> _Chunk:
+    """One chunk's records, laid out as the log's columns as the worker's are, and its last
+    key; a value that does not convert is named by the row path's SchemaError (column and
+    value), not the columnar encoder's bare error."""
     now = clock_ms()
     try:
-        return encoder.records(lines, _READ_HEAD, suffix(now), now)
+        (klens, keys), (vlens, values) = encoder.laid_out(block, count, _READ_HEAD, suffix(now))
     except _CONVERSION_FAILS:
-        for line in lines:
-            schema.row(parse_copy_line(bytes(line)[:-1]))
+        for line in block.split(b"\n")[:-1]:
+            schema.row(parse_copy_line(line))
         raise
+    columns = RecordColumns(klens, bytes(keys), vlens, bytes(values), now)
+    last = reader.key_text(parse_copy_line(last_line(block))) if count and reader.pageable else None
+    return SourceColumns(schema.topic, columns), last
 
 
 def _chunks_by_worker(
@@ -304,12 +315,11 @@ def _chunks_by_worker(
     encoder = ChunkEncoder(schema)
     while read_while_starting and reader.pageable and not worker.ready():
         copy = reader.open(after, chunk_size)
-        lines = reader.read(copy, chunk_size)
-        reader.read(copy, 1)  # the end of this COPY: the connection is free again
-        records = _encode(encoder, schema, lines, clock_ms, suffix)
-        last = reader.key_text(parse_copy_line(bytes(lines[-1])[:-1])) if lines else None
+        block, count = reader.read_block(copy, chunk_size)
+        reader.read_block(copy, 1)  # the end of this COPY: the connection is free again
+        records, last = _encode(encoder, reader, schema, block, count, clock_ms, suffix)
         yield records, last
-        if len(lines) < chunk_size:
+        if count < chunk_size:
             return
         after = last
 

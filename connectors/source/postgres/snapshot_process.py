@@ -49,7 +49,7 @@ from psycopg.conninfo import make_conninfo
 
 from connectors.api import SourceColumns
 from connectors.source.postgres.catalog import catalog_error, load_types
-from connectors.source.postgres.columnar import Blob, ChunkEncoder, parse_copy_line
+from connectors.source.postgres.columnar import Blob, ChunkEncoder, last_line, parse_copy_line
 from connectors.source.postgres.copy_out import CopyOut
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import TypeMap
@@ -355,7 +355,7 @@ class _Table:
         and the values back to back."""
         block, count = self._copy.read_block(n)
         try:
-            keys, (vlens, values) = self._encoder.laid_out(block, count, head, suffix)
+            (klens, keys), (vlens, values) = self._encoder.laid_out(block, count, head, suffix)
         except _CONVERSION_FAILS:
             for line in block.split(b"\n")[:-1]:
                 # A SchemaError naming the column.
@@ -363,12 +363,9 @@ class _Table:
             raise
         last_key = None
         if count and self._key_index is not None:
-            last = parse_copy_line(block[block.rfind(b"\n", 0, len(block) - 1) + 1 : -1])
+            last = parse_copy_line(last_line(block))
             last_key = tuple(_text(last[i]) for i in self._key_index)
-        if keys is None:  # a keyless table: null keys
-            klens = b"\xff\xff\xff\xff" * count
-            return (last_key, klens, vlens), b"", values
-        return (last_key, keys[0], vlens), keys[1], values
+        return (last_key, klens, vlens), keys, values
 
     def close(self) -> None:
         self._copy.close()

@@ -85,7 +85,7 @@ def read(
 
 
 def plain(chunks: Iterable[SnapshotChunk]) -> list[SnapshotChunk]:
-    """The chunks with their records as lists (the worker's come laid out as columns)."""
+    """The chunks with their records as lists (they come laid out as columns)."""
     return [replace(c, records=list(c.records)) for c in chunks]
 
 
@@ -101,10 +101,10 @@ def test_the_worker_makes_the_chunks_of_the_in_process_read_in_the_callers_snaps
         # Chunks read here while the worker starts, then by the worker, whichever it is.
         mixed = list(read(conn, process_min_bytes=WORKER, read_while_starting=True))
         resumed = list(read(conn, process_min_bytes=HERE, after=("30",), chunk_size=4))
-    # The worker's chunks go to the log laid out as its columns, whole.
-    assert all(isinstance(c.records, SourceColumns) for c in worker)
-    assert plain(worker) == here
-    assert plain(mixed) == here
+    # Both ways, the chunks go to the log laid out as its columns, whole.
+    assert all(isinstance(c.records, SourceColumns) for c in here + worker + mixed)
+    assert plain(worker) == plain(here)
+    assert plain(mixed) == plain(here)
     assert sum(len(c.records) for c in here) == 40 + 33 + 19
     assert [c.progress.after for c in here[:2]] == [("7",), ("14",)]
     assert len(resumed[0].records) == 4 and resumed[0].progress.after == ("34",)
