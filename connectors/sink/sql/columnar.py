@@ -4,8 +4,9 @@ Decoding each record with orjson, fitting its values one by one (:meth:`TableSha
 collapsing per key in Python cost ~25 us of CPU a record, three quarters of the sink's time
 into DuckDB (bench/warehouse_bench.py, issue 6). Here the keys and values of a ``write``
 go into an in-memory DuckDB as two Arrow string columns, and one query extracts every column
-of the after images (JSON pointer paths, one parse of each value), checks each value's JSON
-type against its column's kind and casts it: vectorised C++, no Python object per record.
+of the after images (JSON pointer paths, one parse of each value and key), checks each
+value's JSON text against its column's kind and casts it: vectorised C++, no Python object
+per record.
 The flush then merges the Arrow table (:func:`.upsert.merge_arrow`) or, for other databases,
 takes its rows as Python values.
 
@@ -13,16 +14,14 @@ Exactness comes first: :meth:`Decoder.decode` returns None, and the sink takes t
 per-record path (which dead-letters what is wrong and fits what is right), unless the result
 is certainly what the per-record path would give. That is, every record of the write:
 
-* is a ``c``, ``u`` or ``r`` event (a string ``op``) of one table (one rendering of the
-  ``table`` template), not Kafka Connect's schema-wrapped form (no ``payload`` field in key
-  or value);
-* has an ``after`` object with exactly the columns of the first record's, in the same order
-  (an image that leaves a column out, as PostgreSQL does with unchanged TOASTed values, must
+* is a ``c``, ``u`` or ``r`` event (a string ``op``) of one table (the same ``source``
+  fields of the ``table`` template as the first record), not in Kafka Connect's
+  schema-wrapped form;
+* has an ``after`` object with exactly the columns of the first record's (an image that leaves a column out, as PostgreSQL does with unchanged TOASTed values, must
   leave the target's value alone, which a column of nulls would not), and a key object with
   the first record's key columns, none null;
 * holds, in each column, only values the per-record path would store unchanged: integers
-  within 64 bits in integer columns; integers within 64 bits or finite numbers in float
-  columns; true/false in boolean columns; strings in text columns (anything else is
+  within 64 bits in integer columns; finite numbers in float columns; true/false in boolean columns; strings in text columns (anything else is
   converted or refused per record: the per-record path says which). A column the table does
   not have yet takes its kind from its first non-null value, as ``fit`` does; one that is
   null throughout is left out, as per record;
