@@ -52,6 +52,13 @@ _PLAIN = frozenset(
     (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, LightWrite, LightUpdate, LightDelete)
 )
 
+_ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)  # a tuple: built once
+# The envelope's op by the row event's class (subclasses: see _op).
+_OPS: dict[type, Op] = {
+    WriteRowsEvent: "c", LightWrite: "c", UpdateRowsEvent: "u", LightUpdate: "u",
+    DeleteRowsEvent: "d", LightDelete: "d",
+}  # fmt: skip
+
 _dumps = orjson.dumps
 _NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # as connectors.envelope encodes
 
@@ -141,7 +148,7 @@ class ChangeStream:
 
     def handle(self, event: Any) -> Chunk | None:
         """Take one event; return a chunk when one is complete."""
-        if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+        if isinstance(event, _ROW_EVENTS):
             return self._rows(event)
         if isinstance(event, XidEvent):
             return self._end(event)
@@ -285,11 +292,7 @@ class ChangeStream:
             if signal is not None and (str(event.schema), str(event.table)) == signal:
                 self._signal_rows(event)
             return None
-        kind: Op = (
-            "c"
-            if isinstance(event, WriteRowsEvent)
-            else ("u" if isinstance(event, UpdateRowsEvent) else "d")
-        )
+        kind = _OPS.get(type(event)) or _op(event)
         images = self._images(event, shape, kind)
         window = self._snapshots.window if self._snapshots is not None else None
         if window is not None and window.open and window.table == f"{shape.db}.{shape.table}":
@@ -401,6 +404,14 @@ class ChangeStream:
         if kind == "c":
             return [(None, row) for row in images]
         return [(row, None) for row in images]
+
+
+def _op(event: Any) -> Op:
+    return (
+        "c"
+        if isinstance(event, WriteRowsEvent)
+        else ("u" if isinstance(event, UpdateRowsEvent) else "d")
+    )
 
 
 _COLUMN_FACTS = (
