@@ -17,14 +17,16 @@ is certainly what the per-record path would give. That is, every record of the w
 * is a ``c``, ``u`` or ``r`` event (a string ``op``) of one table (the same ``source``
   fields of the ``table`` template as the first record), not in Kafka Connect's
   schema-wrapped form;
-* has an ``after`` object with exactly the columns of the first record's (an image that leaves a column out, as PostgreSQL does with unchanged TOASTed values, must
-  leave the target's value alone, which a column of nulls would not), and a key object with
-  the first record's key columns, none null;
+* has an ``after`` object with exactly the columns of the first record's (an image that
+  leaves a column out, as PostgreSQL does with unchanged TOASTed values, must leave the
+  target's value alone, which a column of nulls would not), and a key object with the
+  first record's key columns, none null;
 * holds, in each column, only values the per-record path would store unchanged: integers
-  within 64 bits in integer columns; finite numbers in float columns; true/false in boolean columns; strings in text columns (anything else is
-  converted or refused per record: the per-record path says which). A column the table does
-  not have yet takes its kind from its first non-null value, as ``fit`` does; one that is
-  null throughout is left out, as per record;
+  within 64 bits in integer columns; finite numbers in float columns; true/false in boolean
+  columns; strings in text columns (anything else is converted or refused per record: the
+  per-record path says which). A column the table does not have yet takes its kind from its
+  first non-null value, as ``fit`` does; one that is null throughout is left out, as per
+  record;
 * contains nothing DuckDB accepts and orjson refuses: NaN or Infinity, numbers beyond a
   double's range, trailing commas. This check is conservative (it looks at the text, and
   may send a record whose string contains e.g. ``: nan`` the per-record way).
@@ -49,7 +51,7 @@ from connectors.sink.sql.evolution import Kind, TableShape
 from connectors.sink.sql.naming import TableName, render
 from log.api import LogRecord
 
-__all__ = ["Decoded", "Decoder", "collapse"]
+__all__ = ["Decoded", "Decoder", "First", "collapse"]
 
 _VIEW = "_changehub_records"
 _INT64 = 2**63
@@ -78,6 +80,15 @@ _NEW_KIND: dict[str, Kind] = {
     "VARCHAR": "text",
 }
 _SOURCE_FIELDS = ("name", "db", "schema", "table")
+
+
+class First(NamedTuple):
+    """What a write's first record sets for the others (:meth:`Decoder.first`)."""
+
+    table: TableName
+    key: tuple[str, ...]
+    after: tuple[str, ...]
+    source: tuple[str | None, ...]
 
 
 class Decoded(NamedTuple):
@@ -141,13 +152,11 @@ class Decoder:
         finally:
             db.unregister(_VIEW)
 
-    def _decode(
-        self, db: duckdb.DuckDBPyConnection, first: LogRecord, template: str,
-        shapes: dict[TableName, TableShape],
-    ) -> Decoded | None:
-        # The first record sets the columns, key columns and table every record must share.
+    def first(self, record: LogRecord, template: str) -> First | None:
+        """What the first record of a write sets for the others: its table, key and after
+        columns; None when it is no upsert event of a table (the per-record path says why)."""
         try:
-            value, key_doc = orjson.loads(first.value or b""), orjson.loads(first.key or b"")
+            value, key_doc = orjson.loads(record.value or b""), orjson.loads(record.key or b"")
         except orjson.JSONDecodeError:
             return None
         if not isinstance(value, dict) or not isinstance(key_doc, dict) or unwrap(
@@ -157,16 +166,26 @@ class Decoder:
             # does not (its key columns would be schema and payload, an object: not a kind
             # taken here)
         after_doc, source_doc = value.get("after"), value.get("source")
-        if not isinstance(after_doc, dict) or not after_doc or not key_doc:
+        if (value.get("op") not in ("c", "u", "r") or not isinstance(after_doc, dict)
+                or not after_doc or not key_doc or None in key_doc.values()):
             return None
-        after, key = list(after_doc), list(key_doc)
-        source = [source_doc.get(f) if isinstance(source_doc, dict) else None
-                  for f in _SOURCE_FIELDS]
+        source = tuple(source_doc.get(f) if isinstance(source_doc, dict) else None
+                       for f in _SOURCE_FIELDS)
         if not all(s is None or isinstance(s, str) for s in source):
             return None
-        table = render(template, first.topic, dict(zip(_SOURCE_FIELDS, source, strict=True)))
+        table = render(template, record.topic, dict(zip(_SOURCE_FIELDS, source, strict=True)))
         if table is None:
             return None
+        return First(table, tuple(key_doc), tuple(after_doc), source)
+
+    def _decode(
+        self, db: duckdb.DuckDBPyConnection, first: LogRecord, template: str,
+        shapes: dict[TableName, TableShape],
+    ) -> Decoded | None:
+        head = self.first(first, template)
+        if head is None:
+            return None
+        table, after, key, source = head.table, list(head.after), list(head.key), head.source
         shape = shapes.get(table)
         if shape is not None and shape.key != tuple(key):
             return None  # the per-record path refuses these records, naming the key

@@ -215,16 +215,16 @@ class SqlSink(Sink[SqlSinkConfig]):
             fresh = [r for r in records if r.offset >= nexts.get(r.tp, 0)]
         if any(r.value is None for r in fresh):
             return False  # tombstones: rare enough to leave to the per-record path
+        head = self._columnar.first(fresh[0], self.config.table) if fresh else None
+        if head is None:
+            return False
+        if head.table not in self._shapes:
+            # The table's own columns decide the kinds: read it first, as the per-record
+            # path would for this record (which it would not refuse before reading it).
+            self._shape(Change(head.table, "upsert", dict.fromkeys(head.key)))
         decoded = self._columnar.decode(fresh, self.config.table, self._shapes)
         if decoded is None:
             return False
-        if decoded.table not in self._shapes:
-            # Its first records: the table's own columns decide the kinds, so decode again
-            # once the shape has been read from the database.
-            self._shape(Change(decoded.table, "upsert", dict.fromkeys(decoded.key)))
-            decoded = self._columnar.decode(fresh, self.config.table, self._shapes)
-            if decoded is None:
-                return False
         self._shapes[decoded.table].columns.update(decoded.new)
         batch = self._batches.get(decoded.table)
         if batch is None:
