@@ -17,6 +17,7 @@ Rows/s of each and the ratio (goal: changehub ≥ 30 % of DuckDB's Parquet load)
 and writes ``bench/results/warehouse.json``::
 
     .venv/bin/python bench/warehouse_bench.py                 # 200,000 rows
+    .venv/bin/python bench/warehouse_bench.py --rows 100000 --rounds 3   # best of 3 each
     .venv/bin/python bench/warehouse_bench.py --rows 50000 --profile   # and a cProfile
                                                                        # of the sink's part
 """
@@ -135,6 +136,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5000, help="records per write + flush")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternating rounds of DuckDB and the sink; the best of each counts")
     parser.add_argument("--profile", action="store_true", help="cProfile the sink's part")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -149,18 +152,35 @@ def main() -> None:
             pq.write_table(pa.Table.from_pylist(rows), file)
             parquet.append(file)
         load = os.getloadavg()
-        duck, duck_cpu = run_duckdb(work / "reference.duckdb", parquet)
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
-        ours, writing, ours_cpu = run_sink(work / "warehouse.duckdb", passes, args.batch)
-        if profiler:
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
-        assert count(work / "warehouse.duckdb") == count(work / "reference.duckdb") == args.rows
+        best: dict[str, list[list[float]]] = {}  # side -> [seconds, writing, cpu] per pass
+
+        def keep(side: str, measured: tuple[list[float], ...]) -> None:
+            # the best round per pass: the shared machine's load only ever slows a round
+            if side not in best:
+                best[side] = [list(m) for m in measured]
+                return
+            for n in range(len(measured[0])):
+                if measured[0][n] < best[side][0][n]:
+                    for k, m in enumerate(measured):
+                        best[side][k][n] = m[n]
+
+        for round_ in range(args.rounds):
+            keep("duckdb", run_duckdb(work / f"reference{round_}.duckdb", parquet))
+            profiler = cProfile.Profile() if args.profile and round_ == 0 else None
+            if profiler:
+                profiler.enable()
+            keep("sink", run_sink(work / f"warehouse{round_}.duckdb", passes, args.batch))
+            if profiler:
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+            assert count(work / f"warehouse{round_}.duckdb") == count(
+                work / f"reference{round_}.duckdb") == args.rows
+        duck, duck_cpu = best["duckdb"]
+        ours, writing, ours_cpu = best["sink"]
     results: dict[str, Any] = {
         "rows": args.rows,
         "batch": args.batch,
+        "rounds": args.rounds,
         "duckdb_version": duckdb.__version__,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_at_start": [round(x, 2) for x in load],
