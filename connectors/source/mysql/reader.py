@@ -197,6 +197,7 @@ class CachingStreamReader(BinLogStreamReader):  # type: ignore[misc]
         self._light = {t: read for t, (cls, read) in _LIGHT.items() if cls in allowed}
         self._light_rows = {t for t, (cls, *_) in _ROWS.items() if cls in allowed}
         self.table_map_hits = 0  # for tests and benchmarks: maps not parsed again
+        self.light_row_events = 0  # ... and row events read without the library's wrapper
 
     def forget(self) -> None:
         """Parse every TableMap again from now on (a DDL statement went by)."""
@@ -227,6 +228,7 @@ class CachingStreamReader(BinLogStreamReader):  # type: ignore[misc]
             if data[5] in self._light_rows and not verify:
                 event = self._rows(pkt, data)
                 if event is not None:
+                    self.light_row_events += 1
                     if event.packet.log_pos:
                         self.log_pos = event.packet.log_pos
                     return event
