@@ -64,6 +64,7 @@ _LOST = {2006, 2013}  # server has gone away, lost connection during query
 _CANT_CONNECT = {2002, 2003}  # refused, unreachable
 _ACCESS_DENIED = {1044, 1045, 1227}
 _MAX_PACKET = MAX_PACKET_LEN  # a packet of this size is continued in the next
+_UNSET = object()
 
 
 class ConnectionLostError(Exception):
@@ -91,7 +92,8 @@ class _Connection(Connection):
         # PyMySQL's own.
         conn: Any = self  # PyMySQL's private attributes, which its stubs do not declare
         rfile = conn._rfile
-        if conn._current_timeout != conn._read_timeout or rfile is None:
+        # (A PyMySQL without _current_timeout sets the timeout at every read: its own loop.)
+        if getattr(conn, "_current_timeout", _UNSET) != conn._read_timeout or rfile is None:
             try:
                 return super()._read_packet(packet_type)  # type: ignore[no-untyped-call]
             except pymysql.err.OperationalError as exc:
