@@ -12,7 +12,7 @@ The bytes are exactly those of the row-by-row mapping (a unit test compares both
 holding a NULL (``\\N``) or an escaped character (``\\t``, ``\\\\`` …: any backslash) are
 mapped value by value, the way the row-by-row path does it.
 
-:meth:`ChunkEncoder.laid_out` (the snapshot worker's) skips the event objects too: the
+:meth:`ChunkEncoder.laid_out` (what snapshots use) skips the event objects too: the
 columns' JSON values go into Arrow arrays and one ``binary_join_element_wise`` (C++) splices
 every event with the envelope's constant pieces between them, giving the log's value column
 (the events back to back) and, from the Arrow offsets, its length column, with no Python
@@ -107,18 +107,31 @@ _OFFSET: Final = struct.Struct("<q")
 _ARROW_LAYOUT: Final = sys.byteorder == "little"
 
 
-def _splice(pieces: Sequence[bytes], columns: Sequence[list[bytes]]) -> tuple[bytes, memoryview]:
-    """``pieces[0] + a[i] + pieces[1] + b[i] + … + pieces[-1]`` for every row ``i`` of
-    ``columns`` (a, b, …): the length column (little-endian i32) and the items back to back."""
-    # Imported here: only the snapshot worker splices, and pyarrow.compute takes a few tenths
-    # of a second to import, which every other user of this module would pay.
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _arrow() -> tuple[Any, Any]:
+    """pyarrow and pyarrow.compute, imported on first use: only snapshots splice, and
+    pyarrow.compute takes a few tenths of a second to import, which every other user of
+    this module (streaming, the CLI) would pay."""
+    import pyarrow
+    import pyarrow.compute
 
+    return pyarrow, pyarrow.compute
+
+
+def _arrays(columns: Sequence[list[bytes]]) -> list[Any]:
+    pa, _ = _arrow()
     binary = pa.large_binary()  # 64-bit offsets: a chunk may exceed 2 GiB of events
+    return [pa.array(column, binary) for column in columns]
+
+
+def _splice(pieces: Sequence[bytes], arrays: Sequence[Any]) -> tuple[bytes, memoryview]:
+    """``pieces[0] + a[i] + pieces[1] + b[i] + … + pieces[-1]`` for every row ``i`` of the
+    Arrow ``arrays`` (a, b, …): the length column (little-endian i32) and the items back to
+    back."""
+    pa, pc = _arrow()
+    binary = pa.large_binary()
     args: list[Any] = []
-    for piece, column in zip(pieces, columns, strict=False):
-        args += [pa.scalar(piece, binary), pa.array(column, binary)]
+    for piece, array_ in zip(pieces, arrays, strict=False):
+        args += [pa.scalar(piece, binary), array_]
     args += [pa.scalar(pieces[-1], binary), pa.scalar(b"", binary)]  # the last: the separator
     joined = pc.binary_join_element_wise(*args)
     n = len(joined)
@@ -230,11 +243,12 @@ class ChunkEncoder:
                 column.extend(values)
             pos = end
         row = self._row_pieces
-        events = _splice([head + row[0], *row[1:-1], row[-1] + suffix], columns)
+        arrays = _arrays(columns)  # converted once, for the events and the keys
+        events = _splice([head + row[0], *row[1:-1], row[-1] + suffix], arrays)
         index, key = self._key_index, self._key_pieces
         if index is None or key is None:
             return (_NULL_LENGTH * nrows, b""), events
-        return _splice(key, [columns[i] for i in index]), events
+        return _splice(key, [arrays[i] for i in index]), events
 
     def _pass(
         self, lines: Sequence[bytes | bytearray | memoryview], envelope: bytes
