@@ -36,7 +36,15 @@ from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import ColumnConverter, column_converter
 from hub.errors import SchemaError
 
-__all__ = ["Blob", "ChunkEncoder", "LaidOut", "last_line", "parse_copy_line", "unescape"]
+__all__ = [
+    "Blob",
+    "ChunkEncoder",
+    "LaidOut",
+    "import_arrow",
+    "last_line",
+    "parse_copy_line",
+    "unescape",
+]
 
 _NULL: Final = b"\\N"
 _PASS_BYTES: Final = 8 * 1024
@@ -105,6 +113,12 @@ _NULL_LENGTH: Final = b"\xff\xff\xff\xff"  # -1
 _OFFSET: Final = struct.Struct("<q")
 # Arrow's buffers are little-endian, as the log's columns are: elsewhere, the lists' way.
 _ARROW_LAYOUT: Final = sys.byteorder == "little"
+
+
+def import_arrow() -> None:
+    """Import pyarrow now: a snapshot worker does it while it starts, so that its first
+    chunk does not wait for it."""
+    _arrow()
 
 
 def _arrow() -> tuple[Any, Any]:

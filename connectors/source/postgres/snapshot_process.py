@@ -49,7 +49,13 @@ from psycopg.conninfo import make_conninfo
 
 from connectors.api import SourceColumns
 from connectors.source.postgres.catalog import catalog_error, load_types
-from connectors.source.postgres.columnar import Blob, ChunkEncoder, last_line, parse_copy_line
+from connectors.source.postgres.columnar import (
+    Blob,
+    ChunkEncoder,
+    import_arrow,
+    last_line,
+    parse_copy_line,
+)
 from connectors.source.postgres.copy_out import CopyOut
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import TypeMap
@@ -272,6 +278,7 @@ def _serve(down: Connection, up: Connection) -> None:
     """The child's loop: one answer per message, in order, until "exit" or the pipe closes."""
     try:
         _, conninfo, snapshot_id = down.recv()
+        import_arrow()  # before "ok": the parent reads chunks itself until then
         conn = _connect(conninfo, snapshot_id)
     except EOFError:
         return
