@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from connectors.envelope import encode_key, event_records
 from connectors.sink.sql import SqlSink, SqlSinkConfig
+from connectors.sink.sql import sink as sql_sink_module
 from connectors.testing import make_context
 from log.api import LogRecord, TopicPartition
 
@@ -139,7 +140,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternating rounds of DuckDB and the sink; the best of each counts")
     parser.add_argument("--profile", action="store_true", help="cProfile the sink's part")
+    parser.add_argument("--per-record", action="store_true",
+                        help="the sink without its columnar writes (what it did before them)")
     args = parser.parse_args()
+    if args.per_record:
+        sql_sink_module._COLUMNAR_MIN = 2**62
     logging.basicConfig(level=logging.WARNING)
 
     inserts, updates = make_rows(args.rows, 0), make_rows(args.rows, 1)
@@ -181,6 +186,7 @@ def main() -> None:
         "rows": args.rows,
         "batch": args.batch,
         "rounds": args.rounds,
+        "per_record": args.per_record,
         "duckdb_version": duckdb.__version__,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_at_start": [round(x, 2) for x in load],
