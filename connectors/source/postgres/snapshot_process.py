@@ -38,6 +38,7 @@ import gc
 import os
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
@@ -319,6 +320,9 @@ def _serve(down: Connection, up: Connection) -> None:
     except (BrokenPipeError, ConnectionResetError):
         return  # the parent is gone
     finally:
+        if table is not None:  # its read ahead ends before the connection does
+            with contextlib.suppress(Exception):
+                table.close()
         conn.close()
 
 
@@ -333,7 +337,14 @@ def _connect(conninfo: str, snapshot_id: str) -> psycopg.Connection[Any]:
 
 
 class _Table:
-    """One table's COPY in the child, and its encoder."""
+    """One table's COPY in the child, and its encoder.
+
+    The next chunk's rows are read on a second thread while this one encodes: Postgres
+    only gets as far ahead as the socket's buffers (a few thousand rows), so read in turn
+    with encoding, every chunk waited for most of its rows to be produced. The threads take
+    turns on the GIL for their Python work, but the waits overlap. Only that thread uses
+    the connection while a read is out (the converters were built before the COPY began).
+    """
 
     def __init__(self, conn: psycopg.Connection[Any], spec: TableSpec) -> None:
         self.spec = spec
@@ -354,13 +365,22 @@ class _Table:
         self._encoder = ChunkEncoder(self._schema)
         self._key_index = self._schema.key_index
         self._copy = CopyOut(conn, spec.copy_query)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="copy-reader")
+        self._next: tuple[int, Future[tuple[bytes, int]]] | None = None
 
     def chunk(
         self, n: int, head: bytes, suffix: bytes
     ) -> tuple[tuple[tuple[str, ...] | None, bytes, bytes], Blob, Blob]:
         """The next ``n`` rows' events: (last key, key lengths, value lengths), the keys
         and the values back to back."""
-        block, count = self._copy.read_block(n)
+        ahead, self._next = self._next, None
+        if ahead is not None:
+            assert ahead[0] == n, "every chunk of a table asks for the same number of rows"
+            block, count = ahead[1].result()
+        else:
+            block, count = self._copy.read_block(n)
+        if count == n:  # not the end yet: read on while this chunk is encoded
+            self._next = (n, self._reader.submit(self._copy.read_block, n))
         try:
             (klens, keys), (vlens, values) = self._encoder.laid_out(block, count, head, suffix)
         except _CONVERSION_FAILS:
@@ -375,7 +395,12 @@ class _Table:
         return (last_key, klens, vlens), keys, values
 
     def close(self) -> None:
-        self._copy.close()
+        try:
+            if self._next is not None:
+                self._next[1].exception()  # wait: the connection is free after it
+        finally:
+            self._reader.shutdown()
+            self._copy.close()
 
 
 def _text(value: bytes | None) -> str:
