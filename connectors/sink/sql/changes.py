@@ -144,7 +144,7 @@ class TableBatch:
         """Turn the columnar rows into per-key rows, as if each had been added by :meth:`add`."""
         chunks, self.columnar = self.columnar, []
         for chunk in chunks:
-            for row in chunk.drop_columns(["_seq"]).to_pylist():
+            for row in chunk.sort_by("_seq").drop_columns(["_seq"]).to_pylist():
                 self.upserts[orjson.dumps([row[k] for k in self.key])] = row
 
     def columnar_rows(self, key: Sequence[str]) -> pa.Table | None:

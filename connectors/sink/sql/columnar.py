@@ -191,6 +191,8 @@ class Decoder:
             return None  # the per-record path refuses these records, naming the key
         known: dict[str, Kind] = dict(shape.columns) if shape is not None else {}
         columns = list(after) + [k for k in key if k not in after]
+        if "_seq" in columns or "_ok" in columns:
+            return None  # the names of the query's own columns
         # One parse of each value (and key): json_extract with a list of paths gives every
         # field's minified JSON text (SQL NULL when absent). The checks and casts look at
         # those small texts: a string starts with '"', a number with a digit or '-' and is
@@ -199,12 +201,17 @@ class Decoder:
                   *(_pointer("source", f) for f in _SOURCE_FIELDS),
                   *(_pointer("after", c) for c in after)]
         kpaths = ["''", *(_pointer(c) for c in key)]
-        text = {c: f"e[{7 + after.index(c)}]" for c in after}
-        text.update({c: f"ke[{2 + key.index(c)}]" for c in key})  # {**after, **key}
+        text = {c: f"e{7 + after.index(c)}" for c in after}
+        text.update({c: f"ke{2 + key.index(c)}" for c in key})  # {**after, **key}
         unknown = [c for c in columns if c not in known]
         new: dict[str, Kind] = {}
-        inner = (f"SELECT _seq, k, json_extract(v, [{', '.join(vpaths)}]) AS e, "
-                 f"json_extract(k, [{', '.join(kpaths)}]) AS ke FROM {_VIEW}")
+        # each extracted text as a column of its own, so that the checks and casts below,
+        # which name most of them several times, take the list element once
+        inner = ("SELECT _seq, " + ", ".join(
+            [f"e[{i}] AS e{i}" for i in range(1, len(vpaths) + 1)]
+            + [f"ke[{i}] AS ke{i}" for i in range(1, len(kpaths) + 1)])
+            + f" FROM (SELECT _seq, json_extract(v, [{', '.join(vpaths)}]) AS e, "
+            f"json_extract(k, [{', '.join(kpaths)}]) AS ke FROM {_VIEW})")
         if unknown:
             # A new column's kind: its first non-null value's (in the write's order).
             row = db.execute(
@@ -233,15 +240,15 @@ class Decoder:
         frame = 1 + sum(len(orjson.dumps(c)) + 2 for c in after)
         # every record renders to the first one's table: the same source fields (strings
         # or null; absent counts as null, as per record)
-        source_checks = [f"coalesce(e[{3 + n}], 'null') = $s{n}"
+        source_checks = [f"coalesce(e{3 + n}, 'null') = $s{n}"
                          for n in range(len(_SOURCE_FIELDS))]
         checks = [
-            """e[1] IN ('"c"', '"u"', '"r"')""",
-            "left(e[2], 1) = '{'",
+            """e1 IN ('"c"', '"u"', '"r"')""",
+            "left(e2, 1) = '{'",
             # the key has no column besides the first record's (the after image's check)
-            "strlen(ke[1]) = " + " + ".join([str(1 + sum(len(orjson.dumps(c)) + 2 for c in key))]
-                                            + [f"strlen(ke[{2 + i}])" for i in range(len(key))]),
-            "strlen(e[2]) = " + " + ".join([str(frame)] + [f"strlen(e[{7 + i}])"
+            "strlen(ke1) = " + " + ".join([str(1 + sum(len(orjson.dumps(c)) + 2 for c in key))]
+                                            + [f"strlen(ke{2 + i})" for i in range(len(key))]),
+            "strlen(e2) = " + " + ".join([str(frame)] + [f"strlen(e{7 + i})"
                                                             for i in range(len(after))]),
             *source_checks,
         ]
@@ -275,7 +282,7 @@ class Decoder:
         decoded = db.sql(query, params=params).to_arrow_table()
         if not pc.all(decoded["_ok"]).as_py():
             return None
-        rows = decoded.drop_columns(["_ok"]).sort_by("_seq")
+        rows = decoded.drop_columns(["_ok"])  # in any order: _seq says which came last
         return Decoded(table, tuple(key), rows, new)
 
 
