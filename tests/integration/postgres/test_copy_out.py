@@ -50,3 +50,20 @@ def test_a_failing_copy_raises_the_servers_error(db: Database) -> None:
             while copy.read(100):
                 pass
         assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_blocks_hold_the_rows_of_line_reads_back_to_back_with_their_count(db: Database) -> None:
+    with psycopg.connect(db.dsn) as conn:
+        lines = CopyOut(conn, QUERY).read(200_000)
+        copy = CopyOut(conn, QUERY)
+        blocks = []
+        while True:
+            block, count = copy.read_block(30_000)
+            assert block.count(b"\n") == count
+            blocks.append(block)
+            if count < 30_000:
+                break
+        assert [b.count(b"\n") for b in blocks] == [30_000, 30_000, 30_000, 10_000]
+        assert b"".join(blocks) == b"".join(lines)
+        assert copy.done and copy.read_block(5) == (b"", 0)
+        assert conn.execute("SELECT 42").fetchone() == (42,)
