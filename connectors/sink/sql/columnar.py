@@ -234,10 +234,23 @@ class Decoder:
         if any(k not in _TYPES for k in kinds.values()) or any(
                 kinds[k] == "float" for k in key):
             return None
-        # The after image has no column besides these: its minified text is as long as
-        # theirs plus the keys, colons, commas and braces (a column more makes it longer;
-        # one missing is an absent path, SQL NULL).
-        frame = 1 + sum(len(orjson.dumps(c)) + 2 for c in after)
+        # No record's after image (or key) has a column besides these: its minified text is
+        # as long as theirs plus their names, colons, commas and braces, the same "frame"
+        # as the first record's, which DuckDB measures here and whose columns it lists (a
+        # column more, or one named twice, makes the frame longer; one missing is an absent
+        # path, SQL NULL).
+        after_len = " + ".join(f"strlen(e[{7 + i}])" for i in range(len(after)))
+        key_len = " + ".join(f"strlen(ke[{2 + i}])" for i in range(len(key)))
+        measured = db.execute(
+            f"SELECT strlen(e[2]) - ({after_len}), json_keys(e[2]), "
+            f"strlen(ke[1]) - ({key_len}), json_keys(ke[1]) FROM (SELECT "
+            f"json_extract(?::VARCHAR, [{', '.join(vpaths)}]) AS e, "
+            f"json_extract(?::VARCHAR, [{', '.join(kpaths)}]) AS ke)",
+            [(first.value or b"").decode(), (first.key or b"").decode()],
+        ).fetchall()[0]
+        frame, first_after, key_frame, first_key = measured
+        if first_after != after or first_key != key or frame is None or key_frame is None:
+            return None
         # every record renders to the first one's table: the same source fields (strings
         # or null; absent counts as null, as per record)
         source_checks = [f"coalesce(e{3 + n}, 'null') = $s{n}"
@@ -246,9 +259,9 @@ class Decoder:
             """e1 IN ('"c"', '"u"', '"r"')""",
             "left(e2, 1) = '{'",
             # the key has no column besides the first record's (the after image's check)
-            "strlen(ke1) = " + " + ".join([str(1 + sum(len(orjson.dumps(c)) + 2 for c in key))]
-                                            + [f"strlen(ke{2 + i})" for i in range(len(key))]),
-            "strlen(e2) = " + " + ".join([str(frame)] + [f"strlen(e{7 + i})"
+            "strlen(ke1) = " + " + ".join([str(int(key_frame))]
+                                          + [f"strlen(ke{2 + i})" for i in range(len(key))]),
+            "strlen(e2) = " + " + ".join([str(int(frame))] + [f"strlen(e{7 + i})"
                                                             for i in range(len(after))]),
             *source_checks,
         ]

@@ -252,3 +252,13 @@ def test_a_columnar_write_skips_the_records_the_target_already_holds(
     got = {r[0]: r[1] for r in _table(url)}  # id -> name (columns sorted: id, name, …)
     assert len(got) == N + N // 2
     assert got[N // 2] == row(N // 2)["name"] and got[N] == row(N, 1)["name"]
+
+
+@pytest.mark.parametrize("case", ["a column more", "a duplicated column", "another key column"])
+def test_the_first_record_itself_is_checked_too(
+    case: str, decoder: Decoder, shapes: dict[Any, TableShape]
+) -> None:
+    # the first record sets the columns the others are measured against
+    pairs: list[tuple[bytes | None, bytes | None]] = list(upserts(0, N))
+    pairs[0] = FALLBACKS[case]
+    assert decoder.decode(records(pairs), "{table}", shapes) is None
