@@ -53,6 +53,7 @@ from pymysqlreplication.row_event import WriteRowsEvent
 from connectors.api import ConnectorContext
 from connectors.envelope import decode_value
 from connectors.source.mysql.source import MySqlSource, MySqlSourceConfig
+from hub.gc_pause import freeze_startup_objects
 from hub.source_worker import route
 from log.api import TopicConfig
 from log.embedded import EmbeddedLog
@@ -243,6 +244,7 @@ def bench_latency(
     )  # fmt: skip
     source = MySqlSource(config, context)
     source.start(None)
+    freeze_startup_objects()  # as `changehub run` does once its connectors started
     total = int(rate * seconds)
     # The writer runs in a process of its own (as an application would), not competing
     # for this process's interpreter lock with the source and the log.

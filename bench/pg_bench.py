@@ -46,6 +46,7 @@ from connectors.api import ConnectorContext
 from connectors.envelope import decode_value
 from connectors.source.postgres.snapshot import PROCESS_MIN_BYTES
 from connectors.source.postgres.source import PostgresSource, PostgresSourceConfig
+from hub.gc_pause import freeze_startup_objects
 from hub.source_worker import route
 from log.api import Durability, TopicConfig
 from log.embedded import EmbeddedLog
@@ -337,6 +338,7 @@ def bench_latency(facts: dict[str, str], work: Path, rate: int, seconds: float) 
     errors = work / "pgbench.err"
     try:
         runner.start()
+        freeze_startup_objects()  # as `changehub run` does once its connectors started
         with errors.open("w") as err:
             writer = subprocess.Popen(
                 command, env=env, stdout=subprocess.PIPE, stderr=err, text=True

@@ -20,6 +20,7 @@ from connectors.api import ConnectorContext, Sink, SinkConfig, Source, SourceCon
 from connectors.registry import load_sink, load_source
 from hub.config import PipelineConfig
 from hub.errors import UsageError
+from hub.gc_pause import freeze_startup_objects
 from hub.sink_worker import SinkWorker
 from hub.source_worker import SourceWorker
 from hub.state import ConnectorStatus
@@ -267,6 +268,8 @@ class Hub:
         try:
             self.start()
             api = self._serve_api()
+            frozen = freeze_startup_objects()
+            log.debug("%d start-up objects frozen out of garbage collection", frozen)
             if ready is not None:
                 ready()
             while not wake.wait(0.2) and not self._stopped.is_set():
