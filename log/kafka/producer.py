@@ -204,15 +204,20 @@ class SourceProducer:
         if self.fatal_error is not None:
             return self.fatal_error
         if d.error is not None and d.error.code() == KafkaError._PURGE_QUEUE:
-            # the error event may not have been served yet: a fenced producer's abort
-            # raises the fatal error itself
-            from confluent_kafka import KafkaException
-
-            try:
-                self.producer.abort_transaction(min(self.timeout, 5.0))
-            except KafkaException as why:
-                return why
+            # the error event may not have been served yet: the abort tells
+            return self._abort_reason() or d.error
         return d.error
+
+    def _abort_reason(self) -> Any:
+        """Abort the transaction; the KafkaException it raised (a fenced producer's abort
+        raises its fatal error), else None."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self.producer.abort_transaction(min(self.timeout, 5.0))
+        except KafkaException as why:
+            return why
+        return None
 
     def begin(self) -> None:
         self.deliveries = Deliveries()
@@ -235,16 +240,12 @@ class SourceProducer:
             cause = e.__cause__ or e.__context__
             if isinstance(cause, KafkaException):
                 raise log_error(cause, what, self.bootstrap) from cause
-            failure = self._failure(d)
-            if failure is not None:  # the fatal error or the delivery reports say why
-                raise log_error(failure, what, self.bootstrap) from e
             # confluent-kafka sometimes loses the exception altogether ("returned NULL
-            # without setting an exception"): the transaction's own state says why (a
-            # fenced producer's abort raises the fatal error)
-            try:
-                self.producer.abort_transaction(min(self.timeout, 5.0))
-            except KafkaException as why:
-                raise log_error(why, what, self.bootstrap) from e
+            # without setting an exception"): the fatal error, the delivery reports or the
+            # transaction's own state (its abort) say why
+            failure = self._failure(d) or self._abort_reason()
+            if failure is not None:
+                raise log_error(failure, what, self.bootstrap) from e
             raise LogStorageError(
                 f"{what}: the Kafka client failed without saying why ({e}); the transaction "
                 "was aborted"
