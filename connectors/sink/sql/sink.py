@@ -63,7 +63,7 @@ from connectors.sink.sql.history import (
 )
 from connectors.sink.sql.naming import TableName
 from connectors.sink.sql.offsets import ensure_offsets_table, load_offsets, store_offsets
-from connectors.sink.sql.upsert import delete_keys, merge_arrow, upsert_rows, upsertable_by_arrow
+from connectors.sink.sql.upsert import delete_keys, upsert_rows, upsert_table
 from connectors.sqldb import SharedEngine, describe_table, is_refused, translate
 from hub.errors import FatalError, SchemaError
 from log.api import LogRecord, TopicPartition
@@ -430,11 +430,7 @@ class SqlSink(Sink[SqlSinkConfig]):
             return  # a truncate of a table no event has described yet
         columnar = batch.columnar_rows(shape.key)
         if columnar is not None:
-            if not (upsertable_by_arrow(conn) and shape.upsertable and merge_arrow(
-                    conn, table, shape.key, columnar, [c for c in columnar.column_names
-                                                        if c not in shape.key])):
-                upsert_rows(conn, table, shape.key, columnar.to_pylist(),
-                            has_primary_key=shape.upsertable)
+            upsert_table(conn, table, shape.key, columnar, has_primary_key=shape.upsertable)
             return
         delete_keys(conn, table, shape.key, list(batch.deletes.values()))
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}

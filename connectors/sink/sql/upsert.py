@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-__all__ = ["delete_keys", "merge_arrow", "upsert_rows", "upsertable_by_arrow"]
+__all__ = ["delete_keys", "merge_arrow", "upsert_rows", "upsert_table"]
 
 # Keys per DELETE … IN and rows per multi-row VALUES: well below every database's limit on
 # bound parameters (SQLite: 32766) for tables of up to a few dozen columns.
@@ -99,9 +99,22 @@ def _merge_from_arrow(
     return merge_arrow(conn, table, key, pa.table(arrays, names=columns), updates)
 
 
-def upsertable_by_arrow(conn: Connection) -> bool:
-    """Whether :func:`merge_arrow` can write to ``conn``'s database."""
-    return conn.dialect.name == "duckdb"
+def upsert_table(
+    conn: Connection,
+    table: sa.Table,
+    key: Sequence[str],
+    rows: pa.Table,
+    *,
+    has_primary_key: bool = True,
+) -> None:
+    """:func:`upsert_rows` for rows already in an Arrow table (one per key): DuckDB merges
+    the table as it is; other databases, or columns of nested types, get its rows."""
+    updates = [c for c in rows.column_names if c not in key]
+    if has_primary_key and conn.dialect.name == "duckdb" and merge_arrow(
+        conn, table, key, rows, updates
+    ):
+        return
+    upsert_rows(conn, table, key, rows.to_pylist(), has_primary_key=has_primary_key)
 
 
 def merge_arrow(
