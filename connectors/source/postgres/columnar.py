@@ -26,11 +26,8 @@ import struct
 import sys
 from array import array
 from collections.abc import Sequence
-from functools import partial
-from itertools import repeat
 from typing import Any, Final
 
-from connectors.api import SourceRecord
 from connectors.source.postgres.pgoutput import JsonColumn
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import ColumnConverter, column_converter
@@ -48,7 +45,6 @@ __all__ = [
 
 _NULL: Final = b"\\N"
 _PASS_BYTES: Final = 8 * 1024
-_record: Final = partial(tuple.__new__, SourceRecord)
 _ESCAPES: Final = {
     ord("b"): b"\b",
     ord("f"): b"\f",
@@ -191,36 +187,15 @@ class ChunkEncoder:
             else b"{%b}" % b",".join(_pct(schema.json_columns[i][0]) + b"%b" for i in index)
         )
 
-    def records(
-        self,
-        lines: Sequence[bytes | bytearray | memoryview],
-        head: bytes,
-        suffix: bytes,
-        ts_ms: int,
-    ) -> list[SourceRecord]:
-        """Events ``head + {row} + suffix`` of ``lines`` (each a COPY text row with its
-        newline), keyed by the table's key, in order."""
-        keys, values = self.encode(lines, head, suffix)
-        return list(
-            map(
-                _record,
-                zip(
-                    repeat(self._schema.topic),
-                    repeat(None) if keys is None else keys,
-                    values,
-                    repeat(ts_ms),
-                ),
-            )
-        )
-
     def encode(
         self,
         lines: Sequence[bytes | bytearray | memoryview],
         head: bytes,
         suffix: bytes,
     ) -> tuple[list[bytes] | None, list[bytes]]:
-        """The keys (None for a keyless table) and the values of :meth:`records`, as two
-        columns: what a snapshot worker process sends back (``snapshot_process.py``)."""
+        """Events ``head + {row} + suffix`` of ``lines`` (each a COPY text row with its
+        newline) as two columns: the keys by the table's key (None for a keyless table) and
+        the values, in order."""
         if not lines:
             return (None if self._key is None else []), []
         # A few KiB of text per pass: the temporary columns then fit in memory the

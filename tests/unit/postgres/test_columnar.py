@@ -102,17 +102,19 @@ def test_a_chunk_encodes_to_the_bytes_of_the_row_by_row_mapping(
     if key == ("id", "name"):
         lines = [raw for raw in lines if not raw.startswith(b"4\t")]  # a NULL key column
     table = schema(key)
-    got = ChunkEncoder(table).records(lines, READ_HEAD, SUFFIX, 7)
-    assert [tuple(r) for r in got] == row_by_row(table, lines)
+    keys, values = ChunkEncoder(table).encode(lines, READ_HEAD, SUFFIX)
+    expected = row_by_row(table, lines)
+    assert values == [value for _, _, value, _ in expected]
+    assert keys == (None if key is None else [k for _, k, _, _ in expected])
 
 
 def test_an_empty_chunk_has_no_records() -> None:
-    assert ChunkEncoder(schema()).records([], READ_HEAD, SUFFIX, 7) == []
+    assert ChunkEncoder(schema()).encode([], READ_HEAD, SUFFIX) == ([], [])
 
 
 def test_a_row_with_too_few_values_is_a_schema_error_naming_the_table() -> None:
     with pytest.raises(SchemaError, match=r"public\.t .* expected 12 per row"):
-        ChunkEncoder(schema()).records([COMMON[0], b"6\tshort\n"], READ_HEAD, SUFFIX, 7)
+        ChunkEncoder(schema()).encode([COMMON[0], b"6\tshort\n"], READ_HEAD, SUFFIX)
 
 
 def cut(laid: tuple[bytes, object]) -> list[bytes]:
