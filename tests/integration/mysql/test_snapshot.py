@@ -110,7 +110,9 @@ def test_an_interrupted_snapshot_resumes_after_its_last_chunk_without_duplicates
     db: Database, log_dir: Path
 ) -> None:
     fill(db)
-    cfg = config(db, snapshot_chunk_size=100)
+    # One chunk per batch: the stop below must land mid-snapshot. With batches of up to
+    # 10,000 events a fast reader could hand over the whole table in the first batch.
+    cfg = config(db, snapshot_chunk_size=100, max_batch_events=100)
     p = Pipeline(log_dir, cfg)
     topic = p.topic(db, "items")
     try:
