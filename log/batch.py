@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from functools import partial
 from itertools import accumulate, islice, repeat
@@ -43,8 +44,10 @@ __all__ = [
     "MAGIC",
     "BatchError",
     "BatchHeader",
+    "BlockColumns",
     "EncodedBatch",
     "RecordColumns",
+    "decode_block",
     "decode_columns",
     "decode_records",
     "encode",
@@ -482,3 +485,68 @@ def decode_records(
     c = decode_columns(buf, pos, h)
     columns = (c.offsets, c.timestamps, c.keys, c.values, c.headers)
     return list(map(_make_record, zip(repeat(topic), repeat(partition), *columns)))
+
+
+class BlockColumns(NamedTuple):
+    """A batch's records as its stored columns (see :class:`log.api.RecordBlock`)."""
+
+    offsets: array[int]  # "q"
+    timestamps: array[int]  # "q"
+    key_lengths: bytes  # little-endian i32, -1 for null
+    keys: bytes
+    value_lengths: bytes
+    values: bytes
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def between(self, lo: int, hi: int) -> BlockColumns:
+        """Only the records with ``lo <= offset < hi``."""
+        i, j = bisect_left(self.offsets, lo), bisect_left(self.offsets, hi)
+        if i == 0 and j == len(self):
+            return self
+        klens = struct.unpack(f"<{len(self)}i", self.key_lengths)
+        vlens = struct.unpack(f"<{len(self)}i", self.value_lengths)
+
+        def cut(lens: tuple[int, ...], blob: bytes) -> bytes:
+            start = sum(n for n in lens[:i] if n > 0)
+            return blob[start:start + sum(n for n in lens[i:j] if n > 0)]
+
+        return BlockColumns(
+            self.offsets[i:j], self.timestamps[i:j], self.key_lengths[4 * i:4 * j],
+            cut(klens, self.keys), self.value_lengths[4 * i:4 * j], cut(vlens, self.values),
+        )
+
+
+def _blob_size(lens: array[int]) -> int:
+    return sum(lens) + lens.count(-1)  # -1 marks a null, which takes no bytes
+
+
+def decode_block(buf: bytes, pos: int, h: BatchHeader) -> BlockColumns:
+    """The records of the (validated) batch at ``pos`` as its columns: the key and value bytes
+    stay concatenated as stored (no object per record), only offsets and times are arrays."""
+    n = h.record_count
+    p = pos + HEADER_SIZE
+    if h.attributes & ATTR_CHECKPOINT:
+        p += checkpoint_block_size(buf, pos)
+    if h.attributes & ATTR_OFFSET_DELTAS:
+        deltas, p = _array("i", buf, p, n)
+        offsets = array("q", map(h.base_offset.__add__, deltas))
+    else:
+        offsets = array("q", range(h.base_offset, h.base_offset + n))
+    if h.attributes & ATTR_TIMESTAMPS:
+        timestamps, p = _array("q", buf, p, n)
+    else:
+        timestamps = array("q", [h.first_timestamp]) * n
+    key_lengths, value_lengths = buf[p:p + 4 * n], buf[p + 4 * n:p + 8 * n]
+    klens, p = _array("i", buf, p, n)
+    vlens, p = _array("i", buf, p, n)
+    if h.attributes & ATTR_HEADERS:
+        hlens, p = _array("i", buf, p, n)
+        p += sum(hlens)
+    kend = p + _blob_size(klens)
+    vend = kend + _blob_size(vlens)
+    if vend != pos + h.size:
+        raise BatchError(f"columns end at byte {vend - pos}, batch length says {h.size}")
+    return BlockColumns(offsets, timestamps, key_lengths, buf[p:kend], value_lengths,
+                        buf[kend:vend])

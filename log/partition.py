@@ -24,10 +24,11 @@ import logging
 import os
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from hub.errors import (
     CorruptLogError,
@@ -41,7 +42,10 @@ from log.api import LogRecord, Record, TopicPartition
 from log.batch import (
     HEADER_SIZE,
     BatchError,
+    BatchHeader,
+    BlockColumns,
     EncodedBatch,
+    decode_block,
     decode_records,
     encode,
     read_header,
@@ -54,6 +58,11 @@ from log.waiting import Waiter, WaiterSet
 __all__ = ["PartitionLog", "SegmentConfig", "Visible", "fsync_dir", "storage_error"]
 
 _READ_CHUNK = 1024 * 1024
+
+# What a read makes of each batch: records, or its columns (decode(buf, pos, header, lo, hi)
+# keeps the records with lo <= offset < hi).
+_Part = TypeVar("_Part", bound=Sized)
+_Decode = Callable[[bytes, int, BatchHeader, int, int], _Part]
 
 _log = logging.getLogger(__name__)
 
@@ -427,6 +436,30 @@ class PartitionLog:
 
     def read(self, offset: int, *, max_records: int, max_bytes: int) -> list[LogRecord]:
         """Visible records from ``offset`` on, without waiting; at least one if any is there."""
+        topic, partition = self.tp
+
+        def decode(buf: bytes, pos: int, h: BatchHeader, lo: int, hi: int) -> list[LogRecord]:
+            records = decode_records(buf, pos, h, topic, partition)
+            if records[0].offset < lo or records[-1].offset >= hi:
+                records = [r for r in records if lo <= r.offset < hi]
+            return records
+
+        parts = self._read(offset, decode, max_records=max_records, max_bytes=max_bytes)
+        out = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
+        return out[:max_records] if len(out) > max_records else out
+
+    def read_block(self, offset: int, *, max_records: int, max_bytes: int) -> list[BlockColumns]:
+        """What :meth:`read` returns, as the stored columns of each batch read (no object per
+        record); the last part may hold more than ``max_records`` in all (the caller cuts)."""
+
+        def decode(buf: bytes, pos: int, h: BatchHeader, lo: int, hi: int) -> BlockColumns:
+            return decode_block(buf, pos, h).between(lo, hi)
+
+        return self._read(offset, decode, max_records=max_records, max_bytes=max_bytes)
+
+    def _read(
+        self, offset: int, decode: _Decode[_Part], *, max_records: int, max_bytes: int
+    ) -> list[_Part]:
         with self.pinned() as (segments, bases, visible):
             start = bases[0]
             if offset < start or offset > visible.end_offset:
@@ -444,22 +477,31 @@ class PartitionLog:
                     limit = seg.size
                 else:
                     return []
-                records = self._read_segment(
+                parts = self._read_segment(
                     seg,
                     offset,
                     limit,
                     visible.end_offset,
+                    decode,
                     max_records=max_records,
                     max_bytes=max_bytes,
                 )
-                if records:
-                    return records
+                if parts:
+                    return parts
                 i += 1
             return []
 
     def _read_segment(
-        self, seg: Segment, offset: int, limit: int, end: int, *, max_records: int, max_bytes: int
-    ) -> list[LogRecord]:
+        self,
+        seg: Segment,
+        offset: int,
+        limit: int,
+        end: int,
+        decode: _Decode[_Part],
+        *,
+        max_records: int,
+        max_bytes: int,
+    ) -> list[_Part]:
         topic, partition = self.tp
         try:
             pos, h = seg.locate(offset, limit)
@@ -472,7 +514,8 @@ class PartitionLog:
                     position=pos,
                 )
             return self._read_batches(
-                seg, pos, h.size, offset, limit, end, max_records=max_records, max_bytes=max_bytes
+                seg, pos, h.size, offset, limit, end, decode, max_records=max_records,
+                max_bytes=max_bytes,
             )
         except SegmentError as e:
             raise CorruptLogError(
@@ -497,14 +540,17 @@ class PartitionLog:
         offset: int,
         limit: int,
         end: int,
+        decode: _Decode[_Part],
         *,
         max_records: int,
         max_bytes: int,
-    ) -> list[LogRecord]:
+    ) -> list[_Part]:
         """Decode whole batches from byte ``pos`` on, in chunks of at most ``_READ_CHUNK`` (so
-        a small read does not fetch ``max_bytes``); the first batch is read whatever its size."""
-        topic, partition = self.tp
-        out: list[LogRecord] = []
+        a small read does not fetch ``max_bytes``); the first batch is read whatever its size.
+        Each batch is one part (``decode`` keeps its records in [offset, end)), empty parts
+        left out."""
+        out: list[_Part] = []
+        count = 0
         budget = max_bytes
         need = first_size  # bytes of the batch that starts the next chunk, when known
         expected = offset  # where a damaged batch would have started, for the error
@@ -521,25 +567,25 @@ class PartitionLog:
             while p + HEADER_SIZE <= len(buf):
                 try:
                     h = read_header(buf, p)
-                    if out and h.size > budget:
+                    if count and h.size > budget:
                         return out
                     if p + h.size > len(buf):
                         need = h.size
                         break
                     validate(buf, p)
-                    records = decode_records(buf, p, h, topic, partition)
+                    part = decode(buf, p, h, offset, end)
                 except BatchError as e:
                     raise SegmentError(
                         f"{seg.path} byte {pos + p}: {e}", offset=expected, position=pos + p
                     ) from None
-                if records[0].offset < offset or records[-1].offset >= end:
-                    records = [r for r in records if offset <= r.offset < end]
-                out += records
+                if len(part):
+                    out.append(part)
+                    count += len(part)
                 budget -= h.size
                 p += h.size
                 expected = h.next_offset
-                if len(out) >= max_records or budget <= 0:
-                    return out[:max_records]
+                if count >= max_records or budget <= 0:
+                    return out
             pos += p
         return out
 
