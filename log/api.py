@@ -22,7 +22,9 @@ partition, many partitions at once.
 from __future__ import annotations
 
 import re
+import struct
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +38,7 @@ __all__ = [
     "OffsetSpec",
     "PartitionInfo",
     "Record",
+    "RecordBlock",
     "TopicConfig",
     "TopicInfo",
     "TopicPartition",
@@ -75,6 +78,60 @@ class LogRecord(NamedTuple):
     @property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
+
+
+class RecordBlock(NamedTuple):
+    """Records of one partition read as columns (:meth:`Log.read_block`), without a Python
+    object per record: a consumer that handles a fetch in bulk (the batch export hands the keys
+    and values to DuckDB as Arrow arrays) builds its columns from these buffers directly.
+
+    ``key_lengths`` and ``value_lengths`` hold one little-endian i32 per record (-1: null),
+    ``keys`` and ``values`` the non-null items' bytes concatenated in record order. Headers are
+    not carried: a consumer that needs them reads with :meth:`Log.read`.
+    """
+
+    tp: TopicPartition
+    offsets: array[int]  # typecode "q", one per record, ascending (gaps on compacted topics)
+    timestamps: array[int]  # typecode "q"
+    key_lengths: bytes
+    keys: bytes
+    value_lengths: bytes
+    values: bytes
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def records(self) -> list[LogRecord]:
+        """The records, one :class:`LogRecord` each (without headers): the slow way back."""
+        topic, partition = self.tp
+        out = []
+        kpos = vpos = 0
+        klens = struct.unpack(f"<{len(self)}i", self.key_lengths)
+        vlens = struct.unpack(f"<{len(self)}i", self.value_lengths)
+        for offset, ts, kn, vn in zip(self.offsets, self.timestamps, klens, vlens, strict=True):
+            key = value = None
+            if kn >= 0:
+                key, kpos = self.keys[kpos:kpos + kn], kpos + kn
+            if vn >= 0:
+                value, vpos = self.values[vpos:vpos + vn], vpos + vn
+            out.append(LogRecord(topic, partition, offset, ts, key, value))
+        return out
+
+    @classmethod
+    def of(cls, tp: TopicPartition, records: Sequence[LogRecord]) -> RecordBlock:
+        """A block of ``records`` (read one by one, e.g. from a backend without a columnar read)."""
+        n = len(records)
+        keys = [r.key for r in records]
+        values = [r.value for r in records]
+        return cls(
+            tp,
+            array("q", [r.offset for r in records]),
+            array("q", [r.timestamp_ms for r in records]),
+            struct.pack(f"<{n}i", *(-1 if k is None else len(k) for k in keys)),
+            b"".join(k for k in keys if k is not None),
+            struct.pack(f"<{n}i", *(-1 if v is None else len(v) for v in values)),
+            b"".join(v for v in values if v is not None),
+        )
 
 
 @dataclass(frozen=True)
@@ -250,6 +307,25 @@ class Log(ABC):
         timeout: float = 0.0,
     ) -> list[LogRecord]:
         """Like :meth:`read` across many partitions: waits until any of them has records."""
+
+    def read_block(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        *,
+        max_records: int = 10_000,
+        max_bytes: int = 8 * 1024 * 1024,
+    ) -> RecordBlock:
+        """Like :meth:`read` without waiting, as columns (:class:`RecordBlock`, no headers).
+
+        The same records :meth:`read` returns from ``offset`` with the same limits (so a
+        consumer moves on from the last offset exactly as with :meth:`read`); empty when none
+        is there. This default is built on :meth:`read`; a backend overrides it to decode
+        its batches into the columns directly.
+        """
+        return RecordBlock.of(
+            tp, self.read(tp, offset, max_records=max_records, max_bytes=max_bytes)
+        )
 
     @abstractmethod
     def start_offset(self, tp: TopicPartition) -> int:

@@ -54,6 +54,7 @@ import shutil
 import threading
 import time
 import uuid
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ from log.api import (
     LogRecord,
     PartitionInfo,
     Record,
+    RecordBlock,
     TopicConfig,
     TopicInfo,
     TopicPartition,
@@ -669,6 +671,44 @@ class EmbeddedLog(Log):
             if len(out) >= max_records or budget <= 0:
                 break
         return out
+
+    def read_block(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        *,
+        max_records: int = 10_000,
+        max_bytes: int = 8 * 1024 * 1024,
+    ) -> RecordBlock:
+        # The batches' stored key and value columns are joined as they are: one bytes join per
+        # column per read, where read() makes a LogRecord and two bytes objects per record.
+        self._check_open()
+        check_fetch_limits(max_records, max_bytes)
+        p = self._partition(tp)
+        if self.read_only:
+            self._refresh(p)
+        p.check_offset(offset)
+        if p.deleted:
+            raise UnknownTopicError(f"topic {tp.topic!r} was deleted")
+        if p.closed:
+            self._check_open()
+            raise LogClosedError(f"{tp} is closed")
+        parts = [] if offset >= p.end_offset else p.read_block(
+            offset, max_records=max_records, max_bytes=max_bytes)
+        over = sum(map(len, parts)) - max_records
+        if over > 0:
+            last = parts[-1]
+            parts[-1] = last.between(last.offsets[0], last.offsets[len(last) - over])
+        offsets, timestamps = array("q"), array("q")
+        for part in parts:
+            offsets += part.offsets
+            timestamps += part.timestamps
+        return RecordBlock(
+            tp, offsets, timestamps,
+            b"".join(part.key_lengths for part in parts), b"".join(part.keys for part in parts),
+            b"".join(part.value_lengths for part in parts),
+            b"".join(part.values for part in parts),
+        )
 
     def start_offset(self, tp: TopicPartition) -> int:
         self._check_open()
