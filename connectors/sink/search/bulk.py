@@ -16,7 +16,9 @@ Retries back off exponentially (with jitter) for up to ``retry_timeout_s``; then
 :class:`~.engine.EngineUnavailableError` is raised and the caller lets the hub restart the
 sink from its committed offsets. ``stopping`` cuts a wait short. :meth:`BulkSender.submit`
 runs a send in the background, so the sink can decode the next records while earlier bulks
-are on the wire.
+are on the wire. :meth:`BulkSender.send_prepared` sends a request whose body was built
+beforehand (:mod:`.columnar`: a batch of events' lines without an :class:`Action` each);
+its actions are made only if some of them must be retried or named as rejected.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 from connectors.sink.search.documents import Action
 from connectors.sink.search.engine import RETRIABLE_STATUS, Engine, EngineUnavailableError
 
-__all__ = ["BulkResult", "BulkSender", "SenderStoppedError", "split"]
+__all__ = ["BulkResult", "BulkSender", "PreparedBulk", "SenderStoppedError", "split"]
 
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
@@ -50,6 +52,31 @@ class BulkResult:
     conflicts: int = 0
     rejected: list[tuple[Action, str]] = field(default_factory=list)
     retried: int = 0  # operations sent again after a retriable failure
+
+
+@dataclass
+class PreparedBulk:
+    """One bulk request: its body and how many operations it holds. ``items`` gives each
+    operation's action and bytes (made by ``make_items`` the first time they are asked
+    for: to retry some of them, or to name a rejected one); a builder that makes the
+    actions only then may note in ``records`` which record each came from (by ``id``)."""
+
+    body: bytes
+    count: int
+    make_items: Callable[[PreparedBulk], list[tuple[Action, bytes]]]
+    records: dict[int, Any] = field(default_factory=dict)
+    _items: list[tuple[Action, bytes]] | None = None
+
+    @classmethod
+    def of(cls, items: list[tuple[Action, bytes]]) -> PreparedBulk:
+        """The request of operations encoded one by one."""
+        return cls(b"".join(encoded for _, encoded in items), len(items), lambda _: items,
+                   _items=items)
+
+    def items(self) -> list[tuple[Action, bytes]]:
+        if self._items is None:
+            self._items = self.make_items(self)
+        return self._items
 
 
 @dataclass
@@ -111,18 +138,34 @@ class BulkSender:
         self.retries = 0  # rounds of retries so far, updated while a send is still waiting
 
     def send(self, actions: Sequence[Action]) -> BulkResult:
+        encoded = [(a, a.encode(self._version_type)) for a in actions]
+        return self._send([PreparedBulk.of(items) for items in
+                           split(encoded, self._max_actions, self._max_bytes)])
+
+    def send_prepared(self, bulk: PreparedBulk) -> BulkResult:
+        """:meth:`send` of a request body built beforehand (cut by count and bytes by its
+        builder); a retry of some of its operations is cut anew."""
+        return self._send([bulk])
+
+    def submit(self, actions: Sequence[Action]) -> Future[BulkResult]:
+        """:meth:`send` in the background; the future holds its result or its error."""
+        return self._dispatch.submit(self.send, actions)
+
+    def submit_prepared(self, bulk: PreparedBulk) -> Future[BulkResult]:
+        """:meth:`send_prepared` in the background."""
+        return self._dispatch.submit(self.send_prepared, bulk)
+
+    def _send(self, requests: list[PreparedBulk]) -> BulkResult:
         result = BulkResult()
-        pending = [(a, a.encode(self._version_type)) for a in actions]
         deadline = self._clock() + self._retry_timeout_s
         delay = BACKOFF_FIRST_S
-        while pending:
-            requests = split(pending, self._max_actions, self._max_bytes)
+        while requests:
             # One request (the sink's usual bulk) is sent from this thread: no hand-off.
             attempts = (
                 [self._request(requests[0])] if len(requests) == 1
                 else list(self._pool.map(self._request, requests))
             )
-            pending = []
+            pending: list[tuple[Action, bytes]] = []
             last_error: EngineUnavailableError | None = None
             for attempt in attempts:
                 result.done += attempt.done
@@ -143,11 +186,9 @@ class BulkSender:
             if self._stopping.wait(delay * random.uniform(0.5, 1.0)):
                 raise SenderStoppedError("the sink is stopping")
             delay = min(delay * 2, BACKOFF_MAX_S)
+            requests = [PreparedBulk.of(items) for items in
+                        split(pending, self._max_actions, self._max_bytes)]
         return result
-
-    def submit(self, actions: Sequence[Action]) -> Future[BulkResult]:
-        """:meth:`send` in the background; the future holds its result or its error."""
-        return self._dispatch.submit(self.send, actions)
 
     def latencies(self) -> list[float]:
         with self._lock:
@@ -157,32 +198,32 @@ class BulkSender:
         self._dispatch.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _request(self, items: list[tuple[Action, bytes]]) -> _Attempt:
-        body = b"".join(encoded for _, encoded in items)
+    def _request(self, request: PreparedBulk) -> _Attempt:
+        body = request.body
         started = time.perf_counter()
         try:
             answer = self._engine.bulk(body)
         except EngineUnavailableError as exc:
-            return _Attempt(retry=items, error=exc)
+            return _Attempt(retry=request.items(), error=exc)
         elapsed = time.perf_counter() - started
         with self._lock:
             self._latencies.append(elapsed)
             self.requests += 1
             self.bytes_sent += len(body)
-        return _sort_out(items, answer)
+        return _sort_out(request, answer)
 
 
-def _sort_out(items: list[tuple[Action, bytes]], answer: dict[str, Any]) -> _Attempt:
+def _sort_out(request: PreparedBulk, answer: dict[str, Any]) -> _Attempt:
     attempt = _Attempt()
     if not answer.get("errors"):
-        attempt.done = len(items)
+        attempt.done = request.count
         return attempt
     replies = answer.get("items", [])
-    if len(replies) != len(items):
+    if len(replies) != request.count:
         raise EngineUnavailableError(
-            f"the bulk answer has {len(replies)} items for {len(items)} operations"
+            f"the bulk answer has {len(replies)} items for {request.count} operations"
         )
-    for item, reply in zip(items, replies, strict=True):
+    for item, reply in zip(request.items(), replies, strict=True):
         action = item[0]
         outcome = next(iter(reply.values()))
         status = int(outcome.get("status", 500))

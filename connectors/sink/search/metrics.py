@@ -31,6 +31,7 @@ class SinkMetrics:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self.records = 0
+        self.columnar = 0  # of them, taken a batch at a time (the sink's columnar path)
         self.indexed = 0
         self.deleted = 0
         self.conflicts = 0
@@ -67,6 +68,7 @@ class SinkMetrics:
             elapsed = max(time.monotonic() - self._started, 1e-9)
             out: dict[str, Any] = {
                 "records": self.records,
+                "records_columnar": self.columnar,
                 "documents_indexed": self.indexed,
                 "documents_deleted": self.deleted,
                 "version_conflicts": self.conflicts,

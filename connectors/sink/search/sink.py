@@ -10,6 +10,13 @@ with external versions (:mod:`.versioning`), creating missing indexes on the way
 (:mod:`.mapping`). A truncate first sends what came before it,
 then empties the index (recreates it, or deletes by query).
 
+A batch of at least ``COLUMNAR_MIN_RECORDS`` upserts into existing indexes, with no
+transforms, nested documents or ``version_field``, takes the columnar path instead
+(:mod:`.columnar`): its bulk lines are built in one DuckDB query and a few Arrow kernels,
+byte for byte those the per-record path would send, and go out in bulks of
+``bulk_actions`` lines, the rest waiting for the next batch or the flush. Any batch it
+cannot take whole (a delete in it, say) goes record by record.
+
 The target keeps no offsets of its own: ``start`` returns the hub's, and a replay from them
 is absorbed by the versions (the engine answers 409 to an older write; those are counted in
 :meth:`SearchSink.metrics`, not treated as errors).
@@ -26,8 +33,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, ClassVar
 
@@ -38,8 +46,10 @@ from connectors.sink.search.bulk import (
     BACKOFF_MAX_S,
     BulkResult,
     BulkSender,
+    PreparedBulk,
     SenderStoppedError,
 )
+from connectors.sink.search.columnar import LineBuilder, Lines
 from connectors.sink.search.config import SearchSinkConfig
 from connectors.sink.search.documents import Action, BadRecordError, document_id
 from connectors.sink.search.engine import (
@@ -59,6 +69,9 @@ from log.api import LogRecord, TopicPartition
 __all__ = ["SearchSink"]
 
 STOP_WAIT_S = 60.0
+# Batches at least this long are tried on the columnar path (:mod:`.columnar`); a shorter
+# one (a quiet log's few records) costs less record by record than a DuckDB query.
+COLUMNAR_MIN_RECORDS = 64
 
 
 class SearchSink(Sink[SearchSinkConfig]):
@@ -76,8 +89,18 @@ class SearchSink(Sink[SearchSinkConfig]):
         self._transform = Transform.of(config.transforms)
         self._nested = NestedDocuments(config, context) if config.nested else None
         self._pending: dict[tuple[str, str], tuple[Action, LogRecord]] = {}
+        # The columnar path's lines not sent yet (fewer than bulk_actions after a write).
+        self._lines: Lines | None = None
+        self._builder = (
+            LineBuilder("external")
+            if self._nested is None and self._transform.is_identity
+            and self._transform.filter is None and not config.version_field
+            else None
+        )
+        # Each bulk in flight, the actions it holds (for the counts: none listed for the
+        # columnar path's, which are all upserts) and its records by id(action).
         self._in_flight: deque[
-            tuple[Future[BulkResult], list[Action], list[tuple[Action, LogRecord]]]
+            tuple[Future[BulkResult], Sequence[Action], Callable[[], Mapping[int, LogRecord]]]
         ] = deque()
         self._next: Offsets = {}
         self._flushed: Offsets = {}
@@ -118,6 +141,8 @@ class SearchSink(Sink[SearchSinkConfig]):
 
     def write(self, records: Sequence[LogRecord]) -> None:
         with self._guard("write"):
+            if len(records) >= COLUMNAR_MIN_RECORDS and self._write_columnar(records):
+                return
             next_offsets = self._next
             for record in records:
                 # A TopicPartition equals the plain (topic, partition) tuple: no object per
@@ -180,6 +205,8 @@ class SearchSink(Sink[SearchSinkConfig]):
                 engine.close()
             if self._nested is not None:
                 self._nested.close()
+            if acquired and self._builder is not None:
+                self._builder.close()  # (not while a write may still be using it)
         finally:
             if acquired:
                 self._busy.release()
@@ -244,6 +271,41 @@ class SearchSink(Sink[SearchSinkConfig]):
             action = Action("delete", index, doc_id, version)
         self._pending[(index, doc_id)] = (action, record)
 
+    def _write_columnar(self, records: Sequence[LogRecord]) -> bool:
+        """Take ``records`` as a batch of bulk lines (:mod:`.columnar`); False, with nothing
+        changed, when the batch needs the per-record path."""
+        builder, indexes = self._builder, self._indexes
+        if builder is None or indexes is None:
+            return False
+        firsts: dict[tuple[str, int], int] = {}
+        lasts: dict[tuple[str, int], int] = {}
+        for record in records:
+            where = (record.topic, record.partition)
+            if where not in firsts:
+                firsts[where] = record.offset
+            lasts[where] = record.offset
+        next_offsets = self._next
+        for where, first in firsts.items():
+            last = next_offsets.get(where)  # type: ignore[call-overload]
+            if last is not None and first < last:
+                return False  # a replay of records sent in this run: skipped record by record
+        lines = builder.build(records, indexes.name_for)
+        if lines is None:
+            return False
+        for name in set(lines.indexes.unique().to_pylist()):
+            if not indexes.is_ready(name):
+                return False  # a new index's mappings are inferred from its first documents
+        for where, last in lasts.items():
+            if where in next_offsets:
+                next_offsets[where] = last + 1
+            else:
+                next_offsets[TopicPartition(*where)] = last + 1
+        self.stats.records += len(records)
+        self.stats.columnar += len(records)
+        self._lines = lines if self._lines is None else self._lines.concat(lines)
+        self._send_lines(whole=False)
+        return True
+
     def _dead_letter(self, record: LogRecord, reason: str) -> None:
         self.stats.dead_letters += 1
         self.context.dead_letter(record, reason)
@@ -259,23 +321,53 @@ class SearchSink(Sink[SearchSinkConfig]):
             self._pending.clear()
             actions = [a for a, _ in pending]
             self._ensure_indexes(actions)
-            self._in_flight.append((self._sender.submit(actions), actions, pending))
-        limit = 0 if wait else self.config.concurrency
+            self._in_flight.append((self._sender.submit(actions), actions,
+                                    lambda: {id(a): r for a, r in pending}))
+        if wait:
+            self._send_lines(whole=True)
+        self._wait(0 if wait else self.config.concurrency)
+
+    def _send_lines(self, whole: bool) -> None:
+        """Send the columnar path's pending lines in bulks of ``bulk_actions`` (fewer where
+        ``bulk_bytes`` would be passed: cut as :func:`.bulk.split` cuts), keeping no more
+        than ``concurrency`` in flight; the last part too if ``whole``, else it waits for
+        more lines."""
+        lines = self._lines
+        if lines is None:
+            return
+        assert self._sender is not None
+        size, cap = self.config.bulk_actions, self.config.bulk_bytes
+        offsets = lines.byte_offsets()
+        count = len(lines)
+        start = 0
+        while count - start >= size or (whole and start < count):
+            stop = min(start + size, count)
+            if offsets[stop] - offsets[start] > cap:
+                # as many as fit in cap bytes; one oversized document goes alone
+                stop = max(start + 1, bisect_right(offsets, offsets[start] + cap, start, stop) - 1)
+            bulk = lines.slice(start, stop).prepared()
+            self._in_flight.append((self._sender.submit_prepared(bulk), (),
+                                    _records_of(bulk)))
+            start = stop
+            self._wait(self.config.concurrency)
+        self._lines = lines.slice(start, count) if start < count else None
+
+    def _wait(self, limit: int) -> None:
+        """Settle bulks in flight, oldest first, until no more than ``limit`` are."""
         while len(self._in_flight) > limit:
-            future, actions, pairs = self._in_flight.popleft()
-            self._settle(actions, pairs, future.result)
+            future, actions, records = self._in_flight.popleft()
+            self._settle(actions, records, future.result)
 
     def _send_nested(self) -> None:
         assert self._nested is not None and self._indexes is not None
         pairs = self._nested.actions(self._indexes.name_for)
-        self._send([a for a, _ in pairs], pairs)
-        self._nested.commit(self._next)
-
-    def _send(self, actions: list[Action], pairs: Sequence[tuple[Action, LogRecord]]) -> None:
+        actions = [a for a, _ in pairs]
         assert self._sender is not None
         sender = self._sender
         self._ensure_indexes(actions)
-        self._settle(actions, pairs, lambda: sender.send(actions))
+        self._settle(actions, lambda: {id(a): r for a, r in pairs},
+                     lambda: sender.send(actions))
+        self._nested.commit(self._next)
 
     def _ensure_indexes(self, actions: list[Action]) -> None:
         assert self._indexes is not None
@@ -306,7 +398,7 @@ class SearchSink(Sink[SearchSinkConfig]):
                     raise FatalError(f"search sink {self.config.name!r}: {exc}") from exc
 
     def _settle(
-        self, actions: list[Action], pairs: Sequence[tuple[Action, LogRecord]],
+        self, actions: Sequence[Action], records_of: Callable[[], Mapping[int, LogRecord]],
         outcome: Callable[[], BulkResult],
     ) -> None:
         """Count a send's outcome and hand its rejected documents to the dead-letter topic."""
@@ -322,13 +414,17 @@ class SearchSink(Sink[SearchSinkConfig]):
         if not result.rejected:
             return
         # Which record made a rejected document: looked up only when there is one.
-        records = {id(a): r for a, r in pairs}
+        records = records_of()
         for action, reason in result.rejected:
             self._dead_letter(records[id(action)], f"{self.config.type} rejected the "
                               f"document {action.index}/{action.doc_id}: {reason}")
 
     def _guard(self, doing: str) -> _Guard:
         return _Guard(self, doing)
+
+
+def _records_of(bulk: PreparedBulk) -> Callable[[], Mapping[int, LogRecord]]:
+    return lambda: bulk.records
 
 
 class _Guard:

@@ -7,7 +7,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from connectors.sink.search.bulk import _sort_out, split
+from connectors.sink.search.bulk import PreparedBulk, _sort_out, split
 from connectors.sink.search.config import SearchSinkConfig
 from connectors.sink.search.documents import Action, BadRecordError, document_id
 from connectors.sink.search.engine import _loads
@@ -185,7 +185,7 @@ def test_bulk_answers_are_sorted_into_done_conflicts_retries_and_rejections() ->
                                                  "type": "number_format_exception",
                                                  "reason": "x"}}}},
     ]}
-    attempt = _sort_out(items, answer)
+    attempt = _sort_out(PreparedBulk.of(items), answer)
     assert attempt.done == 2
     assert attempt.conflicts == 1
     assert [a.doc_id for a, _ in attempt.retry] == ["3"]
