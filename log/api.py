@@ -101,6 +101,28 @@ class RecordBlock(NamedTuple):
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def slice(self, start: int, stop: int) -> RecordBlock:
+        """Records ``start`` to ``stop`` (indexes, not offsets) of the block."""
+        n = len(self)
+        start, stop = max(0, min(start, n)), max(0, min(stop, n))
+        if start == 0 and stop == n:
+            return self
+        stop = max(start, stop)
+        if start == stop:
+            return RecordBlock(self.tp, array("q"), array("q"), b"", b"", b"", b"")
+        klens = struct.unpack(f"<{n}i", self.key_lengths)
+        vlens = struct.unpack(f"<{n}i", self.value_lengths)
+
+        def cut(lens: tuple[int, ...], blob: bytes) -> bytes:
+            first = sum(x for x in lens[:start] if x > 0)
+            return blob[first:first + sum(x for x in lens[start:stop] if x > 0)]
+
+        return RecordBlock(
+            self.tp, self.offsets[start:stop], self.timestamps[start:stop],
+            self.key_lengths[4 * start:4 * stop], cut(klens, self.keys),
+            self.value_lengths[4 * start:4 * stop], cut(vlens, self.values),
+        )
+
     def records(self) -> list[LogRecord]:
         """The records, one :class:`LogRecord` each (without headers): the slow way back."""
         topic, partition = self.tp

@@ -19,15 +19,19 @@ value that is not JSON, a value that is not an object, ``op`` not a string, ``ts
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Sequence
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from log.api import LogRecord
+from log.api import LogRecord, RecordBlock
 
-__all__ = ["Decoder"]
+__all__ = ["Decoder", "binary_column"]
+
+_BIG_ENDIAN = sys.byteorder == "big"
 
 _VIEW = "_changehub_records"
 
@@ -56,6 +60,25 @@ FROM (
 """
 
 
+def binary_column(lengths: bytes, data: bytes) -> pa.Array:
+    """A large_binary array of items laid out as a log block holds them (little-endian i32
+    lengths, -1 for null; the bytes concatenated), built from the buffers with pyarrow's
+    kernels: no Python object per item."""
+    n = len(lengths) // 4
+    lens = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(lengths)])
+    valid = pc.greater_equal(lens, 0)
+    sizes = pc.max_element_wise(lens, 0).cast(pa.int64())
+    ends = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum_checked(sizes)])
+    validity = None if pc.all(valid).as_py() is not False else valid.buffers()[1]
+    return pa.Array.from_buffers(
+        pa.large_binary(), n, [validity, ends.buffers()[1], pa.py_buffer(data)]
+    )
+
+
+def _int64s(values: array[int]) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
 class Decoder:
     """One in-memory DuckDB connection for the batches of one export run. Not thread-safe."""
 
@@ -69,6 +92,32 @@ class Decoder:
             values = pa.array([r.value for r in records], pa.binary()).cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None  # not UTF-8: the per-record path names the record
+        return self._table(
+            pa.chunked_array([keys]), pa.chunked_array([values]),
+            pa.array([r.offset for r in records], pa.int64()),
+            pa.array([r.timestamp_ms for r in records], pa.int64()), schema,
+        )
+
+    def block_table(self, blocks: Sequence[RecordBlock], schema: pa.Schema) -> pa.Table | None:
+        """The records of ``blocks`` (read with :meth:`log.api.Log.read_block`, in order) as
+        a table of ``schema``, or None (as :meth:`parquet_table`). Each block is one chunk of
+        the key and value columns: no Python object per record on the way to DuckDB."""
+        if _BIG_ENDIAN or not blocks:
+            return None  # the blocks' lengths are little-endian: take the per-record path
+        try:
+            keys = pa.chunked_array(
+                [binary_column(b.key_lengths, b.keys) for b in blocks]).cast(pa.large_string())
+            values = pa.chunked_array(
+                [binary_column(b.value_lengths, b.values) for b in blocks]
+            ).cast(pa.large_string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None  # not UTF-8: the per-record path names the record
+        offsets = pa.chunked_array([_int64s(b.offsets) for b in blocks]).combine_chunks()
+        times = pa.chunked_array([_int64s(b.timestamps) for b in blocks]).combine_chunks()
+        return self._table(keys, values, offsets, times, schema)
+
+    def _table(self, keys: pa.ChunkedArray, values: pa.ChunkedArray, offsets: pa.Array,
+               timestamps: pa.Array, schema: pa.Schema) -> pa.Table | None:
         if self._db is None:
             self._db = duckdb.connect()
         self._db.register(_VIEW, pa.table({"k": keys, "v": values}))
@@ -78,16 +127,14 @@ class Decoder:
             return None  # e.g. a value that is not JSON at all
         finally:
             self._db.unregister(_VIEW)
-        if decoded.num_rows != len(records) or not pc.all(decoded["ok"]).as_py() or pc.any(
+        if decoded.num_rows != len(offsets) or not pc.all(decoded["ok"]).as_py() or pc.any(
             decoded["big"]
         ).as_py():
             return None
         columns = {
-            "offset": pa.array([r.offset for r in records], pa.int64()),
-            "timestamp": pa.array([r.timestamp_ms for r in records], pa.int64()).cast(
-                schema.field("timestamp").type
-            ),
-            "key": keys,
+            "offset": offsets,
+            "timestamp": timestamps.cast(schema.field("timestamp").type),
+            "key": keys.cast(schema.field("key").type),
             **{name: decoded[name] for name in ("op", "ts_ms", "before", "after", "source",
                                                  "transaction")},
         }

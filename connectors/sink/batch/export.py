@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -54,7 +55,7 @@ from connectors.sink.batch.rows import BadRecordError, ExportRow, export_row
 from connectors.sink.batch.sink import WRITERS, storage_error
 from hub.errors import FatalError, RecordError
 from hub.sink_worker import match_topics
-from log.api import Log, LogRecord, Record, TopicPartition
+from log.api import Log, LogRecord, Record, RecordBlock, TopicPartition
 
 __all__ = ["ExportResult", "RunFile", "clean_unfinished", "finished_runs", "run_export"]
 
@@ -148,11 +149,10 @@ def _run(
                          _Rejects(config, dead))
         try:
             for p in plan:
-                records = _records(log_, p)
                 if config.shape == "latest":
-                    writer.write_latest(p.tp, writer.rows(records))
+                    writer.write_latest(p.tp, writer.rows(_records(log_, p)))
                 else:
-                    writer.write_changes(p.tp, records)
+                    writer.write_changes(p.tp, _blocks(log_, p))
         finally:
             writer.close()
         if dead:
@@ -267,6 +267,24 @@ def _records(log_: Log, p: _Partition) -> Iterator[LogRecord]:
         position = batch[-1].offset + 1
 
 
+def _blocks(log_: Log, p: _Partition) -> Iterator[RecordBlock]:
+    """The records of :func:`_records` as the log's columnar reads (no object per record)."""
+    position = p.read_from
+    while position < p.cutoff:
+        block = log_.read_block(p.tp, position, max_records=min(READ_RECORDS,
+                                                                 p.cutoff - position))
+        if not len(block):
+            break  # the rest up to the cutoff is not readable records (Kafka markers)
+        last = block.offsets[-1]
+        if last >= p.cutoff:
+            block = block.slice(0, bisect_left(block.offsets, p.cutoff))
+            if len(block):
+                yield block
+            return
+        yield block
+        position = last + 1
+
+
 @dataclass
 class _Rejects:
     """Records that cannot be exported: a RecordError, or with ``errors.tolerance: all``
@@ -356,38 +374,60 @@ class _Writer:
             self._day = (lo, hi, day)
         return day
 
-    def write_changes(self, tp: TopicPartition, records: Iterator[LogRecord]) -> None:
-        # Records are buffered as they were read (no parsing yet): a file's worth is
-        # decoded at once in _changes_file.
-        buffer: list[LogRecord] = []
+    def write_changes(self, tp: TopicPartition, blocks: Iterator[RecordBlock]) -> None:
+        # Records are buffered as they were read, in the log's columnar blocks (no parsing
+        # yet): a file's worth is decoded at once in _changes_file. A file holds the records
+        # of one local day in a row, at most max_rows of them.
+        buffer: list[RecordBlock] = []
+        count = 0
         day = date.min
         max_rows = self.max_rows
-        for record in records:
-            # this loop runs once a record: the cached day bounds are checked inline
-            timestamp_ms = record.timestamp_ms
-            lo, hi, known = self._day
-            row_day = known if lo <= timestamp_ms < hi else self.day(timestamp_ms)
-            if buffer and (row_day != day or len(buffer) >= max_rows):
-                self._changes_file(tp, day, buffer)
-                buffer = []
-            day = row_day
-            buffer.append(record)
-            self.read += 1
-            if not self.read % 10_000:
+        for block in blocks:
+            for row_day, part in self._days(block):
+                rest = part
+                while len(rest):
+                    if buffer and (row_day != day or count >= max_rows):
+                        self._changes_file(tp, day, buffer)
+                        buffer, count = [], 0
+                    day = row_day
+                    take = rest.slice(0, max_rows - count)
+                    buffer.append(take)
+                    count += len(take)
+                    rest = rest.slice(len(take), len(rest))
+            before = self.read
+            self.read += len(block)
+            if self.read // 10_000 != before // 10_000:
                 self.progress("export", self.read, self.total)
         if buffer:
             self._changes_file(tp, day, buffer)
 
-    def _changes_file(self, tp: TopicPartition, day: date, records: list[LogRecord]) -> None:
-        table = None if self.decoder is None else self.decoder.parquet_table(
-            records, parquet.SCHEMA)
+    def _days(self, block: RecordBlock) -> Iterator[tuple[date, RecordBlock]]:
+        """``block`` cut where the local day of its records' timestamps changes."""
+        times = block.timestamps
+        lo, hi, known = self._day
+        if lo <= min(times) and max(times) < hi:
+            yield known, block  # the usual case: all of one day, checked in C
+            return
+        start = 0
+        current = self.day(times[0])
+        for i, timestamp_ms in enumerate(times):
+            lo, hi, known = self._day
+            row_day = known if lo <= timestamp_ms < hi else self.day(timestamp_ms)
+            if row_day != current:
+                yield current, block.slice(start, i)
+                start, current = i, row_day
+        yield current, block.slice(start, len(block))
+
+    def _changes_file(self, tp: TopicPartition, day: date, blocks: list[RecordBlock]) -> None:
+        table = None if self.decoder is None else self.decoder.block_table(
+            blocks, parquet.SCHEMA)
         if table is not None:
-            self._write(tp, day, parquet.write(table), records[0].offset, records[-1].offset,
-                        len(records))
+            self._write(tp, day, parquet.write(table), blocks[0].offsets[0],
+                        blocks[-1].offsets[-1], table.num_rows)
             return
         # Another format, or a record the batch decoder left: each record on its own, and
         # those that cannot be exported are rejected (they are not in the file).
-        rows = list(self.rows(records))
+        rows = list(self.rows(r for b in blocks for r in b.records()))
         if rows:
             self._file(tp, day, rows)
 

@@ -10,7 +10,7 @@ import pytest
 from connectors.sink.batch import parquet
 from connectors.sink.batch.columnar import Decoder
 from connectors.sink.batch.rows import ExportRow, export_row
-from log.api import LogRecord
+from log.api import LogRecord, RecordBlock, TopicPartition
 
 ENVELOPES: list[object] = [
     {"before": None, "after": {"id": 1, "name": "é \u0001 \"q\" \\", "price": 12.5,
@@ -45,6 +45,27 @@ def test_the_batch_decoder_gives_the_per_record_paths_table() -> None:
     assert parquet.write(table) == parquet.encode(rows)
 
 
+def blocks(batch: list[LogRecord], size: int = 2) -> list[RecordBlock]:
+    """``batch`` as the log's columnar reads would hand it over, ``size`` records a block."""
+    return [RecordBlock.of(TopicPartition("t", 0), batch[i:i + size])
+            for i in range(0, len(batch), size)]
+
+
+def test_blocks_read_as_columns_give_the_same_table_and_file() -> None:
+    keys = [None, b'{"id": 1}', b'{"id": 2}', b'{"id": 1}', None, '{"id": "é"}'.encode()]
+    batch = records([orjson.dumps(e) for e in ENVELOPES] + [None, b'{"op": "r"}'], keys)
+    decoder = Decoder()
+    try:
+        from_records = decoder.parquet_table(batch, parquet.SCHEMA)
+        for size in (1, 2, 4, 6):
+            table = decoder.block_table(blocks(batch, size), parquet.SCHEMA)
+            assert table is not None and from_records is not None
+            assert table.to_pylist() == from_records.to_pylist()
+            assert parquet.write(table) == parquet.encode([export_row(r) for r in batch])
+    finally:
+        decoder.close()
+
+
 def _table_of(rows: list[ExportRow]) -> pa.Table:
     return pq.read_table(pa.BufferReader(parquet.encode(rows)))
 
@@ -62,5 +83,10 @@ def test_a_batch_with_a_record_the_decoder_cannot_take_is_left_to_the_per_record
         assert decoder.parquet_table(records([b'{"op": "c"}', value]), parquet.SCHEMA) is None
         assert decoder.parquet_table(records([b'{"op": "c"}'], [b"nope"]), parquet.SCHEMA) is None
         assert decoder.parquet_table(records([b'{"op": "c"}']), parquet.SCHEMA) is not None
+        assert decoder.block_table(blocks(records([b'{"op": "c"}', value])),
+                                   parquet.SCHEMA) is None
+        assert decoder.block_table(blocks(records([b'{"op": "c"}'], [b"nope"])),
+                                   parquet.SCHEMA) is None
+        assert decoder.block_table(blocks(records([b'{"op": "c"}'])), parquet.SCHEMA) is not None
     finally:
         decoder.close()

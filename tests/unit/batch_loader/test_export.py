@@ -54,6 +54,28 @@ def test_a_run_writes_files_by_topic_and_local_date_then_manifest_success_and_of
     assert log_.committed_offsets("nightly") == {TP: 5}
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_files_are_cut_where_the_day_changes_and_at_max_file_records_within_one_read(
+    log_: EmbeddedLog, tmp_path: Path, fmt: str
+) -> None:
+    # One append, so one block of the log's columnar read holds every record: 7 on the 30th,
+    # 3 on the 31st, 2 on the 30th again (a late timestamp), at most 4 rows a file.
+    log_.create_topic(TOPIC, TopicConfig())
+    times = [T0 - HOUR_MS] * 7 + [T0 + HOUR_MS] * 3 + [T0 - HOUR_MS] * 2
+    log_.append(TP, [r for i, ts in enumerate(times) for r in change("c", i, f"n{i}", ts)])
+    root = tmp_path / "out"
+    result = run_export(config(root, timezone="Europe/Paris", format=fmt,
+                               max_file_records=4), log_)
+    assert result.records == 12
+    assert [(f.date, f.first_offset, f.last_offset, f.records) for f in result.files] == [
+        ("2026-01-30", 0, 3, 4), ("2026-01-30", 4, 6, 3), ("2026-01-31", 7, 9, 3),
+        ("2026-01-30", 10, 11, 2),
+    ]
+    if fmt == "parquet":
+        offsets = [pq.read_table(root / f.file)["offset"].to_pylist() for f in result.files]
+        assert offsets == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11]]
+
+
 def test_utc_is_the_default_time_zone_of_the_date_directories(
     log_: EmbeddedLog, tmp_path: Path
 ) -> None:

@@ -107,3 +107,12 @@ def test_a_block_of_records_round_trips() -> None:
     records = [LogRecord("t", 0, 3, 10, b"k", None), LogRecord("t", 0, 5, 11, None, b"v"),
                LogRecord("t", 0, 6, 12, b"", b"")]
     assert RecordBlock.of(TP, records).records() == records
+
+
+def test_slices_of_a_block() -> None:
+    records = [LogRecord("t", 0, i, 10 + i, None if i % 3 == 0 else b"k%d" % i,
+                         None if i % 4 == 1 else b"v" * i) for i in range(9)]
+    block = RecordBlock.of(TP, records)
+    for start in range(-1, 11):
+        for stop in range(-1, 11):
+            assert block.slice(start, stop).records() == records[max(start, 0):max(stop, 0)]
