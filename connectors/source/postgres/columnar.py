@@ -28,9 +28,11 @@ from array import array
 from collections.abc import Sequence
 from typing import Any, Final
 
+from connectors.source.postgres import arrow_json
+from connectors.source.postgres.arrow_json import ValueColumn
 from connectors.source.postgres.pgoutput import JsonColumn
 from connectors.source.postgres.schema import TableSchema
-from connectors.source.postgres.types import ColumnConverter, column_converter
+from connectors.source.postgres.types import ColumnConverter, column_converter, column_kind
 from hub.errors import SchemaError
 
 __all__ = [
@@ -133,15 +135,28 @@ def _arrays(columns: Sequence[list[bytes]]) -> list[Any]:
     return [pa.array(column, binary) for column in columns]
 
 
-def _splice(pieces: Sequence[bytes], arrays: Sequence[Any]) -> tuple[bytes, memoryview]:
+def _pieces(
+    start: bytes, prefixes: Sequence[bytes], columns: Sequence[ValueColumn], end: bytes
+) -> list[bytes]:
+    """The constant pieces around the columns' values in ``start + '"a":' + a + ',"b":' + b
+    + … + end``, each column's opening and closing included."""
+    pieces = [start + prefixes[0] + columns[0].opening]
+    for prefix, before, column in zip(prefixes[1:], columns, columns[1:], strict=False):
+        pieces.append(before.closing + b"," + prefix + column.opening)
+    pieces.append(columns[-1].closing + end)
+    return pieces
+
+
+def _splice(pieces: Sequence[bytes], columns: Sequence[ValueColumn]) -> tuple[bytes, memoryview]:
     """``pieces[0] + a[i] + pieces[1] + b[i] + … + pieces[-1]`` for every row ``i`` of the
-    Arrow ``arrays`` (a, b, …): the length column (little-endian i32) and the items back to
+    columns' values (a, b, …): the length column (little-endian i32) and the items back to
     back."""
     pa, pc = _arrow()
-    binary = pa.large_binary()
+    binary = pa.large_binary()  # 64-bit offsets: a chunk may exceed 2 GiB of events
     args: list[Any] = []
-    for piece, array_ in zip(pieces, arrays, strict=False):
-        args += [pa.scalar(piece, binary), array_]
+    for piece, column in zip(pieces, columns, strict=False):
+        values = column.values
+        args += [pa.scalar(piece, binary), values if values.type == binary else values.cast(binary)]
     args += [pa.scalar(pieces[-1], binary), pa.scalar(b"", binary)]  # the last: the separator
     joined = pc.binary_join_element_wise(*args)
     n = len(joined)
@@ -172,15 +187,11 @@ class ChunkEncoder:
         )
         index = schema.key_index
         self._key_index = index
-        # The constant pieces between the columns' values, for laid_out: the event's are
-        # head + '{"id":', ',"name":', …, '}' + suffix (head and suffix added per chunk).
-        prefixes = [prefix for prefix, _, _ in schema.json_columns]
-        self._row_pieces = [b"{" + prefixes[0], *(b"," + p for p in prefixes[1:]), b"}"]
-        self._key_pieces = (
-            None
-            if index is None
-            else [b"{" + prefixes[index[0]], *(b"," + prefixes[i] for i in index[1:]), b"}"]
-        )
+        # The columns' names as JSON ('"id":'), for the constant pieces of laid_out's
+        # splice: head + '{"id":', ',"name":"', …, '}' + suffix, with the openings and
+        # closings of the columns' values between (a quote where a kernel left it out).
+        self._prefixes = [prefix for prefix, _, _ in schema.json_columns]
+        self._has_text = any(column_kind(c[1]) == "text" for c, _ in self._columns)
         self._key = (
             None
             if index is None
@@ -223,6 +234,40 @@ class ChunkEncoder:
             keys, values = self.encode([line + b"\n" for line in lines], head, suffix)
             null_keys = (_NULL_LENGTH * nrows, b"")
             return (null_keys if keys is None else _as_laid_out(keys)), _as_laid_out(values)
+        columns = self._arrow_columns(block, nrows) or self._listed_columns(block)
+        prefixes = self._prefixes
+        events = _splice(_pieces(head + b"{", prefixes, columns, b"}" + suffix), columns)
+        index = self._key_index
+        if index is None:
+            return (_NULL_LENGTH * nrows, b""), events
+        key = [columns[i] for i in index]
+        return _splice(_pieces(b"{", [prefixes[i] for i in index], key, b"}"), key), events
+
+    def _arrow_columns(self, block: bytes, nrows: int) -> list[ValueColumn] | None:
+        """The columns' JSON, cut by Arrow's CSV reader and made by kernels where the
+        types allow (:mod:`arrow_json`), else value by value; None if the reader cannot
+        cut ``block``."""
+        raws = arrow_json.split(block, self._ncols, nrows)
+        if raws is None:
+            return None
+        pa, _ = _arrow()
+        escaped = b"\\" in block
+        plain = self._has_text and arrow_json.plain_text(block)
+        out = []
+        for (column, convert), raw in zip(self._columns, raws, strict=True):
+            fast = arrow_json.value_column(column[1], raw, escaped=escaped, plain=plain)
+            if fast is None:
+                values: list[bytes] = raw.to_pylist()
+                if escaped and b"\\" in b"\t".join(values):
+                    values = self._one_by_one(column, values)
+                else:
+                    values = convert(values)
+                fast = ValueColumn(pa.array(values, pa.large_binary()))
+            out.append(fast)
+        return out
+
+    def _listed_columns(self, block: bytes) -> list[ValueColumn]:
+        """The columns' JSON, split and converted in Python (see :meth:`_convert`)."""
         columns: list[list[bytes]] = [[] for _ in self._columns]
         pos, size = 0, len(block)
         while pos < size:  # passes of whole lines, a few KiB each (see encode)
@@ -231,13 +276,7 @@ class ChunkEncoder:
             for column, values in zip(columns, self._convert(part, part.count(b"\n")), strict=True):
                 column.extend(values)
             pos = end
-        row = self._row_pieces
-        arrays = _arrays(columns)  # converted once, for the events and the keys
-        events = _splice([head + row[0], *row[1:-1], row[-1] + suffix], arrays)
-        index, key = self._key_index, self._key_pieces
-        if index is None or key is None:
-            return (_NULL_LENGTH * nrows, b""), events
-        return _splice(key, [arrays[i] for i in index]), events
+        return [ValueColumn(array) for array in _arrays(columns)]
 
     def _pass(
         self, lines: Sequence[bytes | bytearray | memoryview], envelope: bytes

@@ -51,6 +51,7 @@ __all__ = [
     "PgType",
     "TypeMap",
     "column_converter",
+    "column_kind",
     "json_converter",
     "parse_array",
     "parse_range",
@@ -341,6 +342,25 @@ _COLUMN_FOR: Final[dict[Callable[[bytes], bytes], ColumnConverter]] = {
     _timestamp_json: _timestamp_column,
     _date_json: _date_column,
 }
+
+
+# Which JSON converters map text by a rule simple enough for Arrow kernels over a whole
+# column (arrow_json.py), by the name of that rule; the rules are written down there, each
+# beside the converter it must equal.
+_KINDS: Final[dict[Callable[[bytes], bytes], str]] = {
+    _quoted: "quoted",
+    _text_json: "text",
+    _bool_json: "bool",
+    _timestamptz_json: "timestamptz",
+    _timestamp_json: "timestamp",
+    _date_json: "date",
+}
+
+
+def column_kind(convert: JsonConverter) -> str:
+    """``"same"`` (the text is the JSON), the name of ``convert``'s rule in ``_KINDS``, or
+    ``""`` (no rule: value by value)."""
+    return "same" if convert is None else _KINDS.get(convert, "")
 
 
 def column_converter(convert: JsonConverter) -> ColumnConverter:

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 import pytest
 
+from connectors.source.postgres import arrow_json
 from connectors.source.postgres.columnar import ChunkEncoder
 from connectors.source.postgres.encoding import READ_HEAD, read_suffix, source_tail
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.snapshot import parse_copy_line
-from connectors.source.postgres.types import TypeMap
+from connectors.source.postgres.types import JsonConverter, TypeMap, column_kind
 from hub.errors import SchemaError
 
 COLUMNS = {  # name -> type OID
@@ -148,3 +149,35 @@ def test_a_laid_out_chunk_holds_the_bytes_of_the_row_by_row_mapping(
         assert keys == (b"\xff\xff\xff\xff" * len(lines), b"")
     else:
         assert cut(keys) == [k for _, k, _, _ in expected]
+
+
+def test_a_laid_out_chunk_of_common_values_is_made_by_arrow_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bytes above come from the Arrow path here: the reader cuts the chunk, and every
+    column of a type with a kernel is made by it (the others value by value)."""
+    made_by_kernel: list[str] = []
+    value_column = arrow_json.value_column
+
+    def spy(convert: JsonConverter, raw: object, *, escaped: bool, plain: bool) -> object:
+        column = value_column(convert, raw, escaped=escaped, plain=plain)
+        if column is not None:
+            made_by_kernel.append(column_kind(convert))
+        return column
+
+    def not_here(*_: object) -> None:
+        raise AssertionError("the chunk was split in Python")
+
+    monkeypatch.setattr(arrow_json, "value_column", spy)
+    monkeypatch.setattr(ChunkEncoder, "_listed_columns", not_here)
+    table = schema()
+    lines = COMMON * 50
+    keys, values = ChunkEncoder(table).laid_out(b"".join(lines), len(lines), READ_HEAD, SUFFIX)
+    expected = row_by_row(table, lines)
+    assert cut(values) == [value for _, _, value, _ in expected]
+    assert cut(keys) == [k for _, k, _, _ in expected]
+    # id, name, flag, price, at, local, day, doc, ref: all but ratio (float), raw (bytea)
+    # and tags (an array), which have no kernel.
+    assert sorted(made_by_kernel) == sorted(
+        ["same", "text", "bool", "quoted", "timestamptz", "timestamp", "date", "same", "quoted"]
+    )
