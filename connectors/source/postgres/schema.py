@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from connectors.envelope import topic_name
 from connectors.source.postgres.catalog import TableInfo
 from connectors.source.postgres.pgoutput import (
     UNCHANGED,
@@ -28,6 +27,7 @@ from connectors.source.postgres.pgoutput import (
     TupleData,
 )
 from connectors.source.postgres.types import Converter, TypeMap
+from connectors.topics import topic_name  # not via envelope: keeps pydantic out of the worker
 from hub.errors import SchemaError
 
 __all__ = ["TableSchema", "choose_key"]
