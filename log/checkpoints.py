@@ -21,14 +21,18 @@ retention or compaction removed older records.
 A checkpointed append that writes a single partition does not need this log to commit: its
 batch carries the commit (:func:`self_commit_block`: source and checkpoint; the producer id
 and sequence number are in the batch header) and is committed once it is durable, with one
-fsync. The commit is then copied here lazily (:meth:`CheckpointStore.commit` with
-``sync=False``), so that this log stays the one place to look; the copy becomes durable with
-the next fsync of this log (the next multi-partition commit, :meth:`CheckpointStore.sync`
-before a partition is rolled, or the close). Recovery re-adopts a copy that was lost
-(:func:`log.recovery.adopt_self_commits`).
+fsync. The commit is then copied here lazily, so that this log stays the one place to look:
+the latest such commit of each source waits in memory and is written (without an fsync) at
+most :data:`COPY_INTERVAL_S` later, by the next append after that or by the log's copy job,
+and always before a multi-partition commit, before any partition rolls
+(:meth:`CheckpointStore.sync`) and at close; the copy becomes durable with the next fsync of
+this log. Writing it after every append put a second write (often blocked behind the file
+system's journal) between the batch's fsync and the append's return, on every change's
+latency path. Recovery re-adopts a copy that was lost (:func:`log.recovery.adopt_self_commits`).
 
-Thread-safe: :meth:`CheckpointStore.commit` appends under the checkpoint partition's lock;
-the in-memory view is replaced under a lock.
+Thread-safe: every write here happens under one write lock (so the copies and the commits
+of a source reach the log in sequence order: compaction keeps a source's last record); the
+in-memory view is replaced under a lock.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -45,9 +50,12 @@ from hub.errors import CorruptLogError, LogError, LogFullError, LogStorageError,
 from log.api import Record, TopicPartition
 from log.partition import PartitionLog
 
-__all__ = ["CheckpointStore", "Commit", "producer_id_for", "self_commit_block"]
+__all__ = ["COPY_INTERVAL_S", "CheckpointStore", "Commit", "producer_id_for", "self_commit_block"]
 
 _VERSION = 1
+# How long a self-commit's copy may wait in memory (what a read-only view of the log, in
+# another process, may lag behind in last_checkpoint).
+COPY_INTERVAL_S = 0.5
 _log = logging.getLogger(__name__)
 
 
@@ -73,9 +81,12 @@ class CheckpointStore:
         self._lock = threading.Lock()
         self._latest: dict[str, Commit] = {}
         self._seq_by_producer: dict[int, int] = {}
-        # copies of self-commits a full disk refused: written again by sync(), which runs
-        # before any partition rolls, so recovery can still adopt each from its batch
-        self._unwritten: list[Commit] = []
+        # The latest self-commit of each source not yet copied here (or refused by a full
+        # disk): written by write_pending(), at the latest by sync(), which runs before any
+        # partition rolls, so recovery can still adopt each from its batch.
+        self._pending: dict[str, Commit] = {}
+        self._written_at = time.monotonic()
+        self._write_lock = threading.Lock()
         self.load_from(partition.start_offset)
 
     def load_from(self, offset: int) -> None:
@@ -126,7 +137,8 @@ class CheckpointStore:
         """Make lazily written commits durable (before a partition is rolled: recovery only
         looks for self-committing batches in active segments)."""
         p = self.partition
-        self._write_unwritten()
+        with self._write_lock:
+            self._write_pending()
         if p.failed is not None:
             raise LogStorageError(
                 f"the checkpoint log refuses writes since {p.failed}; close and reopen the log "
@@ -143,40 +155,59 @@ class CheckpointStore:
         checkpoint: Mapping[str, Any],
         ends: Mapping[TopicPartition, int],
     ) -> None:
-        """Note the commit a durable self-committing batch carries, and append its copy
-        without an fsync. It is committed whatever happens here: a failed copy marks this
-        log failed (so no partition rolls past the batch before a reopen adopts it again)
-        instead of failing the append."""
+        """Note the commit a durable self-committing batch carries; its copy is written here
+        within :data:`COPY_INTERVAL_S` (see the module doc). It is committed whatever happens
+        to the copy: a failed write marks this log failed (so no partition rolls past the
+        batch before a reopen adopts it again) instead of failing the append."""
         commit = Commit(source, producer_id_for(source), seq, dict(checkpoint), dict(ends))
-        try:
-            self.commit(source, seq, checkpoint, ends, sync=False)
-        except LogError as e:
-            with self._lock:
-                self._remember(commit)
-                if isinstance(e, LogFullError) and self.partition.failed is None:
-                    # the disk is full but the checkpoint log is intact (the log undid the
-                    # write): keep the copy for sync(), which a roll waits on, rather than
-                    # failing the log until a reopen
-                    self._unwritten.append(commit)
-                    _log.warning("the checkpoint log is full; the copy of %r's checkpoint is "
-                                 "written once space is freed (%s)", source, e)
-                    return
-            if self.partition.failed is None:
-                self.partition.failed = f"copying a self-commit failed: {e}"
-            _log.error("could not copy the checkpoint of %r into the checkpoint log: %s", source, e)
+        with self._lock:
+            self._remember(commit)
+            self._pending[source] = commit
+        if time.monotonic() - self._written_at >= COPY_INTERVAL_S:
+            self.write_pending()
 
-    def _write_unwritten(self) -> None:
-        """Write the copies a full disk refused, oldest first (raises LogFullError while the
-        disk is still full: the caller's roll or copy waits for space like an append)."""
-        while True:
-            with self._lock:
-                if not self._unwritten:
-                    return
-                c = self._unwritten[0]
-            self.partition.append([Record(c.source.encode(), _encode(c))], sync=False,
-                                  publish=True)
-            with self._lock:
-                self._unwritten.pop(0)
+    def copy_due(self) -> None:
+        """Write the waiting copies if the oldest may have waited :data:`COPY_INTERVAL_S`
+        (the log's copy job, so that a source that went quiet is copied too)."""
+        if self._pending and time.monotonic() - self._written_at >= COPY_INTERVAL_S:
+            self.write_pending()
+
+    def write_pending(self) -> bool:
+        """Write the copies waiting in memory (the log's copy job and its close call this);
+        failures are handled as :meth:`copy_self_commit` says. Whether none is left."""
+        with self._write_lock:
+            try:
+                self._write_pending()
+                return True
+            except LogFullError as e:
+                # the checkpoint log is intact (the log undid the write): the copies stay
+                # pending for sync(), which a roll waits on, rather than failing the log
+                _log.warning(
+                    "the checkpoint log is full; the copy of a checkpoint is written "
+                    "once space is freed (%s)",
+                    e,
+                )
+            except LogError as e:
+                if self.partition.failed is None:
+                    self.partition.failed = f"copying a self-commit failed: {e}"
+                _log.error("could not copy a checkpoint into the checkpoint log: %s", e)
+            return False
+
+    def _write_pending(self) -> None:
+        """Write the pending copies in one append, oldest sequence first (raises LogFullError
+        while the disk is full, keeping them: the caller's roll or commit waits for space
+        like an append). Called with the write lock held."""
+        self._written_at = time.monotonic()
+        with self._lock:
+            if not self._pending:
+                return
+            copies = sorted(self._pending.values(), key=lambda c: c.seq)
+        self.partition.append([Record(c.source.encode(), _encode(c)) for c in copies],
+                              sync=False, publish=True)  # fmt: skip
+        with self._lock:
+            for c in copies:
+                if self._pending.get(c.source) is c:
+                    del self._pending[c.source]
 
     def adopt(
         self, block: bytes, producer_id: int, seq: int, ends: Mapping[TopicPartition, int]
@@ -222,10 +253,11 @@ class CheckpointStore:
         """Append and (if ``sync``) fsync the commit record; visible in memory afterwards."""
         commit = Commit(source, producer_id_for(source), seq, dict(checkpoint), dict(ends))
         value = _encode(commit)
-        self._write_unwritten()  # in sequence order: a later commit never goes first
-        self.partition.append([Record(source.encode(), value)], sync=sync, publish=True)
-        with self._lock:
-            self._remember(commit)
+        with self._write_lock:
+            self._write_pending()  # in sequence order: a later commit never goes first
+            self.partition.append([Record(source.encode(), value)], sync=sync, publish=True)
+            with self._lock:
+                self._remember(commit)
         return commit
 
 

@@ -81,7 +81,7 @@ from log.api import (
     check_fetch_limits,
 )
 from log.batch import ATTR_TRANSACTIONAL, BatchError, encode
-from log.checkpoints import CheckpointStore, producer_id_for, self_commit_block
+from log.checkpoints import COPY_INTERVAL_S, CheckpointStore, producer_id_for, self_commit_block
 from log.compaction import compact_partition
 from log.flush import Flusher
 from log.follow import open_view, refresh_partition
@@ -189,6 +189,11 @@ class EmbeddedLog(Log):
         self._open()
         if durability.policy == "interval" and not read_only:
             self._flusher = Flusher(durability.interval_ms)
+        if not read_only:
+            # self-commits' copies into the checkpoint log, for a source that went quiet
+            self._jobs.append(
+                PeriodicJob("log-checkpoint-copies", COPY_INTERVAL_S, self._checkpoints.copy_due)
+            )
         if background_jobs and not read_only:
             self._start_jobs(retention_check_interval_ms, compaction_interval_ms)
 
@@ -329,8 +334,11 @@ class EmbeddedLog(Log):
         if self._flusher is not None:
             self._flusher.close()
         try:
+            # the copies of self-commits still in memory: a clean open does not look for them
+            # in the batches (it skips the scan of active segments)
+            copied = self.read_only or self._checkpoints.write_pending()
             self._close_partitions()
-            if not self.read_only:
+            if copied and not self.read_only:
                 self._leave_clean_shutdown_marker()
         finally:
             self._lock.release()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 
+import orjson
 import pytest
 
 from hub.errors import UsageError
 from log.api import TopicConfig, TopicPartition
 from log.batch import ATTR_TRANSACTIONAL, encode
-from log.checkpoints import producer_id_for, self_commit_block
+from log.checkpoints import COPY_INTERVAL_S, producer_id_for, self_commit_block
 from log.embedded import EmbeddedLog
 
 from .conftest import OpenLog, records
@@ -173,11 +175,59 @@ def test_a_self_commit_whose_copy_never_reached_the_checkpoint_log_is_adopted(
 def test_rolling_a_partition_makes_copied_commits_durable_first(open_log: OpenLog) -> None:
     log = open_log()
     log.create_topic("a", TopicConfig(segment_bytes=300))
+    copies = log._checkpoints.partition
     log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 1})
-    assert log._checkpoints.partition.dirty
+    assert copies.end_offset == 0  # the copy waits in memory, off the append's path
     log.append_checkpointed("pg", {A0: records(3)}, {"lsn": 2})  # rolls the segment
     assert len(log._partition(A0).segments) == 2
-    assert log._checkpoints.partition.dirty  # the second copy, after the roll
+    # the roll wrote the first copy and made it durable before the batch left the active
+    # segment; the second waits
+    assert copies.end_offset == 1 and not copies.dirty
+    assert [
+        orjson.loads(r.value)["checkpoint"]
+        for r in copies.read(0, max_records=100, max_bytes=1 << 20)
+    ] == [{"lsn": 1}]
+
+
+def test_a_copy_waits_at_most_the_copy_interval_even_when_the_source_goes_quiet(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig())
+    began = time.monotonic()
+    log.append_checkpointed("pg", {A0: records(1)}, {"lsn": 7})
+    copies = log._checkpoints.partition
+    deadline = began + COPY_INTERVAL_S + 5
+    while copies.end_offset == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert copies.end_offset == 1, "the copy job did not write the waiting copy"
+    assert orjson.loads(copies.read(0, max_records=100, max_bytes=1 << 20)[0].value)[
+        "checkpoint"
+    ] == {"lsn": 7}
+
+
+def test_copies_keep_sequence_order_with_a_later_multi_partition_commit(
+    open_log: OpenLog,
+) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig(partitions=2))
+    log.append_checkpointed("pg", {A0: records(1)}, {"lsn": 1})  # copy waits
+    log.append_checkpointed("pg", {A0: records(1)}, {"lsn": 2})  # replaces the waiting copy
+    log.append_checkpointed("pg", {A0: records(1), A1: records(1)}, {"lsn": 3})
+    copies = log._checkpoints.partition
+    written = [orjson.loads(r.value) for r in copies.read(0, max_records=100, max_bytes=1 << 20)]
+    # the waiting copy first (compaction keeps a source's last record: it must be the newest)
+    assert [(c["seq"], c["checkpoint"]) for c in written] == [(2, {"lsn": 2}), (3, {"lsn": 3})]
+
+
+def test_a_clean_close_writes_the_waiting_copy(open_log: OpenLog) -> None:
+    log = open_log()
+    log.create_topic("a", TopicConfig())
+    log.append_checkpointed("pg", {A0: records(2)}, {"lsn": 9})
+    log.close()
+    again = open_log()  # a clean open: it does not scan the batches for self-commits
+    assert again._checkpoints.partition.end_offset == 1
+    assert again.last_checkpoint("pg") == {"lsn": 9}
 
 
 def test_a_log_of_format_version_1_opens_and_its_active_segment_is_upgraded(
@@ -210,8 +260,9 @@ def test_deleting_a_topic_makes_the_copies_of_its_self_commits_durable(
     log = open_log()
     log.create_topic("a", TopicConfig())
     log.append_checkpointed("pg", {A0: records(1)}, {"lsn": 5})
-    assert log._checkpoints.partition.dirty
+    assert log._checkpoints.partition.end_offset == 0  # the copy waits in memory
     log.delete_topic("a")
+    assert log._checkpoints.partition.end_offset == 1
     assert not log._checkpoints.partition.dirty
     log._lock.release()
     assert open_log().last_checkpoint("pg") == {"lsn": 5}
