@@ -84,7 +84,7 @@ def mariadb(args: argparse.Namespace) -> Iterator[str]:
     if args.url:
         yield args.url
         return
-    work = Path(tempfile.mkdtemp(prefix="changehub-mysqlbench-"))
+    work = Path(tempfile.mkdtemp(prefix="changehub-mysqlbench-", dir=args.server_dir))
     os.chmod(work, 0o755)  # the mysql account must reach its data directory
     run = ROOT / "services" / "run"
     try:
@@ -539,6 +539,11 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--latency-connections", type=int, default=8)
     parser.add_argument("--no-debezium", action="store_true", help="leave the Debezium peer out")
+    parser.add_argument(
+        "--server-dir",
+        help="where the started MariaDB keeps its data (default: the temp dir, the log's disk); "
+        "/dev/shm keeps its fsyncs off the log's disk, as a database on its own machine would",
+    )
     parser.add_argument("--switch-interval-ms", type=float,
                         help="sys.setswitchinterval for this process (CPython's default: 5 ms)")
     parser.add_argument("--debezium-poll-ms", type=int, default=10,

@@ -79,7 +79,7 @@ def postgres(args: argparse.Namespace) -> Iterator[dict[str, str]]:
             "PG_BIN": args.pg_bin,
         }
         return
-    work = Path(tempfile.mkdtemp(prefix="changehub-pgbench-"))
+    work = Path(tempfile.mkdtemp(prefix="changehub-pgbench-", dir=args.server_dir))
     os.chmod(work, 0o755)  # the postgres account must reach its data directory
     run = ROOT / "services" / "run"
     try:
@@ -629,6 +629,11 @@ def main() -> None:
     parser.add_argument("--dsn")
     parser.add_argument("--superuser-dsn")
     parser.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin")
+    parser.add_argument(
+        "--server-dir",
+        help="where the started Postgres keeps its data (default: the temp dir, the log's disk); "
+        "/dev/shm keeps its WAL fsyncs off the log's disk, as a database on its own machine would",
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
