@@ -37,6 +37,7 @@ in-memory view is replaced under a lock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -59,6 +60,7 @@ COPY_INTERVAL_S = 0.5
 _log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=1024)  # asked several times per append: hash each name once
 def producer_id_for(source: str) -> int:
     """A stable, non-zero 63-bit id for a source name (stamped into its transactional batches)."""
     digest = hashlib.blake2b(source.encode(), digest_size=8).digest()
