@@ -262,3 +262,19 @@ def test_the_first_record_itself_is_checked_too(
     pairs: list[tuple[bytes | None, bytes | None]] = list(upserts(0, N))
     pairs[0] = FALLBACKS[case]
     assert decoder.decode(records(pairs), "{table}", shapes) is None
+
+
+def test_writes_of_two_tables_with_the_same_columns_each_decode_as_their_own(
+    decoder: Decoder,
+) -> None:
+    # one decoder keeps a decoding query per table (its source fields are in the query): the
+    # second table must not run the first one's, and a write mixing both is left per record
+    other = {**SOURCE, "table": "returns"}
+    orders = upserts(0, N)
+    returns = [(key(i), event("c", row(i), source=other)) for i in range(N)]
+    for _ in range(2):
+        for pairs, table in ((orders, "orders"), (returns, "returns")):
+            decoded = decoder.decode(records(pairs), "{table}", {})
+            assert decoded is not None and decoded.table == (None, table)
+            assert decoded.rows.num_rows == N
+    assert decoder.decode(records(orders[:N // 2] + returns[N // 2:]), "{table}", {}) is None
