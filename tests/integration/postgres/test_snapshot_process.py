@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from connectors.api import SourceColumns
-from connectors.source.postgres import arrow_json
+from connectors.source.postgres import arrow_json, snapshot_process
 from connectors.source.postgres.catalog import load_types, session_conninfo, table_info
 from connectors.source.postgres.checkpoint import SnapshotProgress
 from connectors.source.postgres.columnar import ChunkEncoder
@@ -191,3 +191,15 @@ def items(laid: tuple[bytes, object]) -> list[bytes]:
         pos += n
     assert pos == len(data)
     return out
+
+
+def test_without_shared_memory_slots_the_chunks_cross_the_pipe_alike(
+    tables: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where memfd_create is missing (or a chunk is larger than a slot), the keys and values
+    follow their message on the pipe: the same chunks."""
+    with snapshot_conn(tables) as conn:
+        here = list(read(conn, process_min_bytes=HERE))
+        monkeypatch.setattr(snapshot_process, "_memfds", tuple)
+        piped = list(read(conn, process_min_bytes=WORKER))
+    assert plain(piped) == plain(here)
