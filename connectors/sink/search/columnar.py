@@ -28,11 +28,12 @@ digit for digit, doubles in shortest round-trip form).
 any of its records needs it: a tombstone, a delete, truncate or other op, an ``after`` that
 is not an object, Kafka Connect's wrapped form (a ``payload`` field), a key or value that is
 not UTF-8 JSON, or JSON that DuckDB's reader takes and orjson's refuses (``NaN``,
-``Infinity``, a trailing comma) or reads otherwise (a repeated name in the envelope or at
-the after image's top level: DuckDB keeps the first, orjson the last; a repeated name
-deeper inside a JSON column is not looked for — changehub's sources write dicts, which
-cannot hold one), a key that is not an object or gives no id, or two events of one
-document in the batch (the per-record path keeps the last one only).
+``Infinity``, a trailing comma) or reads otherwise (a repeated name at the after image's
+top level: DuckDB keeps both, orjson the last; a name repeated in the envelope itself or
+deeper inside a JSON column is not looked for, a check that would cost a second parse of
+every envelope — changehub's sources write dicts, which cannot hold one), a key that is
+not an object or gives no id, or two events of one document in the batch (the per-record
+path keeps the last one only).
 """
 
 from __future__ import annotations
@@ -56,19 +57,25 @@ __all__ = ["LineBuilder", "Lines"]
 _VIEW = "_changehub_search_records"
 
 # Numbers DuckDB and orjson may spell differently, and \u escapes (see the module doc). The
-# text is minified, so a number always follows ":", "," or "[".
-_RESPELLED = r'[:,\[]-?[0-9]+[.eE]|[:,\[]-?[0-9]{19}|[:,\[]-0[,}\]]|\\u'
-# What DuckDB's reader takes and orjson's refuses (the per-record path dead-letters it).
-_LENIENT = r'NaN|Infinity|,\s*[}\]]'
+# text is minified, so a number follows '":' (a member), "[" or "," (an element), and the
+# "," follows the end of a value: so "12:30:00.5" in a string is not taken for a number.
+_NUMBER_AT = r'(?:":|[0-9el"}\]],|\[)'
+_RESPELLED = (rf'{_NUMBER_AT}-?[0-9]+[.eE]|{_NUMBER_AT}-?[0-9]{{19}}|{_NUMBER_AT}-0[,}}\]]'
+              r'|\\u')
+# What DuckDB's reader takes and orjson's refuses (the per-record path dead-letters it):
+# NaN, Infinity, trailing commas.
+_TRAILING_COMMA = r',[ \t\r\n]*[}\]]'
 
+# One parse of each envelope (json_extract of several paths; its texts are minified, so
+# the op and the after image's kind are read from them without parsing again).
 _QUERY = f"""
 SELECT
   coalesce(starts_with(v, '{{')
-    AND json_type(e[1]) = 'VARCHAR' AND e[1]->>'$' IN ('c', 'u', 'r')
-    AND json_type(e[2]) = 'OBJECT'
+    AND e[1] IN ('"c"', '"u"', '"r"')
+    AND starts_with(CAST(e[2] AS VARCHAR), '{{')
     AND e[5] IS NULL
-    AND NOT regexp_matches(v, '{_LENIENT}')
-    AND len(json_keys(v)) = len(list_distinct(json_keys(v)))
+    AND NOT (contains(v, 'NaN') OR contains(v, 'Infinity')
+             OR regexp_matches(v, '{_TRAILING_COMMA}'))
     AND len(json_keys(e[2])) = len(list_distinct(json_keys(e[2]))), false) AS ok,
   CAST(e[2] AS VARCHAR) AS after,
   regexp_matches(CAST(e[2] AS VARCHAR), '{_RESPELLED}') AS respelled,
