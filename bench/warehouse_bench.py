@@ -210,9 +210,14 @@ def main() -> None:
     # CPU seconds (all threads): less distorted by other load than wall time, though
     # DuckDB's parallel load spends more CPU than wall time on an idle machine
     results["cpu_ratio"] = round(sum(duck_cpu) / sum(ours_cpu), 4)
+    rows = args.rows * len(ours)
+    results["changehub_cpu_us_per_row"] = round(sum(ours_cpu) / rows * 1e6, 2)
+    results["duckdb_cpu_us_per_row"] = round(sum(duck_cpu) / rows * 1e6, 2)
     print(f"overall ratio {total_duck / total_ours:.1%} (goal >= 30%); CPU seconds "
-          f"{sum(ours_cpu):.2f} vs DuckDB's {sum(duck_cpu):.2f} ({results['cpu_ratio']:.1%}); "
-          f"load average {results['machine']['loadavg_at_start']}")
+          f"{sum(ours_cpu):.2f} vs DuckDB's {sum(duck_cpu):.2f} ({results['cpu_ratio']:.1%}; "
+          f"{results['changehub_cpu_us_per_row']} vs {results['duckdb_cpu_us_per_row']} us a "
+          f"row); load average {results['machine']['loadavg_at_start']} at start, "
+          f"{results['machine']['loadavg_at_end']} at end")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
