@@ -90,3 +90,20 @@ def test_a_batch_with_a_record_the_decoder_cannot_take_is_left_to_the_per_record
         assert decoder.block_table(blocks(records([b'{"op": "c"}'])), parquet.SCHEMA) is not None
     finally:
         decoder.close()
+
+
+def test_the_file_does_not_depend_on_how_the_log_reads_were_cut() -> None:
+    # pyarrow's bytes depend on a column's chunks (here: where the after column's dictionary
+    # page overflows, ~1.5 MB of distinct texts): blocks of any size must give one file
+    batch = records([orjson.dumps({"after": {"id": n, "name": f"row {n} " + "x" * 500}, "op": "c",
+                                   "ts_ms": n, "source": {"lsn": n}}) for n in range(3000)])
+    decoder = Decoder()
+    try:
+        files = set()
+        for size in (3000, 1000, 999):
+            table = decoder.block_table(blocks(batch, size), parquet.SCHEMA)
+            assert table is not None
+            files.add(parquet.write(table))
+    finally:
+        decoder.close()
+    assert files == {parquet.encode([export_row(r) for r in batch])}
