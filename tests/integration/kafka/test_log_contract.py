@@ -165,6 +165,24 @@ def test_read_respects_max_records_and_returns_a_record_over_max_bytes(
     assert [r.offset for r in log.read(tp, 3, timeout=5.0)] == [3, 4]
 
 
+def test_read_block_holds_the_records_read_returns_as_columns(log: Log, topic: str) -> None:
+    tp = TopicPartition(topic, 0)
+    log.append(tp, [Record(None, b"v"), Record(b"k", None), Record(b"", b"")])
+    log.append_checkpointed(unique("src"), {tp: recs(b"a", b"bb", ts=1_000)}, {"p": 1})
+    log.append(tp, recs(b"c"))
+    expected = [r._replace(headers=()) for r in read_all(log, tp)]
+    got: list[LogRecord] = []
+    offset = log.start_offset(tp)
+    while offset < log.end_offset(tp):
+        block = log.read_block(tp, offset, max_records=2)
+        if not len(block):
+            break  # only Kafka's transaction markers are left
+        assert len(block) <= 2 and block.tp == tp
+        got += block.records()
+        offset = block.offsets[-1] + 1
+    assert got == expected and len(got) == 6
+
+
 def test_read_at_the_end_returns_nothing_and_past_it_raises(log: Log, topic: str) -> None:
     tp = TopicPartition(topic, 0)
     log.append(tp, recs(b"a", b"b"))
