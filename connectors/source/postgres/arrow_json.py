@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from connectors.source.postgres.types import JsonConverter, column_kind
 
-__all__ = ["ValueColumn", "plain_text", "split", "value_column"]
+__all__ = ["ValueColumn", "import_arrow", "plain_text", "split", "value_column"]
 
 _BOM: Final = b"\xef\xbb\xbf"  # the CSV reader drops one at the start of its input
 _MAX_BLOCK: Final = 1 << 30  # larger blocks: the caller's way (the reader's block size is an int32)
@@ -42,6 +42,11 @@ class ValueColumn:
     values: Any  # an Arrow binary or large_binary array
     opening: bytes = b""
     closing: bytes = b""
+
+
+def import_arrow() -> None:
+    """Import pyarrow's modules used here now (see ``columnar.import_arrow``)."""
+    _arrow()
 
 
 def _arrow() -> tuple[Any, Any, Any]:

@@ -13,11 +13,13 @@ holding a NULL (``\\N``) or an escaped character (``\\t``, ``\\\\`` …: any bac
 mapped value by value, the way the row-by-row path does it.
 
 :meth:`ChunkEncoder.laid_out` (what snapshots use) skips the event objects too: the
-columns' JSON values go into Arrow arrays and one ``binary_join_element_wise`` (C++) splices
-every event with the envelope's constant pieces between them, giving the log's value column
-(the events back to back) and, from the Arrow offsets, its length column, with no Python
-call per row. Per-row ``%`` formatting of a ~300-byte envelope cost more than the
-columns' conversion.
+chunk is cut into Arrow columns by Arrow's CSV reader, the common types' columns become
+their JSON by Arrow kernels (:mod:`~connectors.source.postgres.arrow_json`; other columns by
+their column converter, into Arrow arrays), and one ``binary_join_element_wise`` (C++)
+splices every event with the envelope's constant pieces between them, giving the log's
+value column (the events back to back) and, from the Arrow offsets, its length column,
+with no Python call per row or per value. Per-row ``%`` formatting of a ~300-byte envelope
+cost more than the columns' conversion.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def import_arrow() -> None:
     """Import pyarrow now: a snapshot worker does it while it starts, so that its first
     chunk does not wait for it."""
     _arrow()
+    arrow_json.import_arrow()
 
 
 def _arrow() -> tuple[Any, Any]:
