@@ -49,7 +49,12 @@ from connectors.source.postgres.copy_out import CopyOut
 from connectors.source.postgres.encoding import READ_HEAD as _READ_HEAD
 from connectors.source.postgres.encoding import read_suffix, source_tail
 from connectors.source.postgres.schema import TableSchema
-from connectors.source.postgres.snapshot_process import ChunkProcess, TableSpec, conninfo_of
+from connectors.source.postgres.snapshot_process import (
+    REQUESTS_AHEAD,
+    ChunkProcess,
+    TableSpec,
+    conninfo_of,
+)
 from log.batch import RecordColumns
 
 __all__ = ["SnapshotChunk", "TableReader", "parse_copy_line", "read_snapshot"]
@@ -308,7 +313,7 @@ def _chunks_by_worker(
     *,
     read_while_starting: bool,
 ) -> Iterator[_Chunk]:
-    """A table's chunks read and encoded by ``worker``, two requests ahead: it reads and
+    """A table's chunks read and encoded by ``worker``, ``REQUESTS_AHEAD`` ahead: it reads and
     encodes the next chunk while this process appends the one before. Until the worker has
     started, chunks of a keyed table are read here, one ``LIMIT`` query each, so its start
     costs no time."""
@@ -328,8 +333,8 @@ def _chunks_by_worker(
         worker.request(chunk_size, _READ_HEAD, suffix(now), now)
 
     worker.open_table(TableSpec.of(schema, reader.copy_query(after)))
-    ask()
-    ask()
+    for _ in range(REQUESTS_AHEAD):
+        ask()
     while True:
         chunk = worker.receive(schema.topic)
         done = len(chunk.records) < chunk_size

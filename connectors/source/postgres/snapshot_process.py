@@ -24,9 +24,10 @@ imports it (``SET TRANSACTION SNAPSHOT``) in a REPEATABLE READ, READ ONLY transa
 connection with the parent's settings (so the text of every value is the same).
 
 Order and memory: one child, one request per chunk, answered in order; the parent keeps at
-most two requests out, so at most three chunks are in flight (and the slots hold two, in
-shared memory that neither process maps, so neither's RSS shows it). Each request carries the
-envelope's suffix (its ``ts_ms``), so the events are those the parent would have made.
+most :data:`REQUESTS_AHEAD` requests out, so at most four chunks are in flight (and the
+slots hold three, in shared memory that neither process maps, so neither's RSS shows it).
+Each request carries the envelope's suffix (its ``ts_ms``), so the events are those the
+parent would have made.
 
 The child is a new interpreter (``python -m`` this module; a fork of a process with threads
 can inherit a lock another thread held), talking over two pipes. It exits when the parent
@@ -67,11 +68,15 @@ from hub.errors import ConnectorError, FatalError, RetriableError, SchemaError
 if TYPE_CHECKING:
     from connectors.api import SourceColumns
 
-__all__ = ["ChunkProcess", "TableSpec", "conninfo_of"]
+__all__ = ["REQUESTS_AHEAD", "ChunkProcess", "TableSpec", "conninfo_of"]
 
 _PIPE_BYTES: Final = 1 << 20  # Linux's default ceiling for an unprivileged process
 # A chunk's keys and values cross in one of two shared memory files (memfd) when they fit.
-_SLOTS: Final = 2
+# Requests the parent keeps out: the child goes on with the next chunks while the parent's
+# hub appends (a chunk's write and fdatasync of ~3.5 MB); with two, the child waited for
+# requests ~15% of its time (py-spy --idle, load 6). As many slots, so that one is free.
+REQUESTS_AHEAD: Final = 3
+_SLOTS: Final = REQUESTS_AHEAD
 _SLOT_BYTES: Final = 64 << 20
 _ERRORS: Final[dict[str, type[ConnectorError]]] = {
     "RetriableError": RetriableError,
@@ -278,8 +283,8 @@ def _memfds() -> tuple[int, ...]:
     together (the kernel's copies in 1 MiB turns, and the parent's buffer copied once
     more into bytes); written and read at once (``pwrite``, ``pread``) in a file the
     two share, ~0.1 µs, and its pages, once touched, are reused by every later chunk.
-    The child writes its n-th chunk into slot n % 2. The parent asks for chunk n only
-    after it has read chunk n - 2 out (it keeps two requests out at most, and reads a
+    The child writes its n-th chunk into slot n % 3. The parent asks for chunk n only
+    after it has read chunk n - 3 out (it keeps three requests out at most, and reads a
     chunk before it asks for the next), so a slot is never written while it is read.
     """
     if not hasattr(os, "memfd_create"):
