@@ -152,6 +152,21 @@ class CpuMeter:
         return {group: sum(_cpu_s(pid) for pid in pids) for group, pids in self._groups.items()}
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds used so far by each live thread of this process, by thread name (a
+    pool's threads summed under their prefix), from ``/proc/self/task/TID/stat``."""
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+            utime, stime = fields.rsplit(")", 1)[1].split()[11:13]
+        except (OSError, ValueError):
+            continue
+        name = thread.name.rsplit("_", 1)[0] if thread.name[-1:].isdigit() else thread.name
+        out[name] = out.get(name, 0.0) + (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def _cpu_s(pid: int) -> float:
     """CPU of ``pid`` and its live children (a child that exited is not counted)."""
     try:
@@ -254,6 +269,7 @@ def workload(
     wait_for(lambda: count(client, index) == 1, 120, "the pipeline to start")
 
     meter.start()
+    threads_at_start = thread_cpu_s()
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         for lo in range(1, rows + 1, 1000):
@@ -262,6 +278,8 @@ def workload(
     wait_for(lambda: count(client, index) == rows + 1, 900, "all rows to be searchable")
     elapsed = time.perf_counter() - started
     used = meter.stop()
+    threads = {name: round(cpu - threads_at_start.get(name, 0.0), 2)
+               for name, cpu in sorted(thread_cpu_s().items())}
 
     latencies = commit_to_searchable(dsn, client, index, rows + 1, latency_rows)
     ordered = sorted(latencies)
@@ -277,6 +295,8 @@ def workload(
         "latency_max_ms": round(ordered[-1] * 1000, 1),
         **cpu_figures(used, rows),
         "engine_jit_cpu_s": meter.jit_used,
+        # this process's threads (the pipeline's, and the benchmark's own MainThread)
+        "thread_cpu_s": {name: cpu for name, cpu in threads.items() if cpu > 0},
     }
 
 
@@ -478,6 +498,7 @@ def main() -> None:
     print("  engine CPU s per 1,000 docs without its JIT: end to end "
           f"{engine_cpu_without_jit(e2e)}, limit runs "
           + ", ".join(str(engine_cpu_without_jit(r)) for r in limits))
+    print(f"  pipeline CPU s by thread (end to end) {e2e['thread_cpu_s']}")
     print(f"  CPU ratio            {result['cpu_ratio_to_limit']:>10.0%}  (limit's CPU per "
           "document / the pipeline's, Postgres left out)")
     print(f"written to {RESULTS}")
