@@ -19,12 +19,13 @@ chunk falls back to the caller when the reader cannot cut it exactly (see :func:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Final
 
 from connectors.source.postgres.types import JsonConverter, column_kind
 
-__all__ = ["ValueColumn", "import_arrow", "plain_text", "split", "value_column"]
+__all__ = ["ValueColumn", "call", "cast", "import_arrow", "plain_text", "split", "value_column"]
 
 _BOM: Final = b"\xef\xbb\xbf"  # the CSV reader drops one at the start of its input
 _MAX_BLOCK: Final = 1 << 30  # larger blocks: the caller's way (the reader's block size is an int32)
@@ -49,12 +50,31 @@ def import_arrow() -> None:
     _arrow()
 
 
+@functools.cache
 def _arrow() -> tuple[Any, Any, Any]:
+    """pyarrow, its compute functions' registry and its CSV reader, imported on first use
+    (only snapshots need them).
+
+    Not ``pyarrow.compute``: importing it generates a Python wrapper with a signature and
+    a docstring for each of its ~300 functions, ~75 ms of CPU in every process that
+    snapshots, the worker's start among them (on the snapshot's clock). The functions are
+    called by name instead (:func:`call`), as those wrappers do."""
     import pyarrow
-    import pyarrow.compute
+    import pyarrow._compute
     import pyarrow.csv
 
-    return pyarrow, pyarrow.compute, pyarrow.csv
+    return pyarrow, pyarrow._compute, pyarrow.csv
+
+
+def call(name: str, *args: Any, options: Any = None) -> Any:
+    """Arrow's compute function ``name`` (``pyarrow.compute.<name>``) of ``args``."""
+    return _arrow()[1].call_function(name, list(args), options)
+
+
+def cast(array: Any, to: Any) -> Any:
+    """``array`` as type ``to``: raises ``ArrowInvalid`` where a value does not fit (a
+    binary value that is not UTF-8, cast to string)."""
+    return call("cast", array, options=_arrow()[1].CastOptions.safe(to))
 
 
 def split(block: bytes, ncols: int, nrows: int) -> list[Any] | None:
@@ -106,7 +126,7 @@ def value_column(
     then converts it value by value. ``escaped``: the chunk holds a backslash somewhere;
     ``plain``: it holds no byte a JSON string escapes (:func:`plain_text`)."""
     pa, pc, _ = _arrow()
-    if escaped and _any(pc.match_substring(raw, "\\")):
+    if escaped and _any(call("match_substring", raw, options=pc.MatchSubstringOptions("\\"))):
         return None
     return _rule(column_kind(convert), raw, plain, pa, pc)
 
@@ -120,43 +140,43 @@ def _rule(kind: str, raw: Any, plain: bool, pa: Any, pc: Any) -> ValueColumn | N
         return ValueColumn(raw, b'"', b'"')
     if kind == "text":  # _text_json: orjson.dumps(text.decode("utf-8"))
         try:
-            text = raw.cast(pa.string())  # valid UTF-8, or the converter's decode fails
+            text = cast(raw, pa.string())  # valid UTF-8, or the converter's decode fails
         except pa.ArrowInvalid:
             return None
         # Nothing to escape: the JSON string is the text in quotes.
-        if not plain and _any(pc.match_substring_regex(text, _NEEDS_ESCAPE)):
+        escapes = pc.MatchSubstringOptions(_NEEDS_ESCAPE)
+        if not plain and _any(call("match_substring_regex", text, options=escapes)):
             return None
         return ValueColumn(raw, b'"', b'"')
     if kind == "bool":  # _bool_json: b"true" if text == b"t" else b"false"
         binary = pa.binary()
-        is_t = pc.equal(raw, pa.scalar(b"t", binary))
+        is_t = call("equal", raw, pa.scalar(b"t", binary))
         return ValueColumn(
-            pc.if_else(is_t, pa.scalar(b"true", binary), pa.scalar(b"false", binary))
+            call("if_else", is_t, pa.scalar(b"true", binary), pa.scalar(b"false", binary))
         )
     if kind == "timestamptz":
         # _timestamptz_json's common case, every value: longer than 19, a space at 10, "+00"
         # at the end -> '"' + text[:10] + "T" + text[11:-3] + 'Z"'.
         if (
-            _min_length(raw, pc) > 19
+            _lengths(raw)[0] > 19
             and _space_at_10(raw, pa, pc)
-            and _all(pc.ends_with(raw, "+00"))
+            and _all(call("ends_with", raw, options=pc.MatchSubstringOptions("+00")))
         ):
-            return ValueColumn(
-                pc.binary_slice(pc.binary_replace_slice(raw, 10, 11, "T"), 0, -3), b'"', b'Z"'
-            )
+            t = call("binary_replace_slice", raw, options=pc.ReplaceSliceOptions(10, 11, "T"))
+            return ValueColumn(call("binary_slice", t, options=pc.SliceOptions(0, -3)), b'"', b'Z"')
         return None
     if kind == "timestamp":
         # _timestamp_json's common case, every value: at least 19 long, a space at 10, a digit
         # last -> '"' + text[:10] + "T" + text[11:] + '"'.
-        if (
-            _min_length(raw, pc) >= 19
-            and _space_at_10(raw, pa, pc)
-            and _all(pc.is_in(pc.binary_slice(raw, -1), value_set=pa.array(_DIGITS, pa.binary())))
-        ):
-            return ValueColumn(pc.binary_replace_slice(raw, 10, 11, "T"), b'"', b'"')
+        if _lengths(raw)[0] >= 19 and _space_at_10(raw, pa, pc):
+            last = call("binary_slice", raw, options=pc.SliceOptions(-1))
+            digits = pc.SetLookupOptions(pa.array(_DIGITS, pa.binary()))
+            if _all(call("is_in", last, options=digits)):
+                t = call("binary_replace_slice", raw, options=pc.ReplaceSliceOptions(10, 11, "T"))
+                return ValueColumn(t, b'"', b'"')
         return None
     if kind == "date":  # _date_json: b'"%b"' % text when it is 10 long
-        if _min_length(raw, pc) == 10 and pc.max(pc.binary_length(raw)).as_py() == 10:
+        if _lengths(raw) == (10, 10):
             return ValueColumn(raw, b'"', b'"')
         return None
     return None  # floats, arrays, ranges …: value by value
@@ -168,17 +188,20 @@ def plain_text(block: bytes) -> bool:
     return b'"' not in block and len(block.translate(None, _CONTROL)) == len(block)
 
 
-def _min_length(raw: Any, pc: Any) -> int:
-    return int(pc.min(pc.binary_length(raw)).as_py())
+def _lengths(raw: Any) -> tuple[int, int]:
+    """The shortest and the longest value's length, in bytes."""
+    both = call("min_max", call("binary_length", raw)).as_py()
+    return int(both["min"]), int(both["max"])
 
 
 def _space_at_10(raw: Any, pa: Any, pc: Any) -> bool:
-    return _all(pc.equal(pc.binary_slice(raw, 10, 11), pa.scalar(b" ", pa.binary())))
+    tenth = call("binary_slice", raw, options=pc.SliceOptions(10, 11))
+    return _all(call("equal", tenth, pa.scalar(b" ", pa.binary())))
 
 
 def _all(mask: Any) -> bool:
-    return bool(_arrow()[1].all(mask).as_py())
+    return bool(call("all", mask).as_py())
 
 
 def _any(mask: Any) -> bool:
-    return bool(_arrow()[1].any(mask).as_py())
+    return bool(call("any", mask).as_py())

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from connectors.source.postgres import arrow_json
 from connectors.source.postgres.arrow_json import ValueColumn
+from connectors.source.postgres.arrow_json import cast as _cast
 from connectors.source.postgres.pgoutput import JsonColumn
 from connectors.source.postgres.schema import TableSchema
 from connectors.source.postgres.types import ColumnConverter, column_converter, column_kind
@@ -122,18 +123,15 @@ def import_arrow() -> None:
     arrow_json.import_arrow()
 
 
-def _arrow() -> tuple[Any, Any]:
-    """pyarrow and pyarrow.compute, imported on first use: only snapshots splice, and
-    pyarrow.compute takes a few tenths of a second to import, which every other user of
-    this module (streaming, the CLI) would pay."""
+def _arrow() -> Any:
+    """pyarrow, imported on first use: only snapshots splice (see ``arrow_json._arrow``)."""
     import pyarrow
-    import pyarrow.compute
 
-    return pyarrow, pyarrow.compute
+    return pyarrow
 
 
 def _arrays(columns: Sequence[list[bytes]]) -> list[Any]:
-    pa, _ = _arrow()
+    pa = _arrow()
     binary = pa.large_binary()  # 64-bit offsets: a chunk may exceed 2 GiB of events
     return [pa.array(column, binary) for column in columns]
 
@@ -154,18 +152,21 @@ def _splice(pieces: Sequence[bytes], columns: Sequence[ValueColumn]) -> tuple[by
     """``pieces[0] + a[i] + pieces[1] + b[i] + … + pieces[-1]`` for every row ``i`` of the
     columns' values (a, b, …): the length column (little-endian i32) and the items back to
     back."""
-    pa, pc = _arrow()
+    pa = _arrow()
     binary = pa.large_binary()  # 64-bit offsets: a chunk may exceed 2 GiB of events
     args: list[Any] = []
     for piece, column in zip(pieces, columns, strict=False):
         values = column.values
-        args += [pa.scalar(piece, binary), values if values.type == binary else values.cast(binary)]
+        args += [
+            pa.scalar(piece, binary),
+            values if values.type == binary else _cast(values, binary),
+        ]
     args += [pa.scalar(pieces[-1], binary), pa.scalar(b"", binary)]  # the last: the separator
-    joined = pc.binary_join_element_wise(*args)
+    joined = arrow_json.call("binary_join_element_wise", *args)
     n = len(joined)
     _, offsets, data = joined.buffers()
     (end,) = _OFFSET.unpack_from(offsets, 8 * n)
-    lengths = pc.cast(pc.binary_length(joined), pa.int32()).buffers()[1]
+    lengths = _cast(arrow_json.call("binary_length", joined), pa.int32()).buffers()[1]
     return lengths.to_pybytes()[: 4 * n], memoryview(data)[:end]
 
 
@@ -253,7 +254,7 @@ class ChunkEncoder:
         raws = arrow_json.split(block, self._ncols, nrows)
         if raws is None:
             return None
-        pa, _ = _arrow()
+        pa = _arrow()
         escaped = b"\\" in block
         plain = self._has_text and arrow_json.plain_text(block)
         out = []
