@@ -39,6 +39,7 @@ import logging
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -153,6 +154,7 @@ def _run(
                     writer.write_latest(p.tp, writer.rows(_records(log_, p)))
                 else:
                     writer.write_changes(p.tp, _blocks(log_, p))
+            writer.finish()
         finally:
             writer.close()
         if dead:
@@ -347,8 +349,20 @@ class _Writer:
         self.reject = reject
         # Parquet files of changes are decoded a file at a time in DuckDB (.columnar)
         self.decoder = Decoder() if config.format == "parquet" else None
+        # ... and encoded and written on a worker thread (pyarrow releases the interpreter
+        # lock) while this one reads and decodes the next file; one file at a time, so the
+        # files are written in order and at most two are in memory.
+        self._pool: ThreadPoolExecutor | None = None
+        self._writing: Future[RunFile] | None = None
+
+    def finish(self) -> None:
+        """Wait for the file being written (before the run's manifest)."""
+        self._written()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # a failed run's last file is left to the next
+            self._pool = None  # run's clean-up, as a killed run's
         if self.decoder is not None:
             self.decoder.close()
 
@@ -422,8 +436,12 @@ class _Writer:
         table = None if self.decoder is None else self.decoder.block_table(
             blocks, parquet.SCHEMA)
         if table is not None:
-            self._write(tp, day, parquet.write(table), blocks[0].offsets[0],
-                        blocks[-1].offsets[-1], table.num_rows)
+            first, last = blocks[0].offsets[0], blocks[-1].offsets[-1]
+            self._written()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="export-write")
+            self._writing = self._pool.submit(
+                lambda: self._store(tp, day, parquet.write(table), first, last, table.num_rows))
             return
         # Another format, or a record the batch decoder left: each record on its own, and
         # those that cannot be exported are rejected (they are not in the file).
@@ -462,15 +480,30 @@ class _Writer:
 
     def _write(self, tp: TopicPartition, day: date, data: bytes, first: int, last: int,
                count: int) -> None:
+        self._written()  # files stay in the order they were read
+        self._add(self._store(tp, day, data, first, last, count))
+
+    def _store(self, tp: TopicPartition, day: date, data: bytes, first: int, last: int,
+               count: int) -> RunFile:
+        """Write one file durably (on the worker for Parquet files of changes)."""
         relative = Path(tp.topic, f"dt={day.isoformat()}",
                         f"{self.run_id}-{tp.partition}-{first}-{last}.{self.extension}")
         write_durably(self.root, relative, data)
-        self.files.append(RunFile(
+        return RunFile(
             file=relative.as_posix(), topic=tp.topic, partition=tp.partition,
             date=day.isoformat(), first_offset=first, last_offset=last, records=count,
             bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
-        ))
-        self.records += count
+        )
+
+    def _written(self) -> None:
+        """Wait for the file the worker is writing, if any (its error is raised here)."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            self._add(writing.result())
+
+    def _add(self, file: RunFile) -> None:
+        self.files.append(file)
+        self.records += file.records
         self.progress("export", self.read, self.total)
 
 
