@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from connectors.sink.batch import export
 from connectors.sink.batch.export import RUNS_DIR, SUCCESS, run_export
-from hub.errors import FatalError, RecordError
+from hub.errors import FatalError, RecordError, RetriableError
 from log.api import Record, TopicConfig, TopicPartition
 from log.embedded import EmbeddedLog
 
@@ -276,3 +278,34 @@ def test_a_bad_record_fails_the_run_or_goes_to_the_dead_letter_topic_when_tolera
     assert dead.value == b"not json"
     assert dict(dead.headers)["changehub.source.offset"] == b"2"
     assert log_.committed_offsets("nightly") == {TP: 4}
+
+
+def test_a_file_that_fails_on_the_writer_thread_fails_the_run_and_the_rerun_is_clean(
+    log_: EmbeddedLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parquet files of changes are written on a worker thread: its error must fail the run
+    # before any manifest or commit, and the rerun must write every file
+    log_.create_topic(TOPIC, TopicConfig())
+    log_.append(TP, [r for i in range(6) for r in change("c", i, f"n{i}", T0)])
+    root = tmp_path / "out"
+    cfg = config(root, format="parquet", max_file_records=2)
+    real = export.write_durably
+    calls: list[Path] = []
+
+    def failing(base: Path, relative: Path, data: bytes) -> None:
+        calls.append(relative)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(base, relative, data)
+
+    monkeypatch.setattr(export, "write_durably", failing)
+    with pytest.raises(RetriableError, match="No space left"):
+        run_export(cfg, log_)
+    assert not list((root / RUNS_DIR).glob("*.json"))
+    assert log_.committed_offsets("nightly") == {}
+    monkeypatch.setattr(export, "write_durably", real)
+    result = run_export(cfg, log_)
+    assert [f.records for f in result.files] == [2, 2, 2]
+    assert sorted(p.name for p in root.rglob("*.parquet")) == sorted(
+        Path(f.file).name for f in result.files)
+    assert log_.committed_offsets("nightly") == {TP: 6}
