@@ -39,6 +39,7 @@ go the per-record way.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import duckdb
@@ -121,8 +122,12 @@ class Decoder:
         # (after columns, key columns) -> the objects' frames (see _decode)
         self._frames: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[int, int]] = {}
         self._views: dict[str, str] = {}  # decoding query -> the temporary view running it
+        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -158,20 +163,25 @@ class Decoder:
             return None  # not UTF-8 (or a missing key): the per-record path names it
         if keys.null_count or values.null_count:
             return None
-        if pc.any(pc.match_substring_regex(values, _LENIENT)).as_py() or pc.any(
-                pc.match_substring_regex(keys, _LENIENT)).as_py():
-            return None
+        # The lenient-text search (~1 us a record, RE2 over every byte) runs on a worker
+        # thread beside DuckDB's decoding (both release the interpreter lock); a match throws
+        # the decoded rows away.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sql-columnar")
+        lenient = self._pool.submit(_any_lenient, keys, values)
         if self._db is None:
             self._db = duckdb.connect()
         db = self._db
         seq = pa.array(range(len(records)), pa.int64())
         db.register(_VIEW, pa.table({"_seq": seq, "k": keys, "v": values}))
         try:
-            return self._decode(db, records[0], template, shapes)
+            decoded = self._decode(db, records[0], template, shapes)
         except duckdb.Error:
-            return None  # e.g. a value that is not JSON: the per-record path says so
+            decoded = None  # e.g. a value that is not JSON: the per-record path says so
         finally:
             db.unregister(_VIEW)
+            found = lenient.result()
+        return None if found else decoded
 
     def first(self, record: LogRecord, template: str) -> First | None:
         """What the first record of a write sets for the others: its table, key and after
@@ -324,6 +334,12 @@ class Decoder:
             return None
         rows = decoded.drop_columns(["_ok"])  # in any order: _seq says which came last
         return Decoded(table, tuple(key), rows, new)
+
+
+def _any_lenient(keys: pa.Array, values: pa.Array) -> bool:
+    """Whether a key or value may hold text DuckDB parses and orjson refuses (_LENIENT)."""
+    return bool(pc.any(pc.match_substring_regex(values, _LENIENT)).as_py()
+                or pc.any(pc.match_substring_regex(keys, _LENIENT)).as_py())
 
 
 def _literal(text: str) -> str:
