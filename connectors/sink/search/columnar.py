@@ -91,7 +91,7 @@ FROM (
 
 # The one-column integer key, as changehub's sources write it (orjson): its digits are what
 # str() of the decoded integer gives (no leading zeros, no "-0"; 18 digits fit any int64).
-_INT_KEY = r'^\{"(?:[^"\\]|\\.)*":(-?[1-9][0-9]{0,17}|0)\}$'
+_INT_KEY = r'^\{"(?:[^"\\]|\\.)*":(?P<id>-?[1-9][0-9]{0,17}|0)\}$'
 
 _ABSENT = "\x01"  # stands for a missing schema/table: JSON text never holds a raw \x01
 
@@ -202,7 +202,9 @@ class LineBuilder:
         if ids is None:
             return None
         indexes, index_json = self._indexes(records, decoded, index_for)
-        documents = pc.binary_join_element_wise(indexes, ids, "\x00")
+        # (index, id) pairs must be distinct; with one index (the usual batch) the ids must
+        documents = ids if isinstance(index_json, pa.Scalar) else pc.binary_join_element_wise(
+            indexes, ids, "\x00")
         if pc.count_distinct(documents).as_py() != len(records):
             return None  # two events of one document: the per-record path keeps the last
         versions = pc.cast(pc.add(pa.array([r.offset for r in records], pa.int64()), 1),
@@ -225,8 +227,9 @@ class LineBuilder:
 
     def _ids(self, keys: pa.StringArray) -> pa.StringArray | None:
         """Each key's document id as a JSON string (:func:`.document_id`)."""
-        if pc.all(pc.match_substring_regex(keys, _INT_KEY)).as_py():
-            return pc.replace_substring_regex(keys, _INT_KEY, r'"\1"')
+        found = pc.extract_regex(keys, _INT_KEY)
+        if found.null_count == 0:
+            return pc.binary_join_element_wise('"', found.field("id"), '"', "")
         out: list[bytes] = []
         for text in keys.to_pylist():
             try:
@@ -244,21 +247,32 @@ class LineBuilder:
     @staticmethod
     def _indexes(
         records: Sequence[LogRecord], decoded: pa.Table, index_for: Callable[[str, Any], str],
-    ) -> tuple[pa.Array, pa.Array]:
-        """Each event's index name, and the same as a JSON string, from its topic and its
-        source's schema and table (named once per distinct combination)."""
-        topics = pa.array([r.topic for r in records], pa.string())
+    ) -> tuple[pa.Array, pa.Array | pa.Scalar]:
+        """Each event's index name, and the same as a JSON string (one scalar when all go to
+        one index), from its topic and its source's schema and table (named once per
+        distinct combination)."""
+        schemas = pc.fill_null(decoded["schema_json"].combine_chunks(), _ABSENT)
+        tables = pc.fill_null(decoded["table_json"].combine_chunks(), _ABSENT)
+        topics = {r.topic for r in records}
+        if len(topics) == 1 and pc.count_distinct(schemas).as_py() == 1 \
+                and pc.count_distinct(tables).as_py() == 1:
+            name = _name(index_for, topics.pop(), schemas[0].as_py(), tables[0].as_py())
+            return (pa.repeat(pa.scalar(name, pa.string()), len(records)),
+                    pa.scalar(orjson.dumps(name).decode(), pa.large_string()))
         combined = pc.binary_join_element_wise(
-            topics, pc.fill_null(decoded["schema_json"].combine_chunks(), _ABSENT),
-            pc.fill_null(decoded["table_json"].combine_chunks(), _ABSENT), "\x00",
+            pa.array([r.topic for r in records], pa.string()), schemas, tables, "\x00",
         ).dictionary_encode()
-        names: list[str] = []
-        for entry in combined.dictionary.to_pylist():
-            topic, schema, table = entry.split("\x00")
-            source = {k: orjson.loads(v) for k, v in (("schema", schema), ("table", table))
-                      if v != _ABSENT}
-            names.append(index_for(topic, source))
+        names = [_name(index_for, *entry.split("\x00"))
+                 for entry in combined.dictionary.to_pylist()]
         name_array = pa.array(names, pa.string())
         json_array = pa.array([orjson.dumps(n) for n in names], pa.binary()).cast(
             pa.large_string())
         return name_array.take(combined.indices), json_array.take(combined.indices)
+
+
+def _name(index_for: Callable[[str, Any], str], topic: str, schema: str, table: str) -> str:
+    """The index of ``topic``'s events whose source has this schema and table (JSON texts,
+    or ``_ABSENT``): what the per-record path gets from the decoded ``source``."""
+    source = {k: orjson.loads(v) for k, v in (("schema", schema), ("table", table))
+              if v != _ABSENT}
+    return index_for(topic, source)
