@@ -92,6 +92,12 @@ class SqlSink(Sink[SqlSinkConfig]):
         # DuckDB: the connection kept open across the flushes of a catch-up (module doc)
         self._held: Connection | None = None
         self._held_lock = threading.Lock()
+        # Tables whose shape is known to match the database: described, created or widened
+        # in transactions committed on the connection held since (only this sink writes the
+        # file while it holds it), so _prepare need not describe them again (two catalog
+        # queries, ~4 ms a flush on DuckDB). Emptied whenever that connection is let go or a
+        # transaction fails (rolled-back DDL).
+        self._trusted: set[TableName] = set()
         self._stopping = False
         self._idle: threading.Timer | None = None  # closes the held connection when idle
         self._columnar = Decoder()
@@ -326,6 +332,8 @@ class SqlSink(Sink[SqlSinkConfig]):
             if probe:
                 raise _ProbeFitsError  # rolls the transaction back
             store_offsets(conn, self.config.name, moved)
+        if self._held is not None:  # committed, and the connection is kept
+            self._trusted.update(n for n, t in tables.items() if t is not None)
 
     def _reject(self, moved: Offsets, keep: bool) -> None:
         """The database refused the batch: find the records it refuses, send them to the
@@ -388,6 +396,9 @@ class SqlSink(Sink[SqlSinkConfig]):
         """Create or widen the table; the Table to write, None when there is nothing to do."""
         schema, table_name = name
         shape = self._shapes.get(name)
+        if shape is not None and name in self._trusted and shape.exists and not shape.planned(
+                conn.dialect.name):
+            return table_object(schema, shape)  # as the last transaction left it
         if shape is None:
             # Only truncates were seen for this table: nothing to create, unless the table
             # exists (a history table records the truncate only once it has columns).
@@ -453,11 +464,13 @@ class SqlSink(Sink[SqlSinkConfig]):
                     conn, self._held = self._held, None
                 was_held = conn is not None
                 if conn is None:
+                    self._trusted.clear()  # another connection: others may have written
                     conn = engine.connect()
                 try:
                     with conn.begin():
                         yield conn
                 except BaseException:
+                    self._trusted.clear()  # DDL may have been rolled back
                     conn.close()
                     raise
                 hold = (was_held if keep is None else keep) and engine.dialect.name == "duckdb"
@@ -466,6 +479,7 @@ class SqlSink(Sink[SqlSinkConfig]):
                         self._held, conn = conn, None
                         self._release_when_idle()
                 if conn is not None:
+                    self._trusted.clear()
                     conn.close()
         except sa_exc.SQLAlchemyError as exc:
             raise translate(
