@@ -42,6 +42,7 @@ import gc
 import os
 import subprocess
 import sys
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -77,6 +78,7 @@ _PIPE_BYTES: Final = 1 << 20  # Linux's default ceiling for an unprivileged proc
 # requests ~15% of its time (py-spy --idle, load 6). As many slots, so that one is free.
 REQUESTS_AHEAD: Final = 3
 _SLOTS: Final = REQUESTS_AHEAD
+_READS_AHEAD: Final = 2  # chunks of COPY rows read ahead in the child (see _Table)
 _SLOT_BYTES: Final = 64 << 20
 _ERRORS: Final[dict[str, type[ConnectorError]]] = {
     "RetriableError": RetriableError,
@@ -476,11 +478,14 @@ def _connect(conninfo: str, snapshot_id: str) -> psycopg.Connection[Any]:
 class _Table:
     """One table's COPY in the child, and its encoder.
 
-    The next chunk's rows are read on a second thread while this one encodes: Postgres
+    The next chunks' rows are read on a second thread while this one encodes: Postgres
     only gets as far ahead as the socket's buffers (a few thousand rows), so read in turn
-    with encoding, every chunk waited for most of its rows to be produced. The threads take
-    turns on the GIL for their Python work, but the waits overlap. Only that thread uses
-    the connection while a read is out (the converters were built before the COPY began).
+    with encoding, every chunk waited for most of its rows to be produced. Two reads are
+    kept out (:data:`_READS_AHEAD`): with one, the reading thread waited for its next read
+    ~80% of the time (py-spy --idle) and Postgres with it, once the socket was full. The
+    threads take turns on the GIL for their Python work, but the waits overlap. Only that
+    thread uses the connection while a read is out (the converters were built before the
+    COPY began).
     """
 
     def __init__(self, conn: psycopg.Connection[Any], spec: TableSpec) -> None:
@@ -503,21 +508,23 @@ class _Table:
         self._key_index = self._schema.key_index
         self._copy = CopyOut(conn, spec.copy_query)
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="copy-reader")
-        self._next: tuple[int, Future[tuple[bytes, int]]] | None = None
+        self._ahead: deque[Future[tuple[bytes, int]]] = deque()
+        self._n = 0  # rows a chunk, the same for every chunk of the table
 
     def chunk(
         self, n: int, head: bytes, suffix: bytes
     ) -> tuple[tuple[tuple[str, ...] | None, bytes, bytes], Blob, Blob]:
         """The next ``n`` rows' events: (last key, key lengths, value lengths), the keys
         and the values back to back."""
-        ahead, self._next = self._next, None
-        if ahead is not None:
-            assert ahead[0] == n, "every chunk of a table asks for the same number of rows"
-            block, count = ahead[1].result()
-        else:
-            block, count = self._copy.read_block(n)
-        if count == n:  # not the end yet: read on while this chunk is encoded
-            self._next = (n, self._reader.submit(self._copy.read_block, n))
+        assert self._n in (0, n), "every chunk of a table asks for the same number of rows"
+        self._n = n
+        if not self._ahead:
+            self._ahead.append(self._reader.submit(self._copy.read_block, n))
+        block, count = self._ahead.popleft().result()
+        # Not the end yet: read on while this chunk is encoded. (Reads past the end, out
+        # already, give no rows.)
+        while count == n and len(self._ahead) < _READS_AHEAD:
+            self._ahead.append(self._reader.submit(self._copy.read_block, n))
         try:
             (klens, keys), (vlens, values) = self._encoder.laid_out(block, count, head, suffix)
         except _CONVERSION_FAILS:
@@ -533,8 +540,8 @@ class _Table:
 
     def close(self) -> None:
         try:
-            if self._next is not None:
-                self._next[1].exception()  # wait: the connection is free after it
+            for read in self._ahead:
+                read.exception()  # wait: the connection is free after them
         finally:
             self._reader.shutdown()
             self._copy.close()
