@@ -28,6 +28,8 @@ from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from itertools import accumulate, islice, repeat
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
@@ -125,19 +127,14 @@ class RecordBlock(NamedTuple):
 
     def records(self) -> list[LogRecord]:
         """The records, one :class:`LogRecord` each (without headers): the slow way back."""
+        n = len(self)
+        keys = _split(self.keys, struct.unpack(f"<{n}i", self.key_lengths))
+        values = _split(self.values, struct.unpack(f"<{n}i", self.value_lengths))
         topic, partition = self.tp
-        out = []
-        kpos = vpos = 0
-        klens = struct.unpack(f"<{len(self)}i", self.key_lengths)
-        vlens = struct.unpack(f"<{len(self)}i", self.value_lengths)
-        for offset, ts, kn, vn in zip(self.offsets, self.timestamps, klens, vlens, strict=True):
-            key = value = None
-            if kn >= 0:
-                key, kpos = self.keys[kpos:kpos + kn], kpos + kn
-            if vn >= 0:
-                value, vpos = self.values[vpos:vpos + vn], vpos + vn
-            out.append(LogRecord(topic, partition, offset, ts, key, value))
-        return out
+        return list(map(_make_log_record, zip(
+            repeat(topic), repeat(partition), self.offsets, self.timestamps, keys, values,
+            repeat(()),
+        )))
 
     @classmethod
     def of(cls, tp: TopicPartition, records: Sequence[LogRecord]) -> RecordBlock:
@@ -154,6 +151,26 @@ class RecordBlock(NamedTuple):
             struct.pack(f"<{n}i", *(-1 if v is None else len(v) for v in values)),
             b"".join(v for v in values if v is not None),
         )
+
+
+_make_log_record = partial(tuple.__new__, LogRecord)
+
+
+def _split(blob: bytes, lengths: tuple[int, ...]) -> list[bytes | None]:
+    """Consecutive items of ``blob`` of the given lengths (-1: None), sliced in C when none is
+    null."""
+    if -1 not in lengths:
+        ends = list(accumulate(lengths, initial=0))
+        return list(map(blob.__getitem__, map(slice, ends, islice(ends, 1, None))))
+    out: list[bytes | None] = []
+    pos = 0
+    for n in lengths:
+        if n < 0:
+            out.append(None)
+        else:
+            out.append(blob[pos:pos + n])
+            pos += n
+    return out
 
 
 @dataclass(frozen=True)
