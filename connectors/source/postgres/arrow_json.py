@@ -20,6 +20,7 @@ chunk falls back to the caller when the reader cannot cut it exactly (see :func:
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ _MAX_BLOCK: Final = 1 << 30  # larger blocks: the caller's way (the reader's blo
 _CONTROL: Final = bytes(b for b in range(0x20) if b not in (0x09, 0x0A))
 _NEEDS_ESCAPE: Final = r'[\x00-\x1f"\\]'
 _DIGITS: Final = [b"%d" % d for d in range(10)]
+_OFFSET32: Final = struct.Struct("<i")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,21 +119,18 @@ def split(block: bytes, ncols: int, nrows: int) -> list[Any] | None:
     return [column.combine_chunks() for column in table.columns]
 
 
-def value_column(
-    convert: JsonConverter, raw: Any, *, escaped: bool, plain: bool
-) -> ValueColumn | None:
+def value_column(convert: JsonConverter, raw: Any, *, escaped: bool) -> ValueColumn | None:
     """The JSON of the raw COPY text column ``raw`` (from :func:`split`) of a column whose
     values ``convert`` maps, made by kernels where its type's rule holds for every value;
     None when it does not, or the column holds a backslash (a NULL, an escape): the caller
-    then converts it value by value. ``escaped``: the chunk holds a backslash somewhere;
-    ``plain``: it holds no byte a JSON string escapes (:func:`plain_text`)."""
+    then converts it value by value. ``escaped``: the chunk holds a backslash somewhere."""
     pa, pc, _ = _arrow()
     if escaped and _any(call("match_substring", raw, options=pc.MatchSubstringOptions("\\"))):
         return None
-    return _rule(column_kind(convert), raw, plain, pa, pc)
+    return _rule(column_kind(convert), raw, pa, pc)
 
 
-def _rule(kind: str, raw: Any, plain: bool, pa: Any, pc: Any) -> ValueColumn | None:
+def _rule(kind: str, raw: Any, pa: Any, pc: Any) -> ValueColumn | None:
     """``kind``'s rule (``types.column_kind``) over the column, if it holds for every value;
     each gives exactly what the converter named in its comment gives every value."""
     if kind == "same":  # integers, json: the text is the JSON
@@ -143,9 +142,12 @@ def _rule(kind: str, raw: Any, plain: bool, pa: Any, pc: Any) -> ValueColumn | N
             text = cast(raw, pa.string())  # valid UTF-8, or the converter's decode fails
         except pa.ArrowInvalid:
             return None
-        # Nothing to escape: the JSON string is the text in quotes.
+        # Nothing to escape: the JSON string is the text in quotes. Two C passes over the
+        # column's bytes, or a regex over its values only when one of those bytes is there.
         escapes = pc.MatchSubstringOptions(_NEEDS_ESCAPE)
-        if not plain and _any(call("match_substring_regex", text, options=escapes)):
+        if not plain_text(_data(raw)) and _any(
+            call("match_substring_regex", text, options=escapes)
+        ):
             return None
         return ValueColumn(raw, b'"', b'"')
     if kind == "bool":  # _bool_json: b"true" if text == b"t" else b"false"
@@ -182,10 +184,18 @@ def _rule(kind: str, raw: Any, plain: bool, pa: Any, pc: Any) -> ValueColumn | N
     return None  # floats, arrays, ranges …: value by value
 
 
-def plain_text(block: bytes) -> bool:
-    """Whether ``block`` holds no byte that a JSON string escapes, but for the tabs and
-    newlines between values (two C passes over the block)."""
-    return b'"' not in block and len(block.translate(None, _CONTROL)) == len(block)
+def plain_text(text: bytes) -> bool:
+    """Whether ``text`` holds no byte that a JSON string escapes, but for tabs and newlines
+    (which COPY text holds only between values)."""
+    return b'"' not in text and len(text.translate(None, _CONTROL)) == len(text)
+
+
+def _data(raw: Any) -> bytes:
+    """The values of the binary array ``raw`` back to back (its data buffer's used part)."""
+    _, offsets, data = raw.buffers()
+    (start,) = _OFFSET32.unpack_from(offsets, 4 * raw.offset)
+    (end,) = _OFFSET32.unpack_from(offsets, 4 * (raw.offset + len(raw)))
+    return memoryview(data)[start:end].tobytes() if data is not None else b""
 
 
 def _lengths(raw: Any) -> tuple[int, int]:

@@ -35,7 +35,7 @@ from connectors.source.postgres.arrow_json import ValueColumn
 from connectors.source.postgres.arrow_json import cast as _cast
 from connectors.source.postgres.pgoutput import JsonColumn
 from connectors.source.postgres.schema import TableSchema
-from connectors.source.postgres.types import ColumnConverter, column_converter, column_kind
+from connectors.source.postgres.types import ColumnConverter, column_converter
 from hub.errors import SchemaError
 
 __all__ = [
@@ -111,7 +111,12 @@ def parse_copy_line(line: bytes) -> list[bytes | None]:
 Blob = bytes | memoryview
 LaidOut = tuple[tuple[bytes, Blob], tuple[bytes, Blob]]
 _NULL_LENGTH: Final = b"\xff\xff\xff\xff"  # -1
-_OFFSET: Final = struct.Struct("<q")
+_OFFSET32: Final = struct.Struct("<i")
+_OFFSET64: Final = struct.Struct("<q")
+# Events up to this many bytes in a chunk are spliced with 32-bit offsets (Arrow's binary,
+# as the CSV reader's columns come): no cast of the columns or of the lengths. Beyond it,
+# 64-bit (large_binary).
+_SMALL_SPLICE: Final = (1 << 31) - 1
 # Arrow's buffers are little-endian, as the log's columns are: elsewhere, the lists' way.
 _ARROW_LAYOUT: Final = sys.byteorder == "little"
 
@@ -153,7 +158,10 @@ def _splice(pieces: Sequence[bytes], columns: Sequence[ValueColumn]) -> tuple[by
     columns' values (a, b, …): the length column (little-endian i32) and the items back to
     back."""
     pa = _arrow()
-    binary = pa.large_binary()  # 64-bit offsets: a chunk may exceed 2 GiB of events
+    n = len(columns[0].values)
+    most = sum(c.values.nbytes for c in columns) + n * sum(map(len, pieces))
+    small = most <= _SMALL_SPLICE
+    binary = pa.binary() if small else pa.large_binary()
     args: list[Any] = []
     for piece, column in zip(pieces, columns, strict=False):
         values = column.values
@@ -163,11 +171,14 @@ def _splice(pieces: Sequence[bytes], columns: Sequence[ValueColumn]) -> tuple[by
         ]
     args += [pa.scalar(pieces[-1], binary), pa.scalar(b"", binary)]  # the last: the separator
     joined = arrow_json.call("binary_join_element_wise", *args)
-    n = len(joined)
     _, offsets, data = joined.buffers()
-    (end,) = _OFFSET.unpack_from(offsets, 8 * n)
-    lengths = _cast(arrow_json.call("binary_length", joined), pa.int32()).buffers()[1]
-    return lengths.to_pybytes()[: 4 * n], memoryview(data)[:end]
+    lengths = arrow_json.call("binary_length", joined)  # int32 for binary, int64 for large
+    if small:
+        (end,) = _OFFSET32.unpack_from(offsets, 4 * n)
+    else:
+        (end,) = _OFFSET64.unpack_from(offsets, 8 * n)
+        lengths = _cast(lengths, pa.int32())
+    return lengths.buffers()[1].to_pybytes()[: 4 * n], memoryview(data)[:end]
 
 
 def _pct(b: bytes) -> bytes:
@@ -195,7 +206,6 @@ class ChunkEncoder:
         # splice: head + '{"id":', ',"name":"', …, '}' + suffix, with the openings and
         # closings of the columns' values between (a quote where a kernel left it out).
         self._prefixes = [prefix for prefix, _, _ in schema.json_columns]
-        self._has_text = any(column_kind(c[1]) == "text" for c, _ in self._columns)
         self._key = (
             None
             if index is None
@@ -256,10 +266,9 @@ class ChunkEncoder:
             return None
         pa = _arrow()
         escaped = b"\\" in block
-        plain = self._has_text and arrow_json.plain_text(block)
         out = []
         for (column, convert), raw in zip(self._columns, raws, strict=True):
-            fast = arrow_json.value_column(column[1], raw, escaped=escaped, plain=plain)
+            fast = arrow_json.value_column(column[1], raw, escaped=escaped)
             if fast is None:
                 values: list[bytes] = raw.to_pylist()
                 if escaped and b"\\" in b"\t".join(values):

@@ -151,8 +151,8 @@ def test_arrow_kernels_make_the_bytes_of_the_converters_for_every_type(
     made_by_kernel: set[str] = set()
     value_column = arrow_json.value_column
 
-    def spy(convert: JsonConverter, raw: object, *, escaped: bool, plain: bool) -> object:
-        column = value_column(convert, raw, escaped=escaped, plain=plain)
+    def spy(convert: JsonConverter, raw: object, *, escaped: bool) -> object:
+        column = value_column(convert, raw, escaped=escaped)
         if column is not None:
             made_by_kernel.add(column_kind(convert))
         return column

@@ -7,7 +7,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from connectors.source.postgres.arrow_json import plain_text, split, value_column
+from connectors.source.postgres.arrow_json import split, value_column
 from connectors.source.postgres.types import TypeMap, column_kind, json_converter
 
 # type OID, values every one of which a kernel must take (the common text of the type)
@@ -50,13 +50,12 @@ def made(column: object) -> list[bytes]:
 @pytest.mark.parametrize(
     ("oid", "values"), COMMON, ids=[f"{o}-{i}" for i, (o, _) in enumerate(COMMON)]
 )
-@pytest.mark.parametrize("plain", [True, False], ids=["plain-chunk", "chunk-with-quotes"])
 def test_a_kernel_takes_a_common_column_and_makes_the_converters_bytes(
-    oid: int, values: list[bytes], plain: bool
+    oid: int, values: list[bytes]
 ) -> None:
     convert = json_converter(TypeMap().converter(oid))
     assert column_kind(convert) != ""
-    column = value_column(convert, pa.array(values, pa.binary()), escaped=False, plain=plain)
+    column = value_column(convert, pa.array(values, pa.binary()), escaped=False)
     assert column is not None
     assert made(column) == expected(oid, values)
 
@@ -66,7 +65,7 @@ def test_a_kernel_leaves_a_column_with_other_values_to_the_converter(
     oid: int, values: list[bytes]
 ) -> None:
     convert = json_converter(TypeMap().converter(oid))
-    column = value_column(convert, pa.array(values, pa.binary()), escaped=False, plain=False)
+    column = value_column(convert, pa.array(values, pa.binary()), escaped=False)
     assert column is None
 
 
@@ -75,10 +74,7 @@ def test_every_ascii_byte_a_json_string_escapes_is_left_to_the_converter() -> No
     for byte in range(0x80):
         value = b"a" + bytes([byte]) + b"z"
         escapes = orjson.dumps(value.decode()) != b'"' + value + b'"'
-        block = value + b"\n"
-        column = value_column(
-            convert, pa.array([value], pa.binary()), escaped=False, plain=plain_text(block)
-        )
+        column = value_column(convert, pa.array([value], pa.binary()), escaped=False)
         if byte in (0x09, 0x0A, 0x5C):  # COPY writes these escaped: never a raw value
             continue
         assert (column is None) == escapes, byte
@@ -86,7 +82,18 @@ def test_every_ascii_byte_a_json_string_escapes_is_left_to_the_converter() -> No
 
 def test_a_column_with_a_backslash_goes_value_by_value() -> None:
     column = pa.array([b"1", b"\\N"], pa.binary())
-    assert value_column(None, column, escaped=True, plain=True) is None
+    assert value_column(None, column, escaped=True) is None
+
+
+def test_a_text_column_cut_from_a_longer_array_is_checked_on_its_own_values() -> None:
+    """The escape check reads the column's bytes from its offsets: a slice of an array
+    is judged by the values in the slice only."""
+    convert = json_converter(TypeMap().converter(25))
+    whole = pa.array([b'say "hi"', b"plain", b"text", b"a\x01"], pa.binary())
+    column = value_column(convert, whole[1:3], escaped=False)
+    assert column is not None and made(column) == [b'"plain"', b'"text"']
+    assert value_column(convert, whole[0:2], escaped=False) is None
+    assert value_column(convert, whole[2:4], escaped=False) is None
 
 
 def test_split_cuts_copy_text_into_raw_columns() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from connectors.source.postgres import arrow_json
+from connectors.source.postgres import arrow_json, columnar
 from connectors.source.postgres.columnar import ChunkEncoder
 from connectors.source.postgres.encoding import READ_HEAD, read_suffix, source_tail
 from connectors.source.postgres.schema import TableSchema
@@ -159,8 +159,8 @@ def test_a_laid_out_chunk_of_common_values_is_made_by_arrow_kernels(
     made_by_kernel: list[str] = []
     value_column = arrow_json.value_column
 
-    def spy(convert: JsonConverter, raw: object, *, escaped: bool, plain: bool) -> object:
-        column = value_column(convert, raw, escaped=escaped, plain=plain)
+    def spy(convert: JsonConverter, raw: object, *, escaped: bool) -> object:
+        column = value_column(convert, raw, escaped=escaped)
         if column is not None:
             made_by_kernel.append(column_kind(convert))
         return column
@@ -181,3 +181,17 @@ def test_a_laid_out_chunk_of_common_values_is_made_by_arrow_kernels(
     assert sorted(made_by_kernel) == sorted(
         ["same", "text", "bool", "quoted", "timestamptz", "timestamp", "date", "same", "quoted"]
     )
+
+
+def test_a_chunk_too_large_for_32_bit_offsets_is_spliced_with_64_bit_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Events of more than 2 GiB in a chunk are spliced as Arrow large_binary: the same
+    bytes (the limit lowered here, so that every chunk takes that way)."""
+    monkeypatch.setattr(columnar, "_SMALL_SPLICE", 0)
+    table = schema()
+    lines = (COMMON + ODD) * 3
+    keys, values = ChunkEncoder(table).laid_out(b"".join(lines), len(lines), READ_HEAD, SUFFIX)
+    expected = row_by_row(table, lines)
+    assert cut(values) == [value for _, _, value, _ in expected]
+    assert cut(keys) == [k for _, k, _, _ in expected]
