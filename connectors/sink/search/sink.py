@@ -37,6 +37,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from connectors.api import ConnectorContext, Offsets, Sink, SinkConfig
@@ -72,6 +73,7 @@ STOP_WAIT_S = 60.0
 # Batches at least this long are tried on the columnar path (:mod:`.columnar`); a shorter
 # one (a quiet log's few records) costs less record by record than a DuckDB query.
 COLUMNAR_MIN_RECORDS = 64
+_TOPIC_PARTITION = itemgetter(*(LogRecord._fields.index(f) for f in ("topic", "partition")))
 
 
 class SearchSink(Sink[SearchSinkConfig]):
@@ -277,13 +279,21 @@ class SearchSink(Sink[SearchSinkConfig]):
         builder, indexes = self._builder, self._indexes
         if builder is None or indexes is None:
             return False
+        # Each partition's first and last offset in the batch (the log hands them over in
+        # offset order); the usual batch is of one partition: no loop over its records.
+        partitions: set[tuple[str, int]] = set(map(_TOPIC_PARTITION, records))
         firsts: dict[tuple[str, int], int] = {}
         lasts: dict[tuple[str, int], int] = {}
-        for record in records:
-            where = (record.topic, record.partition)
-            if where not in firsts:
-                firsts[where] = record.offset
-            lasts[where] = record.offset
+        if len(partitions) == 1:
+            where = partitions.pop()
+            firsts[where] = records[0].offset
+            lasts[where] = records[-1].offset
+        else:
+            for record in records:
+                where = (record.topic, record.partition)
+                if where not in firsts:
+                    firsts[where] = record.offset
+                lasts[where] = record.offset
         next_offsets = self._next
         for where, first in firsts.items():
             last = next_offsets.get(where)  # type: ignore[call-overload]
