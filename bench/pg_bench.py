@@ -644,6 +644,11 @@ def main() -> None:
     parser.add_argument(
         "--latency-clients", type=int, help="pgbench connections (default: by rate and disk)"
     )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        help="sys.setswitchinterval for this process (CPython's default: 5 ms)",
+    )
     parser.add_argument("--snapshot-rows", type=int, default=1_000_000)
     parser.add_argument("--memory-rows", type=int, default=10_000_000)
     parser.add_argument("--only", choices=["streaming", "latency", "snapshot", "memory"])
@@ -658,6 +663,8 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     work = Path(tempfile.mkdtemp(prefix="changehub-pgbench-log-"))
     results: dict[str, Any] = {
         "machine": {
