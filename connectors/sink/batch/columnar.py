@@ -138,9 +138,8 @@ class Decoder:
             **{name: decoded[name] for name in ("op", "ts_ms", "before", "after", "source",
                                                  "transaction")},
         }
-        # One chunk per column: pyarrow's file bytes depend on how a column is chunked, and the
-        # chunks (the log's reads, DuckDB's batches) must not decide them.
-        return pa.table(columns, schema=schema).combine_chunks()
+        # chunked as the log's reads and DuckDB's batches were: parquet.write combines them
+        return pa.table(columns, schema=schema)
 
     def close(self) -> None:
         if self._db is not None:

@@ -65,7 +65,10 @@ def encode(rows: Sequence[ExportRow]) -> bytes:
 
 
 def write(table: pa.Table) -> bytes:
-    """The Parquet file of ``table`` (of :data:`SCHEMA`)."""
+    """The Parquet file of ``table`` (of :data:`SCHEMA`), whatever its columns' chunks."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    # One chunk per column: pyarrow's bytes depend on how a column is chunked (where a
+    # dictionary page overflows), and the chunks (the log's reads, DuckDB's batches) must not
+    # decide a file's bytes. Done here, on the export's writer thread.
+    pq.write_table(table.combine_chunks(), sink)
     return bytes(sink.getvalue().to_pybytes())
